@@ -1,0 +1,101 @@
+"""The three run profiles, declared as data.
+
+One set of notebooks runs at three scales chosen by name and overridable parameter
+by parameter: ``smoke`` (tests, minutes), ``default`` (``make book`` on a 2-core
+laptop CPU in about 20 minutes), ``paper`` (the paper's settings, for a GPU and a
+large cohort or the real data). Every value is a plain JSON value so that papermill
+can inject it and ``params.json`` can record it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .errors import ProfileError
+
+__all__ = ["PROFILES", "PROFILE_NAMES", "get_profile", "parse_override"]
+
+_BASE: dict[str, Any] = {
+    # -- reproducibility
+    "seed": 0,
+    # -- synthetic cohort (spinelib.synth)
+    "n_subjects": 1000,
+    "split_fractions": [0.7, 0.1, 0.2],  # train, val, test
+    "mri_voxel_mm": [4.4, 4.4, 5.0],  # x, y, z
+    "dxa_pixel_mm": 2.2,
+    "scoliosis_severity": 1.0,  # multiplies the drawn coronal curve magnitudes (shifted cohorts)
+    "posture_change_mm": 1.0,  # size of the posture change between the DXA and MRI sessions
+    # -- curves (spinelib.curves)
+    "n_levels": 64,  # K
+}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        **_BASE,
+        "n_subjects": 40,
+        "mri_voxel_mm": [6.0, 6.0, 6.0],
+        "dxa_pixel_mm": 4.4,
+        "n_levels": 32,
+    },
+    "default": dict(_BASE),
+    "paper": {
+        **_BASE,
+        "n_subjects": 2000,
+        "mri_voxel_mm": [2.2, 2.2, 3.0],
+        "dxa_pixel_mm": 2.2,
+        "n_levels": 209,
+    },
+}
+PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
+
+
+def get_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A deep copy of profile ``name`` with ``overrides`` applied.
+
+    Raises
+    ------
+    ProfileError
+        For an unknown profile name or an override of a parameter no profile has.
+    """
+    if name not in PROFILES:
+        raise ProfileError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    params = copy.deepcopy(PROFILES[name])
+    params["profile"] = name
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise ProfileError(
+                f"unknown parameter {key!r} for profile {name!r}; known: {', '.join(sorted(params))}"
+            )
+        params[key] = value
+    return params
+
+
+def parse_override(name: str, text: str, *, profile: str = "default") -> Any:
+    """Turn a command-line override ``-p NAME TEXT`` into a value of the parameter's type.
+
+    The type is taken from the profile's current value: JSON for lists, ``true/false`` for
+    booleans, ``int``/``float``/``str`` otherwise.
+    """
+    import json
+
+    current = get_profile(profile).get(name)
+    if name not in get_profile(profile):
+        raise ProfileError(f"unknown parameter {name!r}")
+    try:
+        if isinstance(current, bool):
+            low = text.strip().lower()
+            if low not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(text)
+            return low in {"true", "1", "yes"}
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, (list, dict)) or current is None:
+            return json.loads(text)
+        return text
+    except ValueError:
+        raise ProfileError(
+            f"parameter {name!r} expects a value like {current!r}, got {text!r}"
+        ) from None
