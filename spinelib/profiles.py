@@ -26,8 +26,27 @@ _BASE: dict[str, Any] = {
     "dxa_pixel_mm": 2.2,
     "scoliosis_severity": 1.0,  # multiplies the drawn coronal curve magnitudes (shifted cohorts)
     "posture_change_mm": 1.0,  # size of the posture change between the DXA and MRI sessions
+    # -- alignment (spinelib.align)
+    "align_pixel_mm": 4.4,  # working grid of the planar search
+    "align_angle_range_deg": 8.0,  # stage-1 search covers +/- this
+    "align_min_score": 0.5,  # below this a pair is flagged untrustworthy
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K
+    # -- model (spinelib.models, spinelib.data)
+    "backbone": "resnet18d",
+    "image_size": [192, 96],  # crop rows, cols fed to the network
+    "crop_pixel_mm": 3.3,  # pixel size of the crop
+    "bot_blocks": 3,
+    "bot_heads": 4,
+    "bot_dim_head": 64,
+    "pretrained_path": "",  # optional local weights file; never downloaded
+    # -- training (spinelib.train)
+    "epochs": 30,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "augment": True,
+    "num_threads": 2,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -36,7 +55,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_subjects": 40,
         "mri_voxel_mm": [6.0, 6.0, 6.0],
         "dxa_pixel_mm": 4.4,
+        "align_pixel_mm": 6.6,
         "n_levels": 32,
+        "backbone": "resnet10t",
+        "image_size": [96, 48],
+        "crop_pixel_mm": 6.6,
+        "bot_blocks": 1,
+        "bot_heads": 2,
+        "bot_dim_head": 32,
+        "epochs": 2,
+        "batch_size": 8,
     },
     "default": dict(_BASE),
     "paper": {
@@ -44,7 +72,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_subjects": 2000,
         "mri_voxel_mm": [2.2, 2.2, 3.0],
         "dxa_pixel_mm": 2.2,
+        "align_pixel_mm": 2.2,
         "n_levels": 209,
+        "backbone": "resnet50",
+        "image_size": [224, 224],
+        "crop_pixel_mm": 2.2,
+        "bot_blocks": 3,
+        "bot_heads": 4,
+        "bot_dim_head": 128,
+        "epochs": 2000,
+        "batch_size": 8,
+        "lr": 1e-5,
+        "weight_decay": 1e-4,
     },
 }
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)

@@ -1,0 +1,1 @@
+"""Figures: matplotlib for print, Plotly for the interactive rotating spines."""
