@@ -49,6 +49,7 @@ class BenchWorkload:
 #: name -> "module:factory". Later capabilities append their own entries here.
 ENTRIES: dict[str, str] = {
     "synth_cohort": "spinelib.synth.bench:cohort_workload",
+    "align_pair": "spinelib.align.bench:pair_workload",
 }
 
 
