@@ -1,0 +1,136 @@
+"""The network's view: resampling keeps mm coordinates, the crop comes from the image,
+augmentation moves image and targets together."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spinelib.curves import CropWindow, SpineCurves, from_crop
+from spinelib.data import (
+    PreparedScan,
+    SpineDataset,
+    find_spine_crop,
+    prepare_scan,
+    resample_image,
+    rotate_curves,
+    sample_crop,
+)
+from spinelib.errors import InvalidArgumentError, NonFiniteError, ShapeError
+from spinelib.io import DXAImage
+
+PX = 4.0
+
+
+def _curves(k=16, top=60.0, bottom=460.0, col=200.0, half=15.0, bend=0.0):
+    lv = top + (np.arange(k) + 0.5) * (bottom - top) / k
+    cen = col + bend * np.sin(np.pi * (lv - top) / (bottom - top))
+    v = np.stack([cen - half, cen, cen + half, np.full(k, 40.0), np.full(k, 55.0), np.full(k, 70.0)])
+    return SpineCurves(v, np.array([top, bottom]))
+
+
+def _phantom(curves, shape=(140, 100), px=PX):
+    """A bone image with the spine column painted between its coronal boundaries, plus ribs."""
+    img = np.zeros(shape, np.float32)
+    rr = np.arange(shape[0]) * px
+    for r in range(shape[0]):
+        if curves.extent_mm[0] <= rr[r] <= curves.extent_mm[1]:
+            lo = np.interp(rr[r], curves.levels_mm, curves.values[0]) / px
+            hi = np.interp(rr[r], curves.levels_mm, curves.values[2]) / px
+            img[r, int(np.ceil(lo)): int(np.floor(hi)) + 1] = 1.0
+    img[30:90:6, 10:90] += 0.3  # rib-like wide bands, weaker than the spine
+    return img
+
+
+def test_resample_keeps_mm_origin():
+    img = np.zeros((50, 40), np.float32)
+    img[20, 10] = 1.0  # at (40 mm, 30 mm) with spacing (2, 3)
+    out = resample_image(img, (2.0, 3.0), 1.0)
+    assert np.unravel_index(np.argmax(out), out.shape) == (40, 30)
+    assert out.shape == (99, 118)
+
+
+def test_crop_found_from_image_alone():
+    c = _curves()
+    crop = find_spine_crop(_phantom(c), pixel_mm=PX, image_size=(128, 64))
+    centre_col = (crop.col0 + 32) * PX
+    assert abs(centre_col - 200.0) <= 2 * PX
+    top_row = crop.row0 * PX + 0.06 * 128 * PX
+    assert abs(top_row - c.extent_mm[0]) <= 2 * PX
+
+
+def test_targets_round_trip_without_augmentation():
+    c = _curves()
+    img = _phantom(c)
+    crop = find_spine_crop(img, pixel_mm=PX, image_size=(128, 64))
+    ds = SpineDataset([PreparedScan(np.stack([img, img]), crop)], [c])
+    x, y = ds[0]
+    assert x.shape == (2, 128, 64) and y.shape == (6 * 16 + 2,)
+    back = from_crop(y.numpy().astype(float), crop, 16)
+    np.testing.assert_allclose(back.values, c.values, atol=1e-3)
+
+
+@given(st.floats(-3, 3), st.floats(-4, 4), st.floats(-4, 4))
+@settings(max_examples=15, deadline=None)
+def test_augmented_targets_follow_the_image(angle, dr, dc):
+    """After any jitter, the painted column in the crop lies where the targets say."""
+    c = _curves(bend=20.0)
+    img = _phantom(c)
+    crop = find_spine_crop(img, pixel_mm=PX, image_size=(128, 64))
+    out = sample_crop(img[None], crop, angle_deg=angle, shift_px=(dr, dc))[0]
+    moved = CropWindow(crop.row0 + dr, crop.col0 + dc, crop.rows, crop.cols, PX)
+    centre = (PX * (moved.row0 + 63.5), PX * (moved.col0 + 31.5))
+    rc = rotate_curves(c, -angle, centre)
+    # check the painted centre column at the middle levels
+    for k in range(4, 12):
+        row = rc.levels_mm[k] / PX - moved.row0
+        col = rc.values[1, k] / PX - moved.col0
+        r = int(round(row))
+        on = np.nonzero(out[r] > 0.5)[0]
+        assert on.size, (k, r)
+        assert abs(on.mean() - col) <= 1.0
+    assert abs(rc.extent_mm[1] - rc.extent_mm[0] - 400.0) < 2.0
+
+
+def test_dataset_augmentation_reproducible_and_epoch_dependent():
+    c = _curves()
+    img = _phantom(c)
+    crop = find_spine_crop(img, pixel_mm=PX, image_size=(128, 64))
+    ds = SpineDataset([PreparedScan(np.stack([img, img]), crop)], [c], augment=True, seed=5)
+    a, ya = ds[0]
+    b, yb = ds[0]
+    assert np.array_equal(a.numpy(), b.numpy()) and np.array_equal(ya.numpy(), yb.numpy())
+    ds.set_epoch(1)
+    c2, yc = ds[0]
+    assert not np.array_equal(ya.numpy(), yc.numpy())
+
+
+def test_prepare_scan_channels_and_lateral():
+    c = _curves()
+    bone = _phantom(c, px=2.0 * 2)
+    dxa = DXAImage(bone, bone * 10, np.array([4.0, 4.0]), bone[:, :30], bone[:, :30] * 10, np.array([4.0, 4.0]))
+    ps = prepare_scan(dxa, pixel_mm=PX, image_size=(128, 64), lateral=True)
+    assert ps.stack.shape[0] == 4
+    ap_only = DXAImage(bone, bone, np.array([4.0, 4.0]))
+    with pytest.raises(InvalidArgumentError, match="lateral"):
+        prepare_scan(ap_only, pixel_mm=PX, image_size=(128, 64), lateral=True)
+
+
+@pytest.mark.parametrize(
+    "call, err",
+    [
+        (lambda: resample_image(np.zeros((3, 3, 3)), (1, 1), 1.0), ShapeError),
+        (lambda: resample_image(np.zeros((3, 3)), (1, 1), 0.0), InvalidArgumentError),
+        (lambda: resample_image(np.zeros((3, 3)), (0, 1), 1.0), InvalidArgumentError),
+        (lambda: find_spine_crop(np.zeros((50, 50)), pixel_mm=4.0, image_size=(32, 16)), InvalidArgumentError),
+        (lambda: find_spine_crop(np.full((50, 50), np.nan), pixel_mm=4.0, image_size=(32, 16)), NonFiniteError),
+        (lambda: find_spine_crop(np.ones((50, 50)), pixel_mm=4.0, image_size=(4, 16)), InvalidArgumentError),
+        (lambda: sample_crop(np.zeros((3, 3)), CropWindow(0, 0, 8, 8, 1.0)), ShapeError),
+        (lambda: SpineDataset([PreparedScan(np.zeros((2, 8, 8)), CropWindow(0, 0, 8, 8, 1.0))], []), InvalidArgumentError),
+    ],
+)
+def test_bad_inputs(call, err):
+    with pytest.raises(err):
+        call()

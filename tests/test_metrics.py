@@ -1,0 +1,356 @@
+"""spinelib.metrics: known answers, identities, symmetry, bad inputs, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spinelib.curves import SpineCurves
+from spinelib.errors import (
+    EmptySegmentationError,
+    InvalidArgumentError,
+    NonFiniteError,
+    ShapeError,
+)
+from spinelib.metrics import (
+    centreline_deviation_mm,
+    clinical_measures,
+    cobb_angle,
+    curve_errors,
+    dice_3d,
+    hausdorff95_mm,
+    iou_3d,
+    kyphosis_deg,
+    lordosis_deg,
+    mean_surface_distance_mm,
+    tangent_angles_deg,
+)
+from spinelib.spine import CURVE_NAMES
+
+
+def _curves_from_centres(cc, dc, top=0.0, bottom=450.0, a=15.0, b=10.0):
+    cc, dc = np.asarray(cc, float), np.asarray(dc, float)
+    v = np.stack([cc - a, cc, cc + a, dc - b, dc, dc + b])
+    return SpineCurves(v, np.array([top, bottom]))
+
+
+def _sphere(shape, centre, radius):
+    g = np.indices(shape).astype(float)
+    return ((g - np.reshape(centre, (3, 1, 1, 1))) ** 2).sum(axis=0) <= radius**2
+
+
+# --------------------------------------------------------------------------- 2D
+
+
+def test_curve_errors_known_answer():
+    rng = np.random.default_rng(0)
+    true = rng.normal(100, 10, (6, 20))
+    true[0], true[2] = true[1] - 15, true[1] + 15
+    pred = true.copy()
+    pred[1] += 2.0  # coronal centre off by 2 mm everywhere
+    pred[4, :10] += 3.0  # sagittal centre off by 3 mm on half the levels
+    e = curve_errors(pred, true, pixel_mm=2.0)
+    assert e["coronal_centre"] == pytest.approx({"mae_mm": 2.0, "mae_px": 1.0, "rmse_mm": 2.0, "max_mm": 2.0})
+    assert e["sagittal_centre"]["mae_mm"] == pytest.approx(1.5)
+    assert e["sagittal_centre"]["rmse_mm"] == pytest.approx(np.sqrt(4.5))
+    assert e["sagittal_centre"]["max_mm"] == pytest.approx(3.0)
+    assert e["coronal_left"]["mae_mm"] == 0.0
+    assert e["mean"]["mae_mm"] == pytest.approx((2.0 + 1.5) / 6)
+    assert set(CURVE_NAMES) <= set(e)
+
+
+def test_curve_errors_accepts_spinecurves_and_is_zero_on_identity():
+    c = _curves_from_centres(np.linspace(0, 10, 12), np.full(12, 40.0))
+    e = curve_errors(c, c, pixel_mm=1.0)
+    assert all(e[n]["max_mm"] == 0.0 for n in CURVE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "pred, true, error",
+    [
+        (np.zeros((6, 5)), np.zeros((6, 6)), ShapeError),
+        (np.zeros((5, 5)), np.zeros((5, 5)), ShapeError),
+        (np.zeros((6, 2)), np.zeros((6, 2)), InvalidArgumentError),
+        (np.full((6, 5), np.nan), np.zeros((6, 5)), NonFiniteError),
+    ],
+)
+def test_curve_errors_bad_inputs(pred, true, error):
+    with pytest.raises(error):
+        curve_errors(pred, true, pixel_mm=1.0)
+
+
+def test_curve_errors_bad_pixel():
+    with pytest.raises(InvalidArgumentError):
+        curve_errors(np.zeros((6, 5)), np.zeros((6, 5)), pixel_mm=0.0)
+
+
+# --------------------------------------------------------------------------- centreline
+
+
+def test_centreline_deviation_known_answer():
+    k = 16
+    a = _curves_from_centres(np.zeros(k), np.full(k, 30.0))
+    b = _curves_from_centres(np.full(k, 3.0), np.full(k, 34.0))
+    assert centreline_deviation_mm(a, a) == 0.0
+    assert centreline_deviation_mm(a, b) == pytest.approx(5.0)
+    # extent errors count: the same curves 12 mm lower
+    c = SpineCurves(a.values, a.extent_mm + 12.0)
+    assert centreline_deviation_mm(a, c) == pytest.approx(12.0)
+
+
+@given(st.integers(3, 30), st.integers(0, 10_000))
+@settings(max_examples=40, deadline=None)
+def test_centreline_deviation_symmetric(k, seed):
+    rng = np.random.default_rng(seed)
+    p, q = rng.normal(0, 20, (k, 3)), rng.normal(0, 20, (k, 3))
+    assert centreline_deviation_mm(p, q) == pytest.approx(centreline_deviation_mm(q, p))
+    assert centreline_deviation_mm(p, p) == 0.0
+
+
+def test_centreline_deviation_bad_inputs():
+    with pytest.raises(ShapeError):
+        centreline_deviation_mm(np.zeros((5, 3)), np.zeros((6, 3)))
+    with pytest.raises(InvalidArgumentError):
+        centreline_deviation_mm(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(NonFiniteError):
+        centreline_deviation_mm(np.full((5, 3), np.nan), np.zeros((5, 3)))
+
+
+# --------------------------------------------------------------------------- overlap
+
+
+def test_iou_concentric_spheres():
+    r1, r2 = 12.0, 20.0
+    a = _sphere((50, 50, 50), (24.5, 24.5, 24.5), r1)
+    b = _sphere((50, 50, 50), (24.5, 24.5, 24.5), r2)
+    assert iou_3d(a, b) == pytest.approx((r1 / r2) ** 3, rel=0.03)
+    assert dice_3d(a, b) == pytest.approx(2 * (r1 / r2) ** 3 / (1 + (r1 / r2) ** 3), rel=0.03)
+
+
+def test_iou_shifted_boxes_exact():
+    a = np.zeros((20, 20, 20), bool)
+    a[2:10, 2:10, 2:10] = True
+    b = np.roll(a, 4, axis=0)  # half overlap: |A&B| = 256, |A|B| = 768
+    assert iou_3d(a, b) == pytest.approx(1 / 3)
+    assert dice_3d(a, b) == pytest.approx(0.5)
+    assert iou_3d(a, a) == 1.0 and dice_3d(a, a) == 1.0
+    assert iou_3d(a, np.zeros_like(a)) == 0.0
+
+
+masks = st.integers(0, 2**31 - 1).map(lambda s: np.random.default_rng(s).random((8, 9, 10)) < 0.3)
+
+
+@given(masks, masks)
+@settings(max_examples=40, deadline=None)
+def test_overlap_symmetry_and_dice_identity(a, b):
+    i = iou_3d(a, b)
+    assert i == pytest.approx(iou_3d(b, a))
+    assert dice_3d(a, b) == pytest.approx(2 * i / (1 + i))
+    assert 0.0 <= i <= 1.0
+
+
+def test_overlap_bad_inputs():
+    a = np.zeros((4, 4, 4), bool)
+    with pytest.raises(EmptySegmentationError):
+        iou_3d(a, a)
+    with pytest.raises(EmptySegmentationError):
+        dice_3d(a, a)
+    with pytest.raises(ShapeError):
+        iou_3d(a, np.zeros((4, 4, 5), bool))
+    with pytest.raises(ShapeError):
+        iou_3d(np.ones((4, 4), bool), np.ones((4, 4), bool))
+    with pytest.raises(InvalidArgumentError):
+        iou_3d(np.full((4, 4, 4), 0.5), a)
+
+
+# --------------------------------------------------------------------------- surface distances
+
+
+def test_surface_distances_concentric_spheres():
+    a = _sphere((60, 60, 60), (29.5, 29.5, 29.5), 12.0)
+    b = _sphere((60, 60, 60), (29.5, 29.5, 29.5), 20.0)
+    # spacing 1.5 mm: the radii differ by 8 voxels = 12 mm (within a voxel of discretisation)
+    hd = hausdorff95_mm(a, b, spacing_mm=1.5)
+    msd = mean_surface_distance_mm(a, b, spacing_mm=1.5)
+    assert hd == pytest.approx(12.0, abs=1.5)
+    assert msd == pytest.approx(12.0, abs=1.5)
+
+
+def test_surface_distances_anisotropic_shift():
+    """A slab shifted along the axis with 3 mm spacing: the big faces are 2 voxels = 6 mm
+    apart, the thin side faces overlap (distance 0), so HD95 is 6 mm."""
+    a = np.zeros((6, 60, 60), bool)
+    a[1:3, 5:55, 5:55] = True
+    b = np.roll(a, 2, axis=0)
+    assert hausdorff95_mm(a, b, spacing_mm=(3.0, 1.0, 1.0)) == pytest.approx(6.0)
+    assert hausdorff95_mm(a, b, spacing_mm=(1.0, 1.0, 1.0)) == pytest.approx(2.0)
+
+
+def test_surface_distance_identity():
+    a = _sphere((30, 30, 30), (14, 15, 16), 9.0)
+    assert hausdorff95_mm(a, a, spacing_mm=1.0) == 0.0
+    assert mean_surface_distance_mm(a, a, spacing_mm=2.0) == 0.0
+
+
+@given(masks, masks, st.floats(0.5, 3.0))
+@settings(max_examples=30, deadline=None)
+def test_surface_distance_symmetry(a, b, s):
+    if not a.any() or not b.any():
+        return
+    sp = (s, 1.0, 2.0)
+    assert hausdorff95_mm(a, b, spacing_mm=sp) == pytest.approx(hausdorff95_mm(b, a, spacing_mm=sp))
+    assert mean_surface_distance_mm(a, b, spacing_mm=sp) == pytest.approx(mean_surface_distance_mm(b, a, spacing_mm=sp))
+
+
+def test_surface_distance_bad_inputs():
+    a = _sphere((10, 10, 10), (5, 5, 5), 3)
+    with pytest.raises(EmptySegmentationError):
+        hausdorff95_mm(a, np.zeros_like(a), spacing_mm=1.0)
+    with pytest.raises(InvalidArgumentError):
+        mean_surface_distance_mm(a, a, spacing_mm=(1.0, -1.0, 1.0))
+    with pytest.raises(ShapeError):
+        hausdorff95_mm(a, a[:-1], spacing_mm=1.0)
+
+
+def test_metrics_fast_on_100_cubed():
+    a = _sphere((100, 100, 100), (50, 50, 50), 30)
+    b = _sphere((100, 100, 100), (53, 48, 50), 28)
+    t0 = time.perf_counter()
+    iou_3d(a, b), dice_3d(a, b)
+    hausdorff95_mm(a, b, spacing_mm=1.0)
+    mean_surface_distance_mm(a, b, spacing_mm=1.0)
+    assert time.perf_counter() - t0 < 1.5
+
+
+# --------------------------------------------------------------------------- clinical angles
+
+
+def _arc(span_deg, k=64, length=400.0, radius=None):
+    """A circular arc whose tangent turns by ``span_deg`` over ``length`` mm of height."""
+    half = np.radians(span_deg) / 2
+    radius = radius or (length / 2) / np.sin(half)
+    r = np.linspace(-length / 2, length / 2, k)
+    x = radius - np.sqrt(radius**2 - r**2)
+    return x, r + length / 2
+
+
+@pytest.mark.parametrize("span", [10.0, 30.0, 60.0])
+@pytest.mark.parametrize("k", [32, 64, 209])
+def test_cobb_circular_arc(span, k):
+    x, r = _arc(span, k=k)
+    res = cobb_angle(x, r)
+    # a quadratic tangent fit at the arc's ends: within 0.5 degree or 1.5 %
+    assert res.angle_deg == pytest.approx(span, abs=max(0.5, 0.015 * span))
+    assert (res.upper_index, res.lower_index) == (0, k - 1)
+    assert abs(res.apex_index - (k - 1) / 2) <= 1
+
+
+def test_cobb_straight_and_tilted_straight_is_zero():
+    r = np.linspace(0, 450, 64)
+    assert cobb_angle(np.zeros(64), r).angle_deg == 0.0
+    assert cobb_angle(0.2 * r + 7.0, r).angle_deg == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cobb_s_curve_gives_larger_arc():
+    # tangent angle rises by 40 degrees over the upper part then falls by 25
+    k = 120
+    r = np.linspace(0, 450, k)
+    theta = np.where(r < 270, -20 + 40 * r / 270, 20 - 25 * (r - 270) / 180)
+    x = np.concatenate([[0.0], np.cumsum(np.tan(np.radians(theta[:-1])) * np.diff(r))])
+    res = cobb_angle(x, r)
+    assert res.angle_deg == pytest.approx(40.0, abs=2.0)
+    assert res.upper_index == 0 and abs(r[res.lower_index] - 270) < 20
+    # the lower curve is the second extrema pair
+    assert 0 < res.apex_index < res.lower_index
+
+
+@given(st.floats(-60, 60), st.floats(-0.5, 0.5), st.floats(-100, 100))
+@settings(max_examples=30, deadline=None)
+def test_cobb_invariant_to_mirror_and_shear(span, slope, offset):
+    x, r = _arc(abs(span) + 1.0, k=48)
+    a = cobb_angle(x, r).angle_deg
+    assert cobb_angle(-x, r).angle_deg == pytest.approx(a, abs=1e-6)
+    # adding a straight-line tilt shifts every tangent angle by nearly the same amount
+    assert cobb_angle(x + slope * r + offset, r).angle_deg == pytest.approx(a, abs=0.35 * abs(slope) * a + 0.5)
+
+
+def test_tangent_angles_of_a_line():
+    r = np.linspace(0, 300, 30)
+    np.testing.assert_allclose(tangent_angles_deg(np.tan(np.radians(10)) * r, r), 10.0, atol=1e-9)
+
+
+def _sagittal(kyph, lord, k=96, length=450.0, frac=0.66):
+    """Depth curve whose tangent angle rises by ``kyph`` over the thoracic part and falls by
+    ``lord`` over the lumbar part, smoothly (zero tangent-angle slope at the boundary):
+    kyphosis posteriorly convex, lordosis anteriorly convex."""
+    r = (np.arange(k) + 0.5) * length / k
+    b = frac * length
+    top = kyph / 2
+    phi = np.where(r < b, top - kyph * ((r - b) / b) ** 2, top - lord * ((r - b) / (length - b)) ** 2)
+    fine = np.linspace(0, length, 20001)
+    pf = np.interp(fine, r, phi)  # integrate depth finely
+    d = np.concatenate([[0.0], np.cumsum(np.tan(np.radians(pf[:-1])) * np.diff(fine))])
+    return 40.0 + np.interp(r, fine, d)
+
+
+def test_kyphosis_lordosis_known_answers_and_signs():
+    k = 96
+    d = _sagittal(40.0, 30.0, k=k)
+    c = _curves_from_centres(np.zeros(k), d - d.min() + 20.0, top=0.0, bottom=450.0)
+    # the tangent is a quadratic fit over 80 mm: where the tangent angle itself bends as
+    # sharply as here (30 degrees over 150 mm, quadratically) it is biased by ~2 degrees
+    assert kyphosis_deg(c) == pytest.approx(40.0, abs=1.5)
+    assert lordosis_deg(c) == pytest.approx(30.0, abs=3.0)
+    flipped = _curves_from_centres(np.zeros(k), d.max() - d + 20.0, top=0.0, bottom=450.0)
+    assert kyphosis_deg(flipped) == pytest.approx(-kyphosis_deg(c), abs=1e-6)
+    assert lordosis_deg(flipped) == pytest.approx(-lordosis_deg(c), abs=1e-6)
+    m = clinical_measures(c)
+    assert set(m) >= {"cobb_deg", "apex_level_index", "kyphosis_deg", "lordosis_deg"}
+    assert m["cobb_deg"] == 0.0
+
+
+def test_sagittal_single_arc_exact():
+    """One circular arc turning by 60 degrees, posteriorly convex all along: kyphosis is the
+    turn of the tangent over the thoracic 66 %, lordosis the negative turn over the rest
+    (a kyphotic lumbar spine), to within a degree; the ends are extrapolated."""
+    k = 100
+    x, r = _arc(60.0, k=k, length=450.0)  # x(r) = R - sqrt(R^2 - (r - 225)^2), R = 450
+    c = _curves_from_centres(np.zeros(k), 40.0 + x, top=r[0] - 2.25, bottom=r[-1] + 2.25)
+    top, bottom = c.extent_mm
+    b = top + 0.66 * (bottom - top)
+
+    def phi(at):
+        return np.degrees(np.arcsin((at - 225.0) / 450.0))
+
+    assert kyphosis_deg(c) == pytest.approx(phi(b) - phi(top), abs=1.0)
+    assert lordosis_deg(c) == pytest.approx(phi(b) - phi(bottom), abs=1.0)
+    assert lordosis_deg(c) < 0 < kyphosis_deg(c)
+
+
+def test_clinical_measures_coronal_arc():
+    x, r = _arc(30.0, k=64, length=450.0)
+    c = _curves_from_centres(x + 100.0, np.full(64, 40.0), top=0.0, bottom=450.0 * 64 / 63)
+    m = clinical_measures(c)
+    assert m["cobb_deg"] == pytest.approx(30.0, abs=1.5)  # the end levels are left out
+    assert abs(m["apex_level_index"] - 31.5) <= 2
+
+
+def test_clinical_bad_inputs():
+    r = np.linspace(0, 100, 10)
+    with pytest.raises(NonFiniteError):
+        cobb_angle(np.r_[np.zeros(9), np.nan], r)
+    with pytest.raises(InvalidArgumentError):
+        cobb_angle(np.zeros(2), r[:2])
+    with pytest.raises(ShapeError):
+        cobb_angle(np.zeros(10), r[:9])
+    with pytest.raises(InvalidArgumentError):
+        cobb_angle(np.zeros(10), r[::-1])
+    c = _curves_from_centres(np.zeros(10), np.full(10, 30.0))
+    with pytest.raises(InvalidArgumentError):
+        kyphosis_deg(c, thoracic_fraction=1.2)
+    with pytest.raises(InvalidArgumentError):
+        clinical_measures(c.values)
