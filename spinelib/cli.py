@@ -81,6 +81,78 @@ def _bench(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- predict
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dxa", help="DXA file: dxa.npz, a UK Biobank preprocessing pickle (with --allow-pickle), or a PNG/TIFF")
+    p.add_argument("--checkpoint", required=True, help="trained model (best.pt of a run)")
+    p.add_argument("--out", required=True, help="output folder for curves.csv, spine3d.nii.gz, spine3d.html, measures.json")
+    p.add_argument("--pixel-spacing", type=float, nargs="+", default=None, metavar="MM",
+                   help="pixel spacing in mm (one value or row col); required for images")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow reading a pickle (runs code from the file: only for files you trust)")
+
+
+@command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA")(_predict_args)
+def _predict(ns: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    paths = predict_file(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
+                         pixel_spacing_mm=ns.pixel_spacing)
+    for name, path in paths.items():
+        print(f"{name:>9}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+def _run_args(p: argparse.ArgumentParser) -> None:
+    from .pipeline import SECTION_NAMES
+
+    p.add_argument("--profile", default=None,
+                   help="smoke | default | paper (default: the run folder's, else default)")
+    p.add_argument("--data", default=None,
+                   help="manifest.csv of the cohort (default: the run folder's previous one)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: results/<profile>)")
+    p.add_argument("--sections", default=None,
+                   help="comma-separated sections to run, in order: " + ",".join(SECTION_NAMES)
+                   + " (later sections re-run when these do; default: all)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override one profile parameter (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="execute the selected sections even when up to date")
+
+
+@command("run", "run the paper's notebooks (papermill) into a run folder")(_run_args)
+def _run(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline import _previous_params, run_pipeline
+    from .profiles import parse_override
+
+    out = Path(ns.out) if ns.out else Path("results") / (ns.profile or "default")
+    profile = ns.profile or (_previous_params(out) or {}).get("profile") or "default"
+    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    result = run_pipeline(out, profile=ns.profile, data=ns.data, overrides=overrides,
+                          sections=ns.sections, force=ns.force)
+    print(result.run_dir)
+    return 0
+
+
+# --------------------------------------------------------------------------- book
+def _book_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", default="results/default", help="run folder written by `spinelib run`")
+    p.add_argument("--strict", action="store_true", help="treat Sphinx warnings as errors")
+
+
+@command("book", "build the Jupyter Book (offline HTML) of a run")(_book_args)
+def _book(ns: argparse.Namespace) -> int:
+    from .book import build_book
+
+    index = build_book(ns.run, strict=ns.strict)
+    print(index)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spinelib",

@@ -1,0 +1,151 @@
+"""The built book in headless Chromium: every chapter renders, nothing leaves the machine,
+the Plotly 3D spine is drawn with WebGL; screenshots go to the run folder.
+
+Needs Debian's ``chromium`` (``make browser``, part of ``make test``), driven by the
+``playwright`` package with ``executable_path``; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+
+def _fixtures():
+    name = "spinelib_tests_pipeline_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+fx = _fixtures()
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+LOCAL_SCHEMES = {"file", "data", "blob", "about"}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run `make browser`"),
+]
+
+
+def _is_local(url: str) -> bool:
+    u = urlparse(url)
+    return u.scheme in LOCAL_SCHEMES or (u.scheme in {"http", "https", "ws", "wss"}
+                                         and u.hostname in LOCAL_HOSTS)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    run, index = fx.fixture_book(tmp_path_factory.mktemp("fixture_book"))
+    return run, index.parent
+
+
+@pytest.fixture(scope="module")
+def browser_page(book):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    outside: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+        def guard(route):
+            if _is_local(route.request.url):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.on("request", lambda req: None if _is_local(req.url) else outside.append(req.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page, outside, errors
+        context.close()
+        browser.close()
+
+
+def _pages(html: Path) -> list[Path]:
+    pages = [html / f"{p}.html" for p in
+             ("intro", "summary", "synthetic_cohort", "provenance", "bibliography")]
+    return pages + sorted((html / "notebooks").glob("*.html"))
+
+
+def test_every_chapter_renders_offline(book, browser_page):
+    run, html = book
+    page, outside, errors = browser_page
+    pages = _pages(html)
+    assert len(pages) == 5 + len(fx.FIXTURE_SECTIONS)
+    for path in pages:
+        page.goto(path.as_uri(), wait_until="load")
+        title = page.locator("article h1").first
+        assert title.is_visible(), path.name
+        assert title.inner_text().strip(), path.name
+        # the theme's own scripts ran (the sidebar navigation is built)
+        assert page.locator("nav.bd-links a").count() >= 5, path.name
+    assert outside == [], f"requests left the machine: {outside}"
+    assert errors == [], f"JavaScript errors: {errors}"
+    shots = run / "screenshots"
+    shots.mkdir(exist_ok=True)
+    page.goto((html / "summary.html").as_uri(), wait_until="load")
+    assert "83.2" in page.locator("article").inner_text()
+    page.screenshot(path=str(shots / "summary.png"), full_page=True)
+    assert (shots / "summary.png").stat().st_size > 10_000
+
+
+def _nonblank(png: bytes) -> float:
+    from PIL import Image, ImageStat
+
+    img = Image.open(io.BytesIO(png)).convert("L")
+    return max(ImageStat.Stat(img).stddev)
+
+
+def test_plotly_spine_drawn_with_webgl_and_rotates(book, browser_page):
+    run, html = book
+    page, outside, errors = browser_page
+    page.goto((html / "notebooks" / "c_spine3d.html").as_uri(), wait_until="load")
+    assert page.evaluate("typeof window.Plotly") == "object"
+    plot = page.locator("#fixture-spine-3d")
+    plot.wait_for(state="attached", timeout=30_000)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('fixture-spine-3d');"
+        " return d && d._fullLayout && d.querySelector('canvas'); }", timeout=30_000)
+    webgl = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#fixture-spine-3d canvas')).some(c => {"
+        " try { return !!(c.getContext('webgl2') || c.getContext('webgl')); }"
+        " catch (e) { return false; } })")
+    assert webgl, "no WebGL canvas in the Plotly 3D figure"
+    plot.scroll_into_view_if_needed()
+    shots = run / "screenshots"
+    shots.mkdir(exist_ok=True)
+    frames = []
+    for i, angle in enumerate((0, 60, 120, 180, 240, 300)):
+        page.evaluate(
+            "(a) => Plotly.relayout('fixture-spine-3d', {'scene.camera.eye':"
+            " {x: 2.2 * Math.cos(a), y: 2.2 * Math.sin(a), z: 0.6}})",
+            angle * 3.14159265 / 180)
+        page.wait_for_timeout(300)
+        png = plot.screenshot(path=str(shots / f"spine_rotation_{i:02d}.png"))
+        frames.append(png)
+    # the spine is drawn (not a blank canvas) and the views differ as it rotates
+    assert min(_nonblank(f) for f in frames) > 5.0
+    assert len(set(frames)) >= 3
+    assert outside == [], f"requests left the machine: {outside}"
+    assert errors == [], f"JavaScript errors: {errors}"
