@@ -29,7 +29,8 @@ _BASE: dict[str, Any] = {
     # -- alignment (spinelib.align)
     "align_pixel_mm": 4.4,  # working grid of the planar search
     "align_angle_range_deg": 8.0,  # stage-1 search covers +/- this
-    "align_min_score": 0.5,  # below this a pair is flagged untrustworthy
+    "align_min_score": 0.8,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
+    "align_min_stage1_score": 0.97,  # stage-1 (body thickness) NCC below this: flagged too
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K
     # -- model (spinelib.models, spinelib.data)

@@ -37,6 +37,7 @@ KW = dict(
     pixel_mm=PARAMS["align_pixel_mm"],
     angle_range_deg=PARAMS["align_angle_range_deg"],
     min_score=PARAMS["align_min_score"],
+    min_stage1_score=PARAMS["align_min_stage1_score"],
 )
 ANATOMY = Anatomy(scoliosis_mm=15.0)
 
@@ -186,6 +187,8 @@ def test_low_score_threshold_flags(mri):
     dxa = make_dxa(ANATOMY, PlanarTransform(1.0, 5.0, 5.0))
     res = align_pair(dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=8.0, min_score=0.999)
     assert not res.trusted and "below align_min_score" in res.reason
+    res = align_pair(dxa, fat, water, seg, affine, **{**KW, "min_stage1_score": 1.0})
+    assert not res.trusted and "below align_min_stage1_score" in res.reason
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +249,8 @@ def test_bad_options_raise(mri, good_dxa):
         align_pair(good_dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=-1, min_score=0.5)
     with pytest.raises(InvalidArgumentError, match="min_score"):
         align_pair(good_dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=8, min_score=2.0)
+    with pytest.raises(InvalidArgumentError, match="min_stage1_score"):
+        align_pair(good_dxa, fat, water, seg, affine, **{**KW, "min_stage1_score": float("nan")})
     flipped = affine.copy()
     flipped[0, 0] = -flipped[0, 0]
     with pytest.raises(InvalidArgumentError, match="canonical"):
@@ -317,3 +322,35 @@ def test_bench_entry_registered():
     from spinelib.bench import ENTRIES
 
     assert ENTRIES["align_pair"] == "spinelib.align.bench:pair_workload"
+
+
+# --------------------------------------------------------------------------- synthetic subjects
+@pytest.fixture(scope="module")
+def synth_pair():
+    from spinelib.synth.subject import make_subject
+
+    params = get_profile("smoke")
+    return params, make_subject(0, params), make_subject(1, params)
+
+
+def test_synthetic_subject_aligned_and_swapped_pair_untrusted(synth_pair):
+    from spinelib.align.cohort import _errors
+
+    params, a, b = synth_pair
+    kw = {k[len("align_"):]: params[k] for k in
+          ("align_pixel_mm", "align_angle_range_deg", "align_min_score", "align_min_stage1_score")}
+    res = align_pair(a, a.fat, a.water, a.seg, a.affine, **kw)
+    assert res.trusted, res.reason
+    err = _errors(res, a.truth)
+    assert err["error_mm_mean"] < 3.0
+    assert err["spine_error_mm_mean"] < 1.5 and err["spine_error_mm_mean"] < err["stage1_spine_error_mm_mean"]
+    for dxa, mri in ((a, b), (b, a)):
+        res = align_pair(dxa, mri.fat, mri.water, mri.seg, mri.affine, **kw)
+        assert not res.trusted and "score" in res.reason
+
+
+def test_bench_workload_runs(tmp_path):
+    from spinelib.align.bench import pair_workload
+
+    wl = pair_workload(tmp_path, "smoke", n_pairs=2)
+    assert wl.run() == 2 and wl.unit == "pairs"

@@ -31,6 +31,7 @@ def pair_workload(workdir: Path, profile: str, *, n_pairs: int = N_PAIRS):
         pixel_mm=params["align_pixel_mm"],
         angle_range_deg=params["align_angle_range_deg"],
         min_score=params["align_min_score"],
+        min_stage1_score=params["align_min_stage1_score"],
     )
 
     def run() -> int:

@@ -664,7 +664,7 @@ def _default(name: str) -> Any:
 def align_pair(
     dxa: Any, fat: np.ndarray, water: np.ndarray, seg: np.ndarray, affine: np.ndarray, *,
     pixel_mm: float | None = None, angle_range_deg: float | None = None,
-    min_score: float | None = None,
+    min_score: float | None = None, min_stage1_score: float | None = None,
 ) -> AlignmentResult:
     """Align one DXA to its MRI: image level, then spine level.
 
@@ -678,6 +678,11 @@ def align_pair(
     pixel_mm : working grid (profile ``align_pixel_mm``; ``default`` profile if None).
     angle_range_deg : stage 1 searches +/- this (``align_angle_range_deg``).
     min_score : a stage-2 NCC below this is not trusted (``align_min_score``).
+    min_stage1_score : a stage-1 NCC below this is not trusted
+        (``align_min_stage1_score``). The two scores fail in different ways: two
+        people with alike spines still differ in body shape (stage 1), two alike
+        bodies in their spines (stage 2); a pair of two different subjects is caught
+        by one or the other.
 
     Returns
     -------
@@ -696,10 +701,12 @@ def align_pair(
     s = _check_pixel_mm(_default("align_pixel_mm") if pixel_mm is None else pixel_mm)
     rng = float(_default("align_angle_range_deg") if angle_range_deg is None else angle_range_deg)
     ms = float(_default("align_min_score") if min_score is None else min_score)
+    ms1 = float(_default("align_min_stage1_score") if min_stage1_score is None else min_stage1_score)
     if not np.isfinite(rng) or not 0 <= rng <= 45:
         raise InvalidArgumentError(f"angle_range_deg must be in [0, 45], got {angle_range_deg!r}")
-    if not np.isfinite(ms) or not -1 <= ms <= 1:
-        raise InvalidArgumentError(f"min_score must be an NCC value in [-1, 1], got {min_score!r}")
+    for name, val in (("min_score", ms), ("min_stage1_score", ms1)):
+        if not np.isfinite(val) or not -1 <= val <= 1:
+            raise InvalidArgumentError(f"{name} must be an NCC value in [-1, 1], got {val!r}")
     bone, tissue, spacing = _dxa_fields(dxa)
     affine = np.asarray(affine, dtype=float)
     coronal_affine(affine)  # validates shape and canonical form
@@ -724,6 +731,8 @@ def align_pair(
     reasons = []
     if at_bound:
         reasons.append(f"stage-1 angle {hit1.theta_deg:.2f} deg at the search bound +/-{rng:g}")
+    if hit1.score < ms1:
+        reasons.append(f"stage-1 score {hit1.score:.3f} below align_min_stage1_score {ms1:g}")
     if float(np.ptp(bone)) <= 0:
         return AlignmentResult(t1, t1, 0.0, hit1.score, False, "; ".join(reasons + ["DXA bone channel is blank"]))
     hit2, why = refine_spine(spine, column, bone, spacing, t1)
