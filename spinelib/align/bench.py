@@ -22,7 +22,7 @@ def pair_workload(workdir: Path, profile: str, *, n_pairs: int = N_PAIRS):
     from ..io import load_subject, read_manifest
     from ..profiles import get_profile
     from ..synth.cohort import generate_cohort
-    from .planar import align_pair
+    from .pair import align_pair
 
     params = get_profile(profile, {"n_subjects": int(n_pairs)})
     manifest = generate_cohort(Path(workdir) / "cohort", params, jobs=1)

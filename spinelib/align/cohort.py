@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, SpineLibError
 from ..spine import LEVELS
 from ..transform import PlanarTransform, transform_error_mm
-from .planar import align_pair
+from .pair import align_pair
 
 __all__ = ["ALIGNMENT_COLUMNS", "align_subject", "align_cohort", "summarize_alignment"]
 
