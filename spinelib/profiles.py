@@ -29,8 +29,8 @@ _BASE: dict[str, Any] = {
     # -- alignment (spinelib.align)
     "align_pixel_mm": 4.4,  # working grid of the planar search
     "align_angle_range_deg": 8.0,  # stage-1 search covers +/- this
-    "align_min_score": 0.8,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
-    "align_min_stage1_score": 0.97,  # stage-1 (body thickness) NCC below this: flagged too
+    "align_min_score": 0.85,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
+    "align_min_stage1_score": 0.98,  # stage-1 (body thickness) NCC below this: flagged too
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K
     # -- model (spinelib.models, spinelib.data)
@@ -57,9 +57,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mri_voxel_mm": [6.0, 6.0, 6.0],
         "dxa_pixel_mm": 4.4,
         "align_pixel_mm": 6.6,
+        "align_min_score": 0.8,  # coarser images correlate a little less
+        "align_min_stage1_score": 0.97,
         "n_levels": 32,
         "backbone": "resnet10t",
-        "image_size": [96, 48],
+        "image_size": [96, 64],
         "crop_pixel_mm": 6.6,
         "bot_blocks": 1,
         "bot_heads": 2,
