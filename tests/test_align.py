@@ -24,6 +24,7 @@ from spinelib.align import (  # noqa: E402
     summarize_alignment,
 )
 from spinelib.errors import (  # noqa: E402
+    DTypeError,
     EmptySegmentationError,
     InvalidArgumentError,
     NonFiniteError,
@@ -234,6 +235,8 @@ def test_wrong_shapes_raise(mri, good_dxa):
         align_pair(good_dxa, fat[0], water, seg, affine, **KW)
     with pytest.raises(ShapeError):
         align_pair(good_dxa, fat, water, seg, affine[:3], **KW)
+    with pytest.raises(DTypeError, match="tissue"):
+        align_pair({**good_dxa, "tissue": good_dxa["tissue"].astype(complex)}, fat, water, seg, affine, **KW)
 
 
 @pytest.mark.parametrize("pixel_mm", [0.0, -4.4, float("nan"), "x"])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
+from ..errors import DTypeError, EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
 from ..spine import COLUMN_LABELS, DISC_LABEL, LUMBOSACRAL_DISC_LABEL
 from ..transform import coronal_affine
 
@@ -59,6 +59,7 @@ class WorldMap:
     def world_xz(self, iz: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.x0 + np.asarray(ix) * self.pixel_mm, self.z0 + np.asarray(iz) * self.pixel_mm
 
+
 # --------------------------------------------------------------------------- validation
 def _check_pixel_mm(pixel_mm: float) -> float:
     try:
@@ -77,11 +78,12 @@ def _finite_array(a: Any, name: str, ndim: int) -> np.ndarray:
     if min(arr.shape) < 2:
         raise ShapeError(f"{name} is too small: shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise InvalidArgumentError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+        raise DTypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     arr = arr.astype(np.float32, copy=False)
     if not np.all(np.isfinite(arr)):
         raise NonFiniteError(f"{name} holds NaN or infinite values")
     return arr
+
 
 # --------------------------------------------------------------------------- features
 def _mri_projection_map(proj_ik: np.ndarray, affine: np.ndarray, pixel_mm: float) -> WorldMap:

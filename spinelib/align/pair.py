@@ -96,6 +96,7 @@ def _dxa_fields(dxa: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         raise ShapeError(f"DXA bone {bone.shape} and tissue {tissue.shape} differ in shape")
     return bone, tissue, _check_spacing(tuple(np.asarray(spacing, dtype=float).ravel()))
 
+
 # --------------------------------------------------------------------------- the pair
 def _spine_pixel_mm(pixel_mm: float, spacing: tuple[float, float]) -> float:
     """Stage 2 works at half the stage-1 pixel, but never finer than the DXA pixel."""
@@ -142,6 +143,7 @@ def align_pair(
     InvalidArgumentError : non-positive ``pixel_mm``, negative angle range, bad min_score,
         non-canonical affine.
     ShapeError : wrong dimensions or mismatched shapes.
+    DTypeError : a complex or non-numeric image.
     NonFiniteError : NaN or infinite values in any image.
     EmptySegmentationError : no spine-column label in ``seg``.
     """
@@ -157,13 +159,11 @@ def align_pair(
     bone, tissue, spacing = _dxa_fields(dxa)
     affine = np.asarray(affine, dtype=float)
     coronal_affine(affine)  # validates shape and canonical form
-    fat = _finite_array(fat, "MRI fat", 3)
-    water = _finite_array(water, "MRI water", 3)
+    thick = mri_coronal_thickness(fat, water, affine, pixel_mm=s)  # validates fat and water
     seg = np.asarray(seg)
-    if not (fat.shape == water.shape == seg.shape):
-        raise ShapeError(f"MRI fat {fat.shape}, water {water.shape} and seg {seg.shape} differ in shape")
+    if seg.shape != np.shape(fat):
+        raise ShapeError(f"seg {seg.shape} and MRI fat {np.shape(fat)} differ in shape")
     spine, column = mri_spine_projection(seg, affine, pixel_mm=_spine_pixel_mm(s, spacing))
-    thick = mri_coronal_thickness(fat, water, affine, pixel_mm=s)
     tissue_mm = dxa_thickness(tissue)
 
     centre = PlanarTransform(0.0, thick.x0 + (thick.shape[1] - 1) * s / 2, thick.z0 + (thick.shape[0] - 1) * s / 2)

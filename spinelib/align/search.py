@@ -150,6 +150,7 @@ def _stage1(thick: WorldMap, tissue_mm: np.ndarray, spacing, angle_range: float)
     at_bound = angle_range > 0 and abs(theta) >= angle_range - 0.5 * _FINE_ANGLE_STEP
     return best, at_bound
 
+
 # --------------------------------------------------------------------------- stage 2
 def _spine_band(column: np.ndarray, pixel_mm: float, band_mm: float) -> np.ndarray:
     """Mask of pixels within ``band_mm`` of the spine line (rows spanned by the column)."""
