@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path, ensure_writable_dir
 from .errors import CheckpointError, InvalidArgumentError
+from .models import ModelConfig, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +121,9 @@ def evaluate_loss(model: nn.Module, dataset: Dataset, *, batch_size: int, device
     return total / count
 
 
-def _save(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_state(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # torch raises several types for corrupt archives
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
-
-
 def train_model(
     model: nn.Module,
-    model_config: dict,
+    model_config: ModelConfig,
     train_set: Dataset,
     val_set: Dataset,
     out_dir: str | Path,
@@ -145,6 +132,7 @@ def train_model(
     resume: bool = True,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
     progress: bool = True,
+    meta: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` with L1 loss and Adam; write checkpoints and a CSV log to ``out_dir``.
 
@@ -152,8 +140,9 @@ def train_model(
     ----------
     model : the network (already built; its initial weights are drawn from ``config.seed``
         by the caller through :func:`spinelib.models.build_model`).
-    model_config : plain-dict description of the model, stored in every checkpoint and
-        compared on resume (a checkpoint of another configuration is refused).
+    model_config : the model's configuration, stored in every checkpoint (both are
+        :func:`spinelib.models.save_checkpoint` files) and compared on resume: a checkpoint
+        of another configuration is refused.
     train_set, val_set : map-style datasets of ``(image (C, H, W), target (D,))`` tensors;
         datasets with a ``set_epoch(epoch)`` method get it called before each epoch.
     out_dir : folder for ``last.pt`` (every epoch, with optimiser state), ``best.pt``
@@ -161,6 +150,8 @@ def train_model(
     resume : continue from ``out_dir/last.pt`` when it exists.
     callbacks : called as ``cb(epoch, row)`` after each epoch's checkpoint is written
         (rank 0); raising from one stops training, as an interruption would.
+    meta : plain values stored in every checkpoint's ``extra`` (for example the crop pixel
+        size that prediction needs).
 
     Returns
     -------
@@ -185,18 +176,17 @@ def train_model(
     history: list[dict] = []
     start_epoch, best_val, best_epoch = 0, math.inf, -1
     if resume and last_path.exists():
-        state = _load_state(last_path)
-        if state.get("model_config") != model_config or state.get("train_config") != _cfg_dict(config):
+        saved, _, state = load_checkpoint(last_path, expect=model_config)
+        if state.get("train_config") != _cfg_dict(config):
             raise CheckpointError(
-                f"{last_path} was written for model {state.get('model_config')} / training "
-                f"{state.get('train_config')}, not for model {model_config} / training {_cfg_dict(config)}; "
-                "use another output folder or delete it"
+                f"{last_path} was written with training settings {state.get('train_config')}, not "
+                f"{_cfg_dict(config)}; use another output folder or delete it"
             )
-        model.load_state_dict(state["model"])
+        model.load_state_dict(saved.state_dict())
         optimiser.load_state_dict(state["optimiser"])
         start_epoch = int(state["epoch"]) + 1
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        history = list(state["history"])
+        history = [dict(r) for r in state["history"]]
         log.info("resuming %s from epoch %d", out, start_epoch)
 
     net: nn.Module = model
@@ -247,11 +237,10 @@ def train_model(
             history.append(row)
             if val < best_val:
                 best_val, best_epoch = val, epoch
-                _save(best_path, {"model": model.state_dict(), "model_config": model_config,
-                                  "epoch": epoch, "val_loss": val})
-            _save(last_path, {
-                "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                "model_config": model_config, "train_config": _cfg_dict(config),
+                save_checkpoint(best_path, model, model_config,
+                                {**(meta or {}), "epoch": epoch, "val_loss": val})
+            save_checkpoint(last_path, model, model_config, {
+                **(meta or {}), "optimiser": optimiser.state_dict(), "train_config": _cfg_dict(config),
                 "epoch": epoch, "best_val_loss": best_val, "best_epoch": best_epoch, "history": history,
             })
             _write_log(log_path, history)
