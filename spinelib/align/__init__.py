@@ -6,7 +6,7 @@ Modules: :mod:`~spinelib.align.features` (thickness maps, spine projections),
 :mod:`~spinelib.align.cohort` (:func:`align_cohort`), :mod:`~spinelib.align.bench`.
 """
 
-from .cohort import ALIGNMENT_COLUMNS, align_cohort, align_subject, summarize_alignment
+from .cohort import ALIGNMENT_COLUMNS, align_cohort, align_loaded, align_subject, summarize_alignment
 from .features import (
     SPINE_BONE_LABELS,
     WorldMap,
@@ -26,6 +26,7 @@ __all__ = [
     "SPINE_BONE_LABELS",
     "WorldMap",
     "align_cohort",
+    "align_loaded",
     "align_pair",
     "align_subject",
     "dxa_on_grid",

@@ -13,7 +13,7 @@ from ..spine import LEVELS
 from ..transform import PlanarTransform, transform_error_mm
 from .pair import align_pair
 
-__all__ = ["ALIGNMENT_COLUMNS", "align_subject", "align_cohort", "summarize_alignment"]
+__all__ = ["ALIGNMENT_COLUMNS", "align_loaded", "align_subject", "align_cohort", "summarize_alignment"]
 
 #: Columns of :func:`align_cohort`'s table (``alignment.csv``), in order.
 ALIGNMENT_COLUMNS: tuple[str, ...] = (
@@ -66,25 +66,21 @@ def _errors(result, truth: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Load and align one manifest row; a record of :data:`ALIGNMENT_COLUMNS`.
+def align_loaded(subject: Any, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Align an already loaded :class:`spinelib.io.Subject`; a record of :data:`ALIGNMENT_COLUMNS`.
 
-    A subject whose files fail to load, or that cannot be aligned, comes back
-    ``trusted=False`` with the error as ``reason``.
+    ``row`` gives ``subject_id`` and ``split``. With ``subject=None`` (it failed to
+    load) the record is the empty, untrusted one, for the caller to fill ``reason``.
+    A subject that cannot be aligned comes back ``trusted=False`` with the error.
     """
-    from ..io import load_subject
-
     rec: dict[str, Any] = {c: np.nan for c in ALIGNMENT_COLUMNS}
     rec.update(subject_id=str(row["subject_id"]), split=str(row["split"]), trusted=False, reason="")
-    try:
-        subj = load_subject(dict(row))
-    except SpineLibError as exc:
-        rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
+    if subject is None:
         return rec
     t0 = time.perf_counter()
     try:
         res = align_pair(
-            subj.dxa, subj.fat.data, subj.water.data, subj.seg.data, subj.fat.affine,
+            subject.dxa, subject.fat.data, subject.water.data, subject.seg.data, subject.fat.affine,
             pixel_mm=params["align_pixel_mm"], angle_range_deg=params["align_angle_range_deg"],
             min_score=params["align_min_score"], min_stage1_score=params["align_min_stage1_score"],
         )
@@ -93,12 +89,26 @@ def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
         return rec
     rec["seconds"] = time.perf_counter() - t0
     rec.update(res.to_dict())
-    if subj.truth is not None and "transform" in subj.truth:
+    if subject.truth is not None and "transform" in subject.truth:
         try:
-            rec.update(_errors(res, subj.truth))
+            rec.update(_errors(res, subject.truth))
         except (SpineLibError, KeyError, TypeError, ValueError, IndexError) as exc:
             rec["reason"] = "; ".join(filter(None, [rec["reason"], f"truth unusable: {exc}"]))
     return rec
+
+
+def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Load and align one manifest row (:func:`align_loaded`); a subject whose files
+    fail to load comes back ``trusted=False`` with the error as ``reason``."""
+    from ..io import load_subject
+
+    try:
+        subject = load_subject(dict(row))
+    except SpineLibError as exc:
+        rec = align_loaded(None, row, params)
+        rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
+        return rec
+    return align_loaded(subject, row, params)
 
 
 _PARAMS = ("align_pixel_mm", "align_angle_range_deg", "align_min_score", "align_min_stage1_score")
