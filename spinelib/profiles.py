@@ -17,8 +17,9 @@ from .errors import ProfileError
 __all__ = ["PROFILES", "PROFILE_NAMES", "get_profile", "parse_override"]
 
 _BASE: dict[str, Any] = {
-    # -- reproducibility
+    # -- reproducibility and resources
     "seed": 0,
+    "jobs": 2,  # worker processes for cohort-wide loops (generation, alignment)
     # -- synthetic cohort (spinelib.synth)
     "n_subjects": 1000,
     "split_fractions": [0.7, 0.1, 0.2],  # train, val, test
@@ -31,6 +32,7 @@ _BASE: dict[str, Any] = {
     "align_angle_range_deg": 8.0,  # stage-1 search covers +/- this
     "align_min_score": 0.85,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
     "align_min_stage1_score": 0.98,  # stage-1 (body thickness) NCC below this: flagged too
+    "n_figure_subjects": 3,  # subjects shown in per-subject figures
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K
     # -- model (spinelib.models, spinelib.data)

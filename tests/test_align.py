@@ -345,8 +345,8 @@ def test_synthetic_subject_aligned_and_swapped_pair_untrusted(synth_pair):
     res = align_pair(a, a.fat, a.water, a.seg, a.affine, **kw)
     assert res.trusted, res.reason
     err = _errors(res, a.truth)
-    assert err["error_mm_mean"] < 3.0
-    assert err["spine_error_mm_mean"] < 1.5 and err["spine_error_mm_mean"] < err["stage1_spine_error_mm_mean"]
+    assert err["frame_error_mm_mean"] < 3.0
+    assert err["error_mm_mean"] < 1.5 and err["error_mm_mean"] < err["stage1_error_mm_mean"]
     for dxa, mri in ((a, b), (b, a)):
         res = align_pair(dxa, mri.fat, mri.water, mri.seg, mri.affine, **kw)
         assert not res.trusted and "score" in res.reason
