@@ -1,0 +1,207 @@
+"""The training section as functions: scans and targets in, trained models and predictions out.
+
+``train_section`` trains ``resnet_bot``, ``resnet`` and ``biplanar`` (and fits
+``mean_shape``) on a run's targets; ``predict_cohort`` runs every model on a split and
+stores the predicted curves for the evaluation sections. Notebooks call these; the
+algorithms live in :mod:`spinelib.data`, :mod:`spinelib.models`, :mod:`spinelib.train`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path
+from .curves import from_crop
+from .data import PreparedScan, SpineDataset, prepare_scan, sample_crop
+from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
+from .io import read_dxa
+from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, load_checkpoint, save_checkpoint
+from .runfolder import run_paths
+from .targets import TargetSet
+from .train import BEST, TrainConfig, train_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "predict_cohort", "Predictions",
+           "write_predictions", "read_predictions", "checkpoint_path"]
+
+#: Models that learn (``mean_shape`` is fitted, not trained).
+TRAINED_MODELS: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")
+
+
+def checkpoint_path(run_dir: str | Path, name: str) -> Path:
+    """Best checkpoint of model ``name`` in a run folder."""
+    return run_paths(run_dir)["checkpoints"] / name / BEST
+
+
+def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
+               lateral: bool, progress: bool = True) -> list[PreparedScan]:
+    """Read and prepare the DXA of each listed subject (crop found from the image alone)."""
+    by_id = manifest_df.set_index("subject_id")
+    missing = [s for s in subject_ids if s not in by_id.index]
+    if missing:
+        raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
+    scans = []
+    for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=not progress, leave=False):
+        dxa = read_dxa(by_id.loc[sid, "dxa_path"])
+        scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]),
+                                  image_size=params["image_size"], lateral=lateral))
+    return scans
+
+
+def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]:
+    return [PreparedScan(s.stack[:n_channels], s.crop) for s in scans]
+
+
+def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: TargetSet, params: Mapping, *,
+                  names: Sequence[str] = TRAINED_MODELS, progress: bool = True) -> pd.DataFrame:
+    """Fit ``mean_shape`` and train the listed models; one summary row per model.
+
+    Checkpoints and logs go to ``<run>/checkpoints/<name>/``; training resumes from the
+    last checkpoint of an interrupted run. Every model starts from weights drawn from the
+    run's seed, and sees the same crops (found from the images alone; training jitters them).
+
+    Returns
+    -------
+    DataFrame: model, parameters (total, trunk, transformer, head), epochs, best epoch,
+    best validation L1, seconds, images per second.
+    """
+    unknown = [n for n in names if n not in TRAINED_MODELS]
+    if unknown:
+        raise InvalidArgumentError(f"cannot train {unknown}; trainable models are {TRAINED_MODELS}")
+    train_t, val_t = targets.select("train"), targets.select("val")
+    if len(train_t) == 0 or len(val_t) == 0:
+        raise InvalidArgumentError(
+            f"need training and validation subjects, got {len(train_t)} and {len(val_t)} with targets"
+        )
+    lateral = "biplanar" in names
+    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
+    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+    tr_curves = [train_t.curves(i) for i in range(len(train_t))]
+    va_curves = [val_t.curves(i) for i in range(len(val_t))]
+    cfg = TrainConfig.from_profile(params)
+    meta = {"crop_pixel_mm": float(params["crop_pixel_mm"]), "profile": str(params.get("profile", ""))}
+    rows = []
+
+    # the floor: the training set's mean target in crop coordinates
+    mean_cfg = config_from_profile(params, "mean_shape")
+    mean_model = build_model(mean_cfg)
+    plain = SpineDataset(_views(tr_scans, 2), tr_curves)
+    mean_model.fit(np.stack([plain[i][1].numpy() for i in range(len(plain))]))
+    out = checkpoint_path(run_dir, "mean_shape")
+    save_checkpoint(out, mean_model, mean_cfg, meta)
+    rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
+                 "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
+                 "seconds": 0.0, "images_per_second": float("nan")})
+
+    for name in names:
+        mcfg = config_from_profile(params, name)
+        n_ch = mcfg.in_chans
+        torch.manual_seed(int(params["seed"]))
+        model = build_model(mcfg)
+        train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
+                                seed=int(params["seed"]))
+        val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
+        log.info("training %s: %s", name, mcfg.describe())
+        t0 = time.perf_counter()
+        res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
+                          progress=progress, meta=meta)
+        rows.append({"model": name, **_count(model), "epochs": cfg.epochs, "best_epoch": res.best_epoch,
+                     "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
+                     "images_per_second": res.images_per_second})
+    return pd.DataFrame(rows)
+
+
+def _count(model: torch.nn.Module) -> dict[str, int]:
+    return {f"params_{k}": v for k, v in count_parameters(model).items()}
+
+
+@torch.no_grad()
+def _val(model: torch.nn.Module, ds: SpineDataset, cfg: TrainConfig) -> float:
+    from .train import evaluate_loss
+
+    return evaluate_loss(model, ds, batch_size=cfg.batch_size, device=torch.device("cpu"))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted curves of several models for the same subjects.
+
+    ``values[name]`` (N, 6, K) mm and ``extent_mm[name]`` (N, 2), subjects in ``subject_id`` order.
+    """
+
+    subject_id: np.ndarray
+    values: dict
+    extent_mm: dict
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.values)
+
+    def curves(self, name: str, i: int):
+        from .curves import SpineCurves
+
+        return SpineCurves(self.values[name][i], self.extent_mm[name][i])
+
+
+@torch.no_grad()
+def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
+                   names: Sequence[str] = MODEL_NAMES, batch_size: int = 32, progress: bool = True) -> Predictions:
+    """Run every trained model of a run on the listed subjects (crops from the images alone)."""
+    models = {}
+    for name in names:
+        path = checkpoint_path(run_dir, name)
+        if not path.is_file():
+            raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
+        models[name] = load_checkpoint(path)[:2]
+    lateral = any(cfg.views == 2 for _, cfg in models.values())
+    scans = load_scans(manifest_df, list(subject_ids), params, lateral=lateral, progress=progress)
+    values, extents = {}, {}
+    for name, (model, cfg) in models.items():
+        vs, es = [], []
+        for start in tqdm(range(0, len(scans), batch_size), desc=f"predict {name}", disable=not progress, leave=False):
+            chunk = scans[start:start + batch_size]
+            x = torch.from_numpy(np.stack([sample_crop(s.stack[:cfg.in_chans], s.crop) for s in chunk]))
+            out = model(x).double().numpy()
+            for s, vec in zip(chunk, out):
+                c = from_crop(vec, s.crop, cfg.n_levels)
+                vs.append(c.values)
+                es.append(c.extent_mm)
+        values[name] = np.array(vs).reshape(len(scans), 6, -1)
+        extents[name] = np.array(es).reshape(len(scans), 2)
+    return Predictions(np.asarray(subject_ids, dtype=str), values, extents)
+
+
+def write_predictions(path: str | Path, pred: Predictions) -> Path:
+    """Write predictions as an npz (``<model>__values``, ``<model>__extent_mm``, ``subject_id``)."""
+    arrays = {"subject_id": pred.subject_id.astype(str)}
+    for name in pred.models:
+        arrays[f"{name}__values"] = pred.values[name]
+        arrays[f"{name}__extent_mm"] = pred.extent_mm[name]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return Path(path)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read predictions written by :func:`write_predictions`."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"predictions file {p} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            names = sorted({k.split("__")[0] for k in z.files if "__" in k})
+            return Predictions(z["subject_id"], {n: z[f"{n}__values"] for n in names},
+                               {n: z[f"{n}__extent_mm"] for n in names})
+    except (OSError, ValueError, KeyError) as exc:
+        raise UnreadableFileError(f"{p} is not a readable predictions file: {exc}") from None
