@@ -1,0 +1,58 @@
+"""The real notebooks of the alignment and training sections, run through papermill at the
+smoke profile (the shared ``smoke_run`` fixture), and what they leave in the run folder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import numpy as np
+import pandas as pd
+
+from spinelib.experiment import checkpoint_path, read_predictions
+from spinelib.models import MODEL_NAMES, load_checkpoint
+from spinelib.targets import read_targets
+
+
+def _outputs_without_errors(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", (path, cell.source[:80])
+    return nb
+
+
+def test_alignment_section(smoke_run):
+    _outputs_without_errors(smoke_run / "notebooks" / "01_alignment.ipynb")
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    block = metrics["alignment"]
+    for key in ("error_mm_mean", "error_mm_p95", "stage1_error_mm_mean"):
+        assert math.isfinite(block[key])
+    assert block["error_mm_mean"] < block["stage1_error_mm_mean"]  # stage 2 beats stage 1
+    table = pd.read_csv(smoke_run / "tables" / "alignment.csv")
+    # every subject is aligned or rejected with a reason
+    assert len(table) == 40
+    assert table.loc[~table["trusted"], "reason"].fillna("").str.len().gt(0).all()
+    targets = read_targets(smoke_run / "targets.npz")
+    assert set(targets.subject_id) == set(table.loc[table["trusted"], "subject_id"])
+    assert sum(metrics["n_subjects"].values()) == len(targets)
+    assert list((smoke_run / "figures").glob("figure2_*.png"))
+
+
+def test_training_section(smoke_run):
+    _outputs_without_errors(smoke_run / "notebooks" / "02_training.ipynb")
+    for name in MODEL_NAMES:
+        model, config, extra = load_checkpoint(checkpoint_path(smoke_run, name))
+        assert config.name == name and extra["crop_pixel_mm"] > 0
+    pred = read_predictions(smoke_run / "predictions_test.npz")
+    targets = read_targets(smoke_run / "targets.npz").select("test")
+    assert list(pred.subject_id) == list(targets.subject_id)
+    for name in MODEL_NAMES:
+        assert pred.values[name].shape == targets.values.shape
+        assert np.isfinite(pred.values[name]).all()
+    summary = pd.read_csv(smoke_run / "tables" / "training_summary.csv")
+    assert set(summary["model"]) == set(MODEL_NAMES)
+    paper = pd.read_csv(smoke_run / "tables" / "paper_parameter_counts.csv")
+    total = paper[(paper["model"] == "resnet_bot") & (paper["part"] == "total")].iloc[0]
+    assert abs(total["ours_M"] - total["published_M"]) / total["published_M"] < 0.05
