@@ -33,6 +33,17 @@ __all__ = [
 TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create owner-only files; finished outputs get the usual permissions
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
+
+
 def ensure_writable_dir(path: str | Path, *, min_free_mb: float = 0.0) -> Path:
     """Create ``path`` if needed and check that it is writable with enough free space.
 
@@ -75,6 +86,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -96,6 +108,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
     try:
         yield tmp
+        os.chmod(tmp, _DIR_MODE)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

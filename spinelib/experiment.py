@@ -96,7 +96,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     mean_cfg = config_from_profile(params, "mean_shape")
     mean_model = build_model(mean_cfg)
     plain = SpineDataset(_views(tr_scans, 2), tr_curves)
-    mean_model.fit(np.stack([plain[i][1].numpy() for i in range(len(plain))]))
+    mean_target = np.stack([plain[i][1].numpy() for i in range(len(plain))]).mean(axis=0)
+    mean_model.fit(mean_target[None])
     out = checkpoint_path(run_dir, "mean_shape")
     save_checkpoint(out, mean_model, mean_cfg, meta)
     rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
@@ -108,6 +109,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
         n_ch = mcfg.in_chans
         torch.manual_seed(int(params["seed"]))
         model = build_model(mcfg)
+        # start every network at the mean shape: it then learns the subject's departure from it
+        model.init_output(mean_target)
         train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
                                 seed=int(params["seed"]))
         val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
