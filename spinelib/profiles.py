@@ -50,6 +50,10 @@ _BASE: dict[str, Any] = {
     "weight_decay": 1e-4,
     "augment": True,
     "num_threads": 2,
+    # -- evaluation (spinelib.evaluate)
+    "eval_grid_mm": 2.0,  # voxel size of the common 3D grid of IoU, Dice and surface distances
+    "n_bootstrap": 2000,  # bootstrap resamples (over subjects) of the paired model comparisons
+    "shifted_data": "",  # manifest of a shifted cohort to evaluate on too ("" = skip)
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -70,6 +74,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bot_dim_head": 32,
         "epochs": 2,
         "batch_size": 8,
+        "eval_grid_mm": 4.0,
+        "n_bootstrap": 200,
     },
     "default": dict(_BASE),
     "paper": {
@@ -89,6 +95,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "lr": 1e-5,
         "weight_decay": 1e-4,
+        "eval_grid_mm": 1.5,
+        "n_bootstrap": 10000,
     },
 }
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)

@@ -25,11 +25,21 @@ def smoke_cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, smoke_cohort) -> Path:
-    """A run folder with every section whose notebook exists executed at the smoke profile."""
+def smoke_shifted_cohort(tmp_path_factory) -> Path:
+    """A small shifted cohort (another seed, more severe scoliosis) for generalisation."""
+    from spinelib.profiles import get_profile
+    from spinelib.synth.cohort import generate_cohort
+
+    params = get_profile("smoke", {"n_subjects": 6, "seed": 7, "scoliosis_severity": 2.5, "posture_change_mm": 2.0})
+    return generate_cohort(tmp_path_factory.mktemp("cohort-shifted"), params, jobs=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, smoke_cohort, smoke_shifted_cohort) -> Path:
+    """A run folder with every section executed at the smoke profile (with a shifted cohort)."""
     from spinelib.pipeline import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("run-smoke")
-    # from the first section on; sections whose notebook is not written stop the run quietly
-    run_pipeline(run_dir, profile="smoke", data=str(smoke_cohort), sections="alignment", progress_bar=False)
+    run_pipeline(run_dir, profile="smoke", data=str(smoke_cohort),
+                 overrides={"shifted_data": str(smoke_shifted_cohort)}, stream=None, progress_bar=False)
     return run_dir

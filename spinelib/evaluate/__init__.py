@@ -1,0 +1,32 @@
+"""Evaluation of a run: 2D curve accuracy, 3D reconstruction, clinical angles, shifted cohorts.
+
+Pure functions over an :class:`EvalSet` (targets, predictions, alignment and manifest rows of
+the same subjects) that return tables (pandas DataFrames) and ``metrics.json`` blocks; the
+evaluation notebooks (``03_curve_accuracy_2d``, ``04_reconstruction_3d``) only call them.
+
+Modules: :mod:`.cohort` (which subjects, loading, the shifted cohort's cache),
+:mod:`.curves2d` (per-curve and per-level errors, paired comparisons), :mod:`.volume3d`
+(IoU, Dice, surface distances and centreline deviation against the true spine column),
+:mod:`.clinical` (Cobb, kyphosis, lordosis; severity and region breakdowns),
+:mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
+"""
+
+from .clinical import (ANGLES, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table,
+                       group_summary, reference_cobb, region_table, scoliosis_classification, severity_bins)
+from .cohort import EvalSet, dxa_geometry, eval_set, ordered_models, shifted_paths, shifted_set, test_set, truth_angles
+from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
+                       hardest_region, level_error_table, pick_subjects, pixel_sizes)
+from .stats import BootstrapResult, bland_altman, paired_bootstrap, summarize
+from .volume3d import (CEILING, PAPER_RESULTS, evaluate_3d, evaluate_subject, mask_scores, paper_comparison,
+                       reconstruction_metrics_block)
+
+__all__ = [
+    "EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry", "truth_angles",
+    "ordered_models",
+    "curve_error_table", "curve_error_summary", "level_error_table", "hardest_region", "pick_subjects",
+    "compare_models", "curve_metrics_block", "pixel_sizes",
+    "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "mask_scores", "reconstruction_metrics_block",
+    "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "reference_cobb",
+    "scoliosis_classification", "severity_bins", "group_summary", "region_table",
+    "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",
+]

@@ -1,0 +1,224 @@
+"""Clinical angles of the evaluation: Cobb, kyphosis and lordosis from predicted and true curves.
+
+Each angle is measured by :func:`spinelib.metrics.clinical_measures` on the predicted curves
+and on the target curves (the reference every model is trained to reproduce); on synthetic
+cohorts the generator's true angles (``truth.json``) are a second reference, which also
+shows the error of the measurement itself (target curves against the generator).
+Scoliosis is ``Cobb >= 10`` degrees; severity bins follow the usual clinical classes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidArgumentError
+from ..metrics import clinical_measures
+from .cohort import EvalSet, ordered_models
+from .stats import bland_altman
+
+__all__ = ["ANGLES", "SCOLIOSIS_DEG", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "TARGET_CURVES",
+           "severity_bins", "angle_table", "reference_cobb", "angle_error_summary",
+           "scoliosis_classification", "group_summary", "region_table"]
+
+ANGLES: tuple[str, ...] = ("cobb", "kyphosis", "lordosis")
+#: Cobb angle from which a spine counts as scoliotic (degrees).
+SCOLIOSIS_DEG = 10.0
+#: Severity classes by Cobb angle: none, mild, moderate, severe.
+SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 25.0, 40.0)
+SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-25 (mild)", "25-40 (moderate)", ">=40 (severe)")
+#: Name of the target curves in the error tables (measured against the generator's truth).
+TARGET_CURVES = "target curves"
+
+
+def severity_bins(cobb_deg) -> np.ndarray:
+    """(N,) severity label of each Cobb angle (``SEVERITY_LABELS``; edges ``SEVERITY_EDGES_DEG``,
+    a value on an edge goes to the upper class)."""
+    c = np.asarray(cobb_deg, dtype=float)
+    if c.ndim != 1:
+        raise InvalidArgumentError(f"cobb_deg must be 1D, got shape {c.shape}")
+    if not np.all(np.isfinite(c)):
+        raise InvalidArgumentError("cobb_deg holds NaN or infinite values")
+    idx = np.searchsorted(np.asarray(SEVERITY_EDGES_DEG), c, side="right")
+    return np.asarray(SEVERITY_LABELS, dtype=object)[idx]
+
+
+def _measures(curves) -> dict[str, float]:
+    m = clinical_measures(curves)
+    return {"cobb": m["cobb_deg"], "kyphosis": m["kyphosis_deg"], "lordosis": m["lordosis_deg"]}
+
+
+def angle_table(es: EvalSet, truth: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Angles of every subject, from every model's curves and from the target curves.
+
+    Parameters
+    ----------
+    es : the evaluation subjects.
+    truth : optional :func:`spinelib.evaluate.cohort.truth_angles` table (the generator's
+        ``cobb_deg, kyphosis_deg, lordosis_deg``; NaN where unknown).
+
+    Returns
+    -------
+    Long DataFrame, one row per (subject, model, angle): ``subject_id, model, angle,
+    predicted_deg, target_deg, truth_deg``, plus ``reference_cobb_deg`` (the generator's
+    Cobb where known, else the target curves') and its ``severity`` class.
+    """
+    if not isinstance(es, EvalSet):
+        raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
+    tr = {}
+    if truth is not None:
+        need = {"subject_id", *(f"{a}_deg" for a in ANGLES)}
+        if not need <= set(truth.columns):
+            raise InvalidArgumentError(f"truth must have columns {sorted(need)} (truth_angles)")
+        tr = truth.assign(subject_id=truth["subject_id"].astype(str)).set_index("subject_id").to_dict("index")
+    rows = []
+    for i, sid in enumerate(es.subject_id):
+        sid = str(sid)
+        tgt = _measures(es.targets.curves(i))
+        t = tr.get(sid, {})
+        true = {a: float(t.get(f"{a}_deg", np.nan)) for a in ANGLES}
+        ref_cobb = true["cobb"] if np.isfinite(true["cobb"]) else tgt["cobb"]
+        sev = str(severity_bins(np.array([ref_cobb]))[0])
+        for m in es.models:
+            pred = _measures(es.predictions.curves(m, i))
+            for a in ANGLES:
+                rows.append({"subject_id": sid, "model": m, "angle": a, "predicted_deg": pred[a],
+                             "target_deg": tgt[a], "truth_deg": true[a], "reference_cobb_deg": ref_cobb,
+                             "severity": sev})
+    return pd.DataFrame(rows, columns=["subject_id", "model", "angle", "predicted_deg", "target_deg",
+                                       "truth_deg", "reference_cobb_deg", "severity"])
+
+
+def reference_cobb(angles: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject: ``subject_id, reference_cobb_deg, severity`` (from :func:`angle_table`)."""
+    if not {"subject_id", "reference_cobb_deg", "severity"} <= set(angles.columns):
+        raise InvalidArgumentError("angles must come from angle_table")
+    return (angles.drop_duplicates("subject_id")[["subject_id", "reference_cobb_deg", "severity"]]
+            .reset_index(drop=True))
+
+
+def angle_error_summary(angles: pd.DataFrame) -> pd.DataFrame:
+    """Error of each angle per model against the target curves and against the generator.
+
+    Returns
+    -------
+    DataFrame ``model, angle, reference, n, mae_deg, bias_deg, sd_deg, loa_low_deg,
+    loa_high_deg`` (Bland-Altman bias and 95 % limits of agreement of ``measured -
+    reference``). ``reference`` is ``"target"`` (the angle of the target curves) or
+    ``"truth"`` (the generator's, only where known); the rows of model
+    :data:`TARGET_CURVES` measure the target curves themselves against the truth.
+    """
+    need = {"subject_id", "model", "angle", "predicted_deg", "target_deg", "truth_deg"}
+    if not need <= set(angles.columns):
+        raise InvalidArgumentError(f"angles must have columns {sorted(need)} (angle_table)")
+    rows = []
+
+    def add(model: str, angle: str, ref: str, r: np.ndarray, m: np.ndarray) -> None:
+        ok = np.isfinite(r) & np.isfinite(m)
+        if not ok.any():
+            return
+        ba = bland_altman(r[ok], m[ok])
+        rows.append({"model": model, "angle": angle, "reference": ref, "n": int(ok.sum()),
+                     "mae_deg": ba["mae"], "bias_deg": ba["bias"], "sd_deg": ba["sd"],
+                     "loa_low_deg": ba["loa_low"], "loa_high_deg": ba["loa_high"]})
+
+    models = ordered_models(sorted(set(angles["model"])))
+    for a in ANGLES:
+        for m in models:
+            sel = angles[(angles["model"] == m) & (angles["angle"] == a)]
+            p = sel["predicted_deg"].to_numpy(float)
+            add(m, a, "target", sel["target_deg"].to_numpy(float), p)
+            add(m, a, "truth", sel["truth_deg"].to_numpy(float), p)
+        one = angles[(angles["angle"] == a)].drop_duplicates("subject_id")
+        add(TARGET_CURVES, a, "truth", one["truth_deg"].to_numpy(float), one["target_deg"].to_numpy(float))
+    return pd.DataFrame(rows, columns=["model", "angle", "reference", "n", "mae_deg", "bias_deg", "sd_deg",
+                                       "loa_low_deg", "loa_high_deg"])
+
+
+def scoliosis_classification(angles: pd.DataFrame, *, threshold_deg: float = SCOLIOSIS_DEG) -> pd.DataFrame:
+    """How often each model puts a subject in the right class (Cobb >= ``threshold_deg``).
+
+    The reference class comes from ``reference_cobb_deg`` (the generator's Cobb where known,
+    else the target curves'); the predicted class from the model's curves. The target
+    curves themselves are scored too (model :data:`TARGET_CURVES`).
+
+    Returns
+    -------
+    DataFrame ``model, n, n_scoliotic, accuracy, sensitivity, specificity`` (fractions;
+    sensitivity / specificity NaN when the cohort has no scoliotic / no straight spine).
+    """
+    if not {"subject_id", "model", "angle", "predicted_deg", "target_deg", "reference_cobb_deg"} <= set(angles.columns):
+        raise InvalidArgumentError("angles must come from angle_table")
+    if not np.isfinite(threshold_deg) or threshold_deg <= 0:
+        raise InvalidArgumentError(f"threshold_deg must be positive, got {threshold_deg!r}")
+    cobb = angles[angles["angle"] == "cobb"]
+    rows = []
+
+    def score(name: str, ref: np.ndarray, pred: np.ndarray) -> None:
+        r, p = ref >= threshold_deg, pred >= threshold_deg
+        rows.append({"model": name, "n": int(r.size), "n_scoliotic": int(r.sum()),
+                     "accuracy": float(np.mean(r == p)) if r.size else float("nan"),
+                     "sensitivity": float(np.mean(p[r])) if r.any() else float("nan"),
+                     "specificity": float(np.mean(~p[~r])) if (~r).any() else float("nan")})
+
+    for m in ordered_models(sorted(set(cobb["model"]))):
+        sel = cobb[cobb["model"] == m]
+        score(m, sel["reference_cobb_deg"].to_numpy(float), sel["predicted_deg"].to_numpy(float))
+    one = cobb.drop_duplicates("subject_id")
+    score(TARGET_CURVES, one["reference_cobb_deg"].to_numpy(float), one["target_deg"].to_numpy(float))
+    return pd.DataFrame(rows, columns=["model", "n", "n_scoliotic", "accuracy", "sensitivity", "specificity"])
+
+
+def group_summary(table: pd.DataFrame, groups: pd.DataFrame, *, by: str, metrics: Sequence[str],
+                  order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean of ``metrics`` per model and per group of subjects.
+
+    Parameters
+    ----------
+    table : per-subject table with ``subject_id``, ``model`` and the metric columns.
+    groups : ``subject_id`` and the grouping column ``by`` (e.g. :func:`reference_cobb`'s
+        ``severity``).
+    order : the group labels in display order (others follow); empty groups are left out.
+
+    Returns
+    -------
+    DataFrame ``model, <by>, n_subjects, <metric> ...`` (NaN-skipping means).
+    """
+    for col in ("subject_id", "model", *metrics):
+        if col not in table.columns:
+            raise InvalidArgumentError(f"table lacks column {col!r}")
+    if not {"subject_id", by} <= set(groups.columns):
+        raise InvalidArgumentError(f"groups must have columns subject_id and {by!r}")
+    g = groups[["subject_id", by]].drop_duplicates("subject_id")
+    merged = table.merge(g, on="subject_id", how="inner")
+    out = (merged.groupby(["model", by], sort=False)
+           .agg(n_subjects=("subject_id", "nunique"), **{m: (m, "mean") for m in metrics})
+           .reset_index())
+    labels = list(order or []) + sorted(set(out[by]) - set(order or []))
+    models = list(dict.fromkeys(table["model"]))
+    out["_m"] = out["model"].map({m: k for k, m in enumerate(models)})
+    out["_g"] = out[by].map({b: k for k, b in enumerate(labels)})
+    return out.sort_values(["_m", "_g"], kind="stable").drop(columns=["_m", "_g"]).reset_index(drop=True)
+
+
+def region_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Thoracic vs lumbar scores per model from :func:`spinelib.evaluate.volume3d.evaluate_3d`.
+
+    Returns
+    -------
+    DataFrame ``model, region, iou_3d, dice_3d, centerline_3d_mm`` (means over subjects).
+    """
+    rows = []
+    for m in dict.fromkeys(table["model"]):
+        sel = table[table["model"] == m]
+        for region in ("thoracic", "lumbar"):
+            cols = {k: f"{k}_{region}" for k in ("iou_3d", "dice_3d", "centerline_3d_mm")}
+            for c in cols.values():
+                if c not in sel.columns:
+                    raise InvalidArgumentError(f"table lacks column {c!r} (evaluate_3d)")
+            rows.append({"model": m, "region": region,
+                         **{k: float(np.nanmean(sel[c].to_numpy(float))) if np.isfinite(sel[c].to_numpy(float)).any()
+                            else float("nan") for k, c in cols.items()}})
+    return pd.DataFrame(rows, columns=["model", "region", "iou_3d", "dice_3d", "centerline_3d_mm"])

@@ -1,0 +1,308 @@
+"""3D evaluation: every model's reconstructed spine against the true spine column, per subject.
+
+For one subject, all masks live on one grid of the DXA-aligned frame (``reconstruct.Grid3D``,
+voxel ``eval_grid_mm``) that covers the target curves and every model's curves with a
+margin: the TRUE mask is the MRI spine column resampled into the frame through the
+estimated alignment (the transform that made the subject's targets) and the table plane
+of its targets (:func:`spinelib.reconstruct.column_mask_in_frame`); each model's mask is
+the ellipse-per-level reconstruction of its predicted curves; the *ceiling* is the same
+reconstruction of the TARGET curves, i.e. the best any curve predictor can reach with the
+ellipse representation. Each subject is loaded once and every model is scored in that pass
+(:func:`evaluate_subject`); :func:`evaluate_3d` maps it over subjects in worker processes.
+
+Regions: voxels above the T12/L1 boundary (the middle between the lowest T12 voxel and
+the highest L1 voxel of the segmentation, in the frame) are thoracic, the rest lumbar; a
+level is thoracic when its target level position is above that boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..curves import SpineCurves, world_to_frame
+from ..errors import EmptySegmentationError, InvalidArgumentError
+from ..io import read_dxa, read_volume
+from ..metrics import THORACIC_FRACTION, centreline_deviation_mm, dice_3d, iou_3d, surface_distances_mm
+from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
+from ..spine import vertebra_label
+from ..transform import PlanarTransform
+from .cohort import EvalSet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CEILING", "MARGIN_MM", "REGIONS", "PAPER_RESULTS", "region_boundary_mm", "mask_scores",
+           "evaluate_subject", "evaluate_3d", "reconstruction_metrics_block", "paper_comparison"]
+
+#: Name of the ellipse reconstruction of the target curves in the tables.
+CEILING = "ceiling"
+#: Grid margin around the curves' bounding box; wider than any voxel so that no mask
+#: touches the grid border (surface distances stay exact).
+MARGIN_MM = 10.0
+REGIONS: tuple[str, ...] = ("thoracic", "lumbar")
+SCORE_COLUMNS: tuple[str, ...] = (
+    "centerline_3d_mm", "iou_3d", "dice_3d", "hd95_mm", "msd_mm", "volume_ml", "true_volume_ml",
+    "iou_3d_thoracic", "dice_3d_thoracic", "centerline_3d_mm_thoracic",
+    "iou_3d_lumbar", "dice_3d_lumbar", "centerline_3d_mm_lumbar",
+)
+
+
+def region_boundary_mm(seg: np.ndarray, affine: np.ndarray, transform: PlanarTransform,
+                       dxa_shape: tuple[int, int], dxa_spacing: tuple[float, float], table_y_mm: float,
+                       extent_mm: Sequence[float]) -> float:
+    """Row-mm of the thoracolumbar (T12/L1) boundary in the DXA-aligned frame.
+
+    The middle between the lowest T12-body voxel centre and the highest L1-body voxel centre
+    (so the T12/L1 disc straddles it). Without T12 or L1 labels, ``THORACIC_FRACTION`` of
+    the ``extent_mm`` (top, bottom) is used, as for kyphosis and lordosis.
+    """
+    labels = np.asarray(seg)
+    m = world_to_frame(transform, dxa_shape, dxa_spacing, table_y_mm) @ np.asarray(affine, dtype=float)
+    rows = {}
+    for name in ("T12", "L1"):
+        ijk = np.argwhere(labels == vertebra_label(name))
+        if ijk.size == 0:
+            top, bottom = float(extent_mm[0]), float(extent_mm[1])
+            return top + THORACIC_FRACTION * (bottom - top)
+        rows[name] = ijk @ m[0, :3] + m[0, 3]
+    return float(0.5 * (rows["T12"].max() + rows["L1"].min()))
+
+
+def _split_scores(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    union = int(np.count_nonzero(truth | mask))
+    if union == 0:
+        return float("nan"), float("nan")
+    inter = int(np.count_nonzero(truth & mask))
+    return inter / union, 2.0 * inter / (int(np.count_nonzero(truth)) + int(np.count_nonzero(mask)))
+
+
+def mask_scores(truth: np.ndarray, mask: np.ndarray, grid: Grid3D, boundary_mm: float) -> dict[str, float]:
+    """Overlap and surface distances of ``mask`` against ``truth`` on ``grid``, whole and by region.
+
+    Returns
+    -------
+    ``iou_3d, dice_3d`` (fractions), ``hd95_mm, msd_mm`` (NaN when ``mask`` is empty),
+    ``volume_ml, true_volume_ml``, and ``iou_3d_<region>, dice_3d_<region>`` for the grid
+    rows above (thoracic) and below (lumbar) ``boundary_mm`` (NaN when both are empty there).
+
+    Raises
+    ------
+    EmptySegmentationError
+        ``truth`` is empty.
+    """
+    if not np.any(truth):
+        raise EmptySegmentationError("the true spine-column mask is empty on the evaluation grid")
+    out = {"iou_3d": iou_3d(truth, mask), "dice_3d": dice_3d(truth, mask)}
+    if np.any(mask):
+        d_ab, d_ba = surface_distances_mm(mask, truth, spacing_mm=grid.spacing_mm)
+        out["hd95_mm"] = float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+        out["msd_mm"] = float(np.concatenate([d_ab, d_ba]).mean())
+    else:
+        out["hd95_mm"] = out["msd_mm"] = float("nan")
+    vox_ml = grid.voxel_volume_mm3 / 1000.0
+    out["volume_ml"] = float(np.count_nonzero(mask)) * vox_ml
+    out["true_volume_ml"] = float(np.count_nonzero(truth)) * vox_ml
+    upper = grid.axis_mm(0) < boundary_mm
+    for region, rows in (("thoracic", upper), ("lumbar", ~upper)):
+        out[f"iou_3d_{region}"], out[f"dice_3d_{region}"] = _split_scores(truth[rows], mask[rows])
+    return out
+
+
+def _centreline_scores(pred: SpineCurves, target: SpineCurves, boundary_mm: float) -> dict[str, float]:
+    p = np.stack([pred.levels_mm, pred.values[1], pred.values[4]], axis=1)
+    t = np.stack([target.levels_mm, target.values[1], target.values[4]], axis=1)
+    d = np.linalg.norm(p - t, axis=1)
+    upper = target.levels_mm < boundary_mm
+    return {"centerline_3d_mm": centreline_deviation_mm(pred, target),
+            "centerline_3d_mm_thoracic": float(d[upper].mean()) if upper.any() else float("nan"),
+            "centerline_3d_mm_lumbar": float(d[~upper].mean()) if (~upper).any() else float("nan")}
+
+
+def _cover(c: SpineCurves) -> SpineCurves:
+    """Curves whose boundaries enclose ``c``'s ellipses: a predicted centre need not be the
+    midpoint of its predicted boundaries, and the ellipse is centred on the centre."""
+    v = np.array(c.values)
+    for lo, mid, hi in ((0, 1, 2), (3, 4, 5)):
+        half = 0.5 * (v[hi] - v[lo])
+        v[lo], v[hi] = np.minimum(v[lo], v[mid] - half), np.maximum(v[hi], v[mid] + half)
+    return SpineCurves(v, c.extent_mm)
+
+
+def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Score every model of one subject in one pass (load the segmentation and DXA once).
+
+    Parameters
+    ----------
+    job : plain mapping (picklable, for worker processes) with ``subject_id``, ``seg_path``,
+        ``dxa_path``, ``transform`` (theta_deg, tx_mm, ty_mm), ``table_y_mm``, ``target``
+        ((6, K) values, (2,) extent), ``predictions`` ({model: ((6, K), (2,))}) and
+        ``grid_mm`` (voxel size of the evaluation grid).
+
+    Returns
+    -------
+    One dict per model plus one for :data:`CEILING`: ``subject_id, model, region_boundary_mm,
+    grid_mm`` and :data:`SCORE_COLUMNS` (the ceiling's centreline columns are NaN: it is the
+    target itself).
+    """
+    sid = str(job["subject_id"])
+    grid_mm = float(job["grid_mm"])
+    if not np.isfinite(grid_mm) or grid_mm <= 0:
+        raise InvalidArgumentError(f"grid_mm must be positive, got {job['grid_mm']!r}")
+    seg = read_volume(job["seg_path"], kind="seg")
+    dxa = read_dxa(job["dxa_path"])
+    transform = PlanarTransform(*(float(v) for v in job["transform"]))
+    target = SpineCurves(*job["target"])
+    preds = {m: SpineCurves(*vc) for m, vc in job["predictions"].items()}
+    shape, spacing = tuple(dxa.shape), tuple(float(v) for v in dxa.pixel_spacing_mm)
+    table_y = float(job["table_y_mm"])
+    grid = grid_for([_cover(c) for c in (target, *preds.values())], spacing_mm=grid_mm, margin_mm=MARGIN_MM)
+    truth = column_mask_in_frame(seg.data, seg.affine, transform, shape, spacing, table_y, grid)
+    boundary = region_boundary_mm(seg.data, seg.affine, transform, shape, spacing, table_y, target.extent_mm)
+    base = {"subject_id": sid, "region_boundary_mm": boundary, "grid_mm": grid_mm}
+    rows = []
+    ceiling = mask_scores(truth, ellipse_mask(target, grid), grid, boundary)
+    rows.append({**base, "model": CEILING, "centerline_3d_mm": float("nan"),
+                 "centerline_3d_mm_thoracic": float("nan"), "centerline_3d_mm_lumbar": float("nan"), **ceiling})
+    for m, c in preds.items():
+        rows.append({**base, "model": m, **_centreline_scores(c, target, boundary),
+                     **mask_scores(truth, ellipse_mask(c, grid), grid, boundary)})
+    return rows
+
+
+def _jobs(es: EvalSet, grid_mm: float) -> list[dict[str, Any]]:
+    out = []
+    for i, sid in enumerate(es.subject_id):
+        r = es.alignment.iloc[i]
+        out.append({
+            "subject_id": str(sid),
+            "seg_path": es.manifest.iloc[i]["seg_path"],
+            "dxa_path": es.manifest.iloc[i]["dxa_path"],
+            "transform": (float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"])),
+            "table_y_mm": float(es.targets.table_y_mm[i]),
+            "target": (np.asarray(es.targets.values[i]), np.asarray(es.targets.extent_mm[i])),
+            "predictions": {m: (np.asarray(es.predictions.values[m][i]), np.asarray(es.predictions.extent_mm[m][i]))
+                            for m in es.models},
+            "grid_mm": float(grid_mm),
+        })
+    return out
+
+
+def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """3D scores of every model and the ceiling for every subject of ``es``.
+
+    Parameters
+    ----------
+    es : the evaluation subjects.
+    grid_mm : voxel size (mm) of each subject's evaluation grid (``eval_grid_mm``).
+    jobs : worker processes (1: in this process).
+
+    Returns
+    -------
+    Long DataFrame, one row per (subject, model), models in ``es.models`` order then
+    ``"ceiling"``; columns ``subject_id, model, region_boundary_mm, grid_mm`` and
+    :data:`SCORE_COLUMNS`. Deterministic: the same inputs give the same table whatever ``jobs``.
+    """
+    if not isinstance(es, EvalSet):
+        raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
+    if isinstance(jobs, bool) or int(jobs) < 1:
+        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs!r}")
+    if not np.isfinite(grid_mm) or grid_mm <= 0:
+        raise InvalidArgumentError(f"grid_mm must be positive, got {grid_mm!r}")
+    work = _jobs(es, grid_mm)
+    bar = dict(total=len(work), desc=f"3D evaluation ({es.name})", unit="subject", disable=not progress)
+    if int(jobs) == 1 or len(work) < 2:
+        results = [evaluate_subject(j) for j in tqdm(work, **bar)]
+    else:
+        with ProcessPoolExecutor(max_workers=int(jobs)) as ex:
+            results = list(tqdm(ex.map(evaluate_subject, work), **bar))
+    cols = ["subject_id", "model", "region_boundary_mm", "grid_mm", *SCORE_COLUMNS]
+    df = pd.DataFrame([r for rows in results for r in rows], columns=cols)
+    order = {m: k for k, m in enumerate([*es.models, CEILING])}
+    df["_o"] = df["model"].map(order)
+    df = df.sort_values(["_o", "subject_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return df
+
+
+def _finite_mean(s: pd.Series) -> float | None:
+    v = s.to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else None
+
+
+def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame | None = None,
+                                 classification: pd.DataFrame | None = None) -> dict:
+    """The ``models`` and ``ceiling`` blocks of ``metrics.json`` from :func:`evaluate_3d`'s table.
+
+    Per model: ``centerline_3d_mm, iou_3d, dice_3d, hd95_mm, msd_mm`` (means over subjects;
+    HD95 and MSD over the subjects with a non-empty mask) and, from ``angle_errors``
+    (:func:`spinelib.evaluate.clinical.angle_error_summary`), ``cobb_mae_deg,
+    kyphosis_mae_deg, lordosis_mae_deg`` against the target curves, and from
+    ``classification`` (:func:`spinelib.evaluate.clinical.scoliosis_classification`)
+    ``scoliosis_class_accuracy``. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm``.
+    Keys whose value would not be finite are left out.
+    """
+    need = {"model", "iou_3d", "dice_3d", "centerline_3d_mm", "hd95_mm", "msd_mm"}
+    if not need <= set(table.columns):
+        raise InvalidArgumentError(f"table must have columns {sorted(need)} (evaluate_3d)")
+    models: dict = {}
+    ceiling: dict = {}
+    for m, sel in table.groupby("model", sort=False):
+        keys = ("iou_3d", "dice_3d", "hd95_mm", "msd_mm") if m == CEILING else (
+            "centerline_3d_mm", "iou_3d", "dice_3d", "hd95_mm", "msd_mm")
+        block = {k: v for k in keys if (v := _finite_mean(sel[k])) is not None}
+        if m == CEILING:
+            ceiling = block
+        else:
+            models[str(m)] = block
+    if angle_errors is not None:
+        ref = angle_errors[angle_errors["reference"] == "target"]
+        for _, r in ref.iterrows():
+            if r["model"] in models and np.isfinite(r["mae_deg"]):
+                models[r["model"]][f"{r['angle']}_mae_deg"] = float(r["mae_deg"])
+    if classification is not None:
+        for _, r in classification.iterrows():
+            if r["model"] in models and np.isfinite(r["accuracy"]):
+                models[r["model"]]["scoliosis_class_accuracy"] = float(r["accuracy"])
+    return {"models": models, "ceiling": ceiling}
+
+
+#: The paper's headline results (UK Biobank test set, its model): 3D spine curve deviation
+#: and 3D IoU; the Dice follows from the IoU (2 IoU / (1 + IoU)).
+PAPER_RESULTS: dict[str, float] = {"centerline_3d_mm": 3.12, "iou_3d": 0.838, "dice_3d": 2 * 0.838 / 1.838}
+
+
+def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
+    """One table of this run's 3D results beside the paper's.
+
+    Parameters
+    ----------
+    block : the output of :func:`reconstruction_metrics_block` (``models``, ``ceiling``).
+
+    Returns
+    -------
+    DataFrame ``source, model, centerline_3d_mm, iou_3d_pct, dice_3d_pct, hd95_mm, msd_mm``:
+    one row per model of this run, the ceiling, and the paper's reported numbers (its model
+    on UK Biobank; NaN where the paper reports nothing). The data differ: the paper's
+    numbers are on real DXA/MRI pairs, this run's on its own cohort.
+    """
+    if "models" not in block:
+        raise InvalidArgumentError("block must come from reconstruction_metrics_block")
+    rows = []
+
+    def row(source: str, model: str, b: Mapping[str, float]) -> dict:
+        return {"source": source, "model": model,
+                "centerline_3d_mm": b.get("centerline_3d_mm", np.nan),
+                "iou_3d_pct": 100.0 * b.get("iou_3d", np.nan), "dice_3d_pct": 100.0 * b.get("dice_3d", np.nan),
+                "hd95_mm": b.get("hd95_mm", np.nan), "msd_mm": b.get("msd_mm", np.nan)}
+
+    for m, b in block["models"].items():
+        rows.append(row("this run", m, b))
+    if block.get("ceiling"):
+        rows.append(row("this run", CEILING + " (target curves)", block["ceiling"]))
+    rows.append(row("paper (UK Biobank)", "resnet_bot", PAPER_RESULTS))
+    return pd.DataFrame(rows)

@@ -1,0 +1,359 @@
+"""spinelib.evaluate: known answers of the 2D, 3D and clinical evaluation; bad inputs."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spinelib import evaluate as ev
+from spinelib.curves import SpineCurves, column_curves
+from spinelib.errors import (EmptySegmentationError, InvalidArgumentError, MissingFileError, NonFiniteError,
+                             ShapeError)
+from spinelib.experiment import Predictions
+from spinelib.io import write_dxa, write_nifti
+from spinelib.reconstruct import Grid3D
+from spinelib.spine import DISC_LABEL
+from spinelib.targets import TargetSet
+from spinelib.transform import PlanarTransform
+from spinelib.viz import evaluation as vz
+
+K = 16
+IDENTITY = PlanarTransform(0.0, 0.0, 0.0)
+DXA_SHAPE, DXA_MM = (150, 60), 4.0
+
+
+# --------------------------------------------------------------------------- builders
+def _curves(n: int, k: int = K, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cc = 200.0 + rng.normal(0, 5, (n, 1)) + np.linspace(0, 10, k)[None]
+    sc = 80.0 + 20 * np.sin(np.linspace(0, np.pi, k))[None] + rng.normal(0, 3, (n, 1))
+    v = np.stack([cc - 15, cc, cc + 15, sc - 12, sc, sc + 12], axis=1)
+    ext = np.tile([20.0, 460.0], (n, 1)) + rng.normal(0, 2, (n, 1))
+    return v, ext
+
+
+def _set(pred: dict, values: np.ndarray, extent: np.ndarray, *, name: str = "test") -> ev.EvalSet:
+    n = len(values)
+    ids = np.array([f"S{i:05d}" for i in range(n)])
+    t = TargetSet(ids, np.array(["test"] * n), values, extent, np.zeros(n), np.full(values.shape, np.nan),
+                  np.full((n, 2), np.nan))
+    p = Predictions(ids, {m: v for m, (v, _) in pred.items()}, {m: e for m, (_, e) in pred.items()})
+    align = pd.DataFrame({"subject_id": ids, "theta_deg": 0.0, "tx_mm": 0.0, "ty_mm": 0.0})
+    man = pd.DataFrame({"subject_id": ids, "split": "test", "dxa_path": "", "seg_path": "", "truth_path": ""})
+    return ev.eval_set(t, p, align, man, name=name)
+
+
+def _shifted(values: np.ndarray, coronal_mm: float = 0.0, sagittal_mm: float = 0.0) -> np.ndarray:
+    out = values.copy()
+    out[:, :3] += coronal_mm
+    out[:, 3:] += sagittal_mm
+    return out
+
+
+# --------------------------------------------------------------------------- stats
+def test_summarize_known_values():
+    s = ev.summarize(np.arange(1.0, 101.0))
+    assert s["mean"] == pytest.approx(50.5) and s["median"] == pytest.approx(50.5)
+    assert s["p95"] == pytest.approx(95.05) and s["n"] == 100
+
+
+def test_paired_bootstrap_contains_true_difference_and_is_seeded():
+    rng = np.random.default_rng(3)
+    base = rng.gamma(4.0, 2.0, 80)  # subjects differ a lot; the paired difference does not
+    a = base + 0.7 + rng.normal(0, 0.3, 80)
+    r = ev.paired_bootstrap(a, base, n_boot=2000, seed=1)
+    assert r.ci_low < 0.7 < r.ci_high and r.excludes_zero and r.p_two_sided < 0.01
+    again = ev.paired_bootstrap(a, base, n_boot=2000, seed=1)
+    assert (again.ci_low, again.ci_high) == (r.ci_low, r.ci_high)
+    same = ev.paired_bootstrap(base + rng.normal(0, 0.3, 80), base, n_boot=2000, seed=1)
+    assert same.ci_low < 0 < same.ci_high and not same.excludes_zero
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=2, max_size=30), st.floats(-5, 5))
+def test_paired_bootstrap_constant_shift_is_exact(xs, shift):
+    a = np.array(xs)
+    r = ev.paired_bootstrap(a + shift, a, n_boot=50, seed=0)
+    assert r.mean_diff == pytest.approx(shift, abs=1e-9)
+    assert r.ci_low == pytest.approx(shift, abs=1e-9) and r.ci_high == pytest.approx(shift, abs=1e-9)
+
+
+def test_bland_altman_known_values():
+    ba = ev.bland_altman([10.0, 20.0, 30.0], [12.0, 22.0, 35.0])
+    assert ba["bias"] == pytest.approx(3.0) and ba["mae"] == pytest.approx(3.0)
+    sd = np.std([2.0, 2.0, 5.0], ddof=1)
+    assert ba["loa_high"] == pytest.approx(3.0 + 1.96 * sd)
+
+
+@pytest.mark.parametrize("args, kwargs, exc", [
+    (([1.0, np.nan], [1.0, 2.0]), {}, NonFiniteError),
+    (([1.0, 2.0], [1.0, 2.0, 3.0]), {}, ShapeError),
+    (([1.0, 2.0], [1.0, 2.0]), {"n_boot": 5}, InvalidArgumentError),
+    (([1.0, 2.0], [1.0, 2.0]), {"level": 1.5}, InvalidArgumentError),
+    (([[1.0, 2.0]], [[1.0, 2.0]]), {}, ShapeError),
+])
+def test_paired_bootstrap_bad_inputs(args, kwargs, exc):
+    with pytest.raises(exc):
+        ev.paired_bootstrap(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- 2D curves
+def test_identical_predictions_have_zero_error():
+    v, e = _curves(5)
+    es = _set({"resnet_bot": (v, e), "resnet": (v, e)}, v, e)
+    tab = ev.curve_error_table(es, np.full(5, 2.2))
+    assert len(tab) == 5 * 2 * 6 and np.all(tab["mae_mm"] == 0) and np.all(tab["mae_px"] == 0)
+    summ = ev.curve_error_summary(es, np.full(5, 2.2))
+    assert np.all(summ[["mean_mm", "median_mm", "p95_mm"]].to_numpy() == 0)
+    block = ev.curve_metrics_block(tab)["models"]
+    assert list(block) == ["resnet", "resnet_bot"]  # library order
+    assert all(v == 0 for v in block["resnet_bot"]["curve_mae_mm"].values())
+
+
+def test_shifted_prediction_has_known_error():
+    v, e = _curves(6)
+    px = np.array([2.0, 2.0, 4.0, 4.0, 2.0, 2.0])
+    es = _set({"resnet_bot": (_shifted(v, coronal_mm=3.0, sagittal_mm=-1.5), e), "resnet": (v, e)}, v, e)
+    tab = ev.curve_error_table(es, px)
+    bot = tab[tab["model"] == "resnet_bot"].groupby("curve")[["mae_mm", "mae_px"]].mean()
+    assert bot.loc["coronal_left", "mae_mm"] == pytest.approx(3.0)
+    assert bot.loc["sagittal_centre", "mae_mm"] == pytest.approx(1.5)
+    assert bot.loc["coronal_centre", "mae_px"] == pytest.approx(np.mean(3.0 / px))
+    block = ev.curve_metrics_block(tab)["models"]["resnet_bot"]
+    assert block["curve_mae_mm_mean"] == pytest.approx(2.25)
+    summ = ev.curve_error_summary(es, px).set_index(["model", "curve"])
+    assert summ.loc[("resnet_bot", "all"), "mean_mm"] == pytest.approx(2.25)
+    assert summ.loc[("resnet_bot", "coronal_right"), "p95_mm"] == pytest.approx(3.0)
+    levels = ev.level_error_table(es)
+    assert len(levels) == 2 * 6 * K
+    assert np.allclose(levels[(levels["model"] == "resnet_bot") & (levels["curve"] == "coronal_left")]["mae_mm"], 3.0)
+    cmp = ev.compare_models(tab, "resnet_bot", "resnet", n_boot=100, seed=0).set_index("curve")
+    assert cmp.loc["all", "mean_diff"] == pytest.approx(2.25) and bool(cmp.loc["all", "excludes_zero"])
+
+
+def test_hardest_region_and_picked_subjects():
+    v, e = _curves(4)
+    p = v.copy()
+    p[:, 3:, K // 2:] += 5.0  # sagittal error in the lower half only
+    p[2, :3] += 10.0  # subject 2 is the worst
+    es = _set({"resnet_bot": (p, e)}, v, e)
+    hard = ev.hardest_region(ev.level_error_table(es), "resnet_bot", ["sagittal_centre"])
+    assert hard["level_fraction"] >= 0.5 and hard["mae_mm"] == pytest.approx(5.0)
+    assert hard["thoracic_mae_mm"] < hard["lumbar_mae_mm"]
+    picked = ev.pick_subjects(ev.curve_error_table(es, np.ones(4)), "resnet_bot")
+    assert picked["worst"] == "S00002" and picked["typical"] != "S00002"
+
+
+def test_curve_bad_inputs():
+    v, e = _curves(3)
+    es = _set({"resnet_bot": (v, e)}, v, e)
+    with pytest.raises(ShapeError):
+        ev.curve_error_table(es, np.ones(2))
+    with pytest.raises(InvalidArgumentError):
+        ev.curve_error_table(es, np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(InvalidArgumentError):
+        ev.compare_models(ev.curve_error_table(es, np.ones(3)), "resnet_bot", "resnet", n_boot=100, seed=0)
+    with pytest.raises(InvalidArgumentError):
+        ev.curve_metrics_block(pd.DataFrame({"model": ["a"]}))
+
+
+def test_eval_set_lines_up_subjects_and_rejects_mismatch():
+    v, e = _curves(4)
+    ids = np.array([f"S{i:05d}" for i in range(4)])
+    t = TargetSet(ids, np.array(["test"] * 4), v, e, np.zeros(4), np.full(v.shape, np.nan), np.full((4, 2), np.nan))
+    order = [2, 0]
+    p = Predictions(ids[order], {"resnet_bot": v[order]}, {"resnet_bot": e[order]})
+    align = pd.DataFrame({"subject_id": ids, "theta_deg": [0.0, 1.0, 2.0, 3.0], "tx_mm": 0.0, "ty_mm": 0.0})
+    man = pd.DataFrame({"subject_id": ids, "split": "test", "seg_path": "", "dxa_path": ""})
+    es = ev.eval_set(t, p, align, man)
+    assert list(es.subject_id) == ["S00002", "S00000"] and es.transform(0).theta_deg == 2.0
+    assert np.array_equal(es.targets.values[0], v[2])
+    bad = Predictions(np.array(["S00009"]), {"resnet_bot": v[:1]}, {"resnet_bot": e[:1]})
+    with pytest.raises(InvalidArgumentError, match="no targets"):
+        ev.eval_set(t, bad, align, man)
+    with pytest.raises(InvalidArgumentError, match="alignment"):
+        ev.eval_set(t, p, align.iloc[:1], man)
+
+
+def test_missing_run_files(tmp_path):
+    man = pd.DataFrame({"subject_id": ["S00000"]})
+    with pytest.raises(MissingFileError):
+        ev.test_set(tmp_path, man)
+    with pytest.raises(MissingFileError):
+        ev.shifted_set(tmp_path, tmp_path / "nope.csv", {})
+
+
+# --------------------------------------------------------------------------- 3D
+def _box(shape, lo, hi):
+    m = np.zeros(shape, bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+def test_mask_scores_identity_and_shift():
+    g = Grid3D((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (30, 20, 20))
+    a = _box(g.shape, (5, 5, 5), (15, 15, 15))
+    s = ev.mask_scores(a, a, g, boundary_mm=10.0)
+    assert s["iou_3d"] == 1.0 and s["dice_3d"] == 1.0 and s["hd95_mm"] == 0.0 and s["msd_mm"] == 0.0
+    assert s["iou_3d_thoracic"] == 1.0 and s["iou_3d_lumbar"] == 1.0
+    b = _box(g.shape, (10, 5, 5), (20, 15, 15))
+    s = ev.mask_scores(a, b, g, boundary_mm=100.0)
+    assert s["iou_3d"] == pytest.approx(1 / 3) and s["dice_3d"] == pytest.approx(0.5)
+    assert s["volume_ml"] == pytest.approx(1.0) and np.isnan(s["iou_3d_lumbar"])
+    e = ev.mask_scores(a, np.zeros_like(a), g, boundary_mm=10.0)
+    assert e["iou_3d"] == 0.0 and np.isnan(e["hd95_mm"])
+    with pytest.raises(EmptySegmentationError):
+        ev.mask_scores(np.zeros_like(a), a, g, boundary_mm=10.0)
+
+
+@pytest.fixture(scope="module")
+def column_subject(tmp_path_factory):
+    """A cylinder spine column (T1 top .. L5 bottom) in a 2 mm label volume, and a DXA whose
+    frame coincides with the MRI (identity transform, table at y = 0)."""
+    root = tmp_path_factory.mktemp("column")
+    shape = (40, 30, 150)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-39.0, 1.0, -149.0]
+    i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    x, y, z = (aff[a, a] * idx + aff[a, 3] for a, idx in enumerate((i, j, k)))
+    inside = (x ** 2 + (y - 30.0) ** 2 <= 12.0 ** 2) & (np.abs(z) < 120.0)
+    band = np.clip(((120.0 - z) / (240.0 / 17)).astype(int), 0, 16)
+    seg = np.where(inside, band + 1, 0).astype(np.uint8)
+    seg[inside & (np.abs(((120.0 - z) % (240.0 / 17))) < 2.0) & (band > 0)] = DISC_LABEL
+    seg_path = write_nifti(root / "seg.nii.gz", seg, aff, dtype=np.uint8)
+    dxa_path = write_dxa(root / "dxa.npz", np.ones(DXA_SHAPE), np.ones(DXA_SHAPE), DXA_MM)
+    target = column_curves(seg, aff, IDENTITY, DXA_SHAPE, (DXA_MM, DXA_MM), 0.0, K)
+    boundary_z = 120.0 - 12 * 240.0 / 17
+    return {"seg_path": str(seg_path), "dxa_path": str(dxa_path), "target": target,
+            "boundary_row_mm": DXA_MM * (DXA_SHAPE[0] - 1) / 2.0 - boundary_z}
+
+
+def _job(subj, preds):
+    return {"subject_id": "S00000", "seg_path": subj["seg_path"], "dxa_path": subj["dxa_path"],
+            "transform": (0.0, 0.0, 0.0), "table_y_mm": 0.0,
+            "target": (subj["target"].values, subj["target"].extent_mm),
+            "predictions": {m: (c.values, c.extent_mm) for m, c in preds.items()}, "grid_mm": 2.0}
+
+
+def test_evaluate_subject_known_answers(column_subject):
+    t = column_subject["target"]
+    moved = t.values.copy()
+    moved[:3] += 4.0
+    rows = {r["model"]: r for r in ev.evaluate_subject(_job(column_subject, {
+        "resnet_bot": t, "resnet": SpineCurves(moved, t.extent_mm)}))}
+    assert set(rows) == {"resnet_bot", "resnet", ev.CEILING}
+    assert rows["resnet_bot"]["centerline_3d_mm"] == pytest.approx(0.0)
+    assert rows["resnet"]["centerline_3d_mm"] == pytest.approx(4.0)
+    assert rows["resnet_bot"]["iou_3d"] == pytest.approx(rows[ev.CEILING]["iou_3d"])
+    assert rows[ev.CEILING]["iou_3d"] > 0.8  # a cylinder is nearly an ellipse per level
+    assert rows["resnet"]["iou_3d"] < rows["resnet_bot"]["iou_3d"]
+    assert rows["resnet_bot"]["region_boundary_mm"] == pytest.approx(column_subject["boundary_row_mm"], abs=2.5)
+    assert rows["resnet_bot"]["true_volume_ml"] == pytest.approx(np.pi * 12 ** 2 * 240 / 1000, rel=0.1)
+
+
+def test_evaluate_3d_parallel_equals_serial_and_block(column_subject):
+    t = column_subject["target"]
+    n = 2
+    v = np.stack([t.values] * n)
+    e = np.stack([t.extent_mm] * n)
+    es = _set({"resnet_bot": (v, e), "mean_shape": (_shifted(v, coronal_mm=2.0), e)}, v, e)
+    man = es.manifest.assign(seg_path=column_subject["seg_path"], dxa_path=column_subject["dxa_path"])
+    es = ev.EvalSet("test", es.targets, es.predictions, es.alignment, man)
+    serial = ev.evaluate_3d(es, grid_mm=2.0, jobs=1, progress=False)
+    parallel = ev.evaluate_3d(es, grid_mm=2.0, jobs=2, progress=False)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(dict.fromkeys(serial["model"])) == ["mean_shape", "resnet_bot", ev.CEILING]
+    block = ev.reconstruction_metrics_block(serial)
+    assert block["models"]["mean_shape"]["centerline_3d_mm"] == pytest.approx(2.0)
+    assert set(block["ceiling"]) == {"iou_3d", "dice_3d", "hd95_mm", "msd_mm"}
+    assert 0.0 <= block["models"]["resnet_bot"]["iou_3d"] <= 1.0
+    regions = ev.region_table(serial)
+    assert set(regions["region"]) == {"thoracic", "lumbar"}
+    cmp = ev.paper_comparison(block)
+    assert cmp.iloc[-1]["iou_3d_pct"] == pytest.approx(83.8)
+    with pytest.raises(InvalidArgumentError):
+        ev.evaluate_3d(es, grid_mm=0.0)
+    with pytest.raises(InvalidArgumentError):
+        ev.evaluate_3d(es, grid_mm=2.0, jobs=0)
+
+
+# --------------------------------------------------------------------------- clinical
+def test_severity_bins_and_classification():
+    labels = ev.severity_bins(np.array([0.0, 9.99, 10.0, 24.9, 25.0, 40.0, 60.0]))
+    assert list(labels) == [ev.SEVERITY_LABELS[i] for i in (0, 0, 1, 1, 2, 3, 3)]
+    with pytest.raises(InvalidArgumentError):
+        ev.severity_bins(np.array([np.nan]))
+    angles = pd.DataFrame({"subject_id": ["a", "b", "c", "d"], "model": "resnet_bot", "angle": "cobb",
+                           "predicted_deg": [12.0, 14.0, 5.0, 3.0], "target_deg": [6.0, 16.0, 29.0, 7.0],
+                           "truth_deg": np.nan, "reference_cobb_deg": [5.0, 15.0, 30.0, 8.0]})
+    c = ev.scoliosis_classification(angles).set_index("model")
+    assert c.loc["resnet_bot", "accuracy"] == 0.5 and c.loc["resnet_bot", "sensitivity"] == 0.5
+    assert c.loc["resnet_bot", "specificity"] == 0.5 and c.loc[ev.TARGET_CURVES, "accuracy"] == 1.0
+
+
+def test_angle_table_straight_spine_and_errors():
+    k = 32
+    v = np.tile(np.array([[185.0], [200.0], [215.0], [68.0], [80.0], [92.0]]), (1, k))[None].repeat(3, 0)
+    e = np.tile([20.0, 460.0], (3, 1))
+    bent = v.copy()
+    bent[:, :3] += 30.0 * np.sin(np.linspace(0, np.pi, k))  # a C curve: a clear Cobb angle
+    es = _set({"resnet_bot": (bent, e), "mean_shape": (v, e)}, v, e)
+    truth = pd.DataFrame({"subject_id": es.subject_id, "cobb_deg": [1.0, 2.0, np.nan],
+                          "kyphosis_deg": 0.0, "lordosis_deg": 0.0})
+    a = ev.angle_table(es, truth)
+    assert len(a) == 3 * 2 * 3
+    flat = a[a["model"] == "mean_shape"]
+    assert np.allclose(flat["predicted_deg"], 0.0, atol=1e-6) and np.allclose(flat["target_deg"], 0.0, atol=1e-6)
+    cobb = a[(a["model"] == "resnet_bot") & (a["angle"] == "cobb")]
+    assert np.all(cobb["predicted_deg"] > 10.0)
+    ref = ev.reference_cobb(a).set_index("subject_id")["reference_cobb_deg"]
+    assert list(ref) == [1.0, 2.0, 0.0]  # truth where known, else the target curves'
+    err = ev.angle_error_summary(a)
+    row = err[(err["model"] == "mean_shape") & (err["angle"] == "cobb") & (err["reference"] == "target")]
+    assert row["mae_deg"].item() == pytest.approx(0.0, abs=1e-6)
+    assert err[(err["model"] == ev.TARGET_CURVES) & (err["angle"] == "cobb")]["n"].item() == 2
+    block = ev.reconstruction_metrics_block(
+        pd.DataFrame({"subject_id": ["S00000"], "model": ["resnet_bot"], "iou_3d": [0.5], "dice_3d": [2 / 3],
+                      "centerline_3d_mm": [1.0], "hd95_mm": [np.nan], "msd_mm": [np.nan]}),
+        err, ev.scoliosis_classification(a))
+    bot = block["models"]["resnet_bot"]
+    assert "hd95_mm" not in bot and bot["cobb_mae_deg"] > 10.0 and bot["scoliosis_class_accuracy"] == 0.0
+    with pytest.raises(InvalidArgumentError):
+        ev.angle_table("not a set")
+
+
+def test_group_summary_orders_and_counts():
+    t = pd.DataFrame({"subject_id": ["a", "b", "c"] * 2, "model": ["m1"] * 3 + ["m2"] * 3,
+                      "iou_3d": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    g = pd.DataFrame({"subject_id": ["a", "b", "c"], "severity": ["mild", "none", "mild"]})
+    out = ev.group_summary(t, g, by="severity", metrics=["iou_3d"], order=["none", "mild"])
+    assert list(out["severity"]) == ["none", "mild", "none", "mild"]
+    assert out.iloc[1]["iou_3d"] == pytest.approx(0.2) and out.iloc[1]["n_subjects"] == 2
+    with pytest.raises(InvalidArgumentError):
+        ev.group_summary(t, g, by="severity", metrics=["dice_3d"])
+
+
+# --------------------------------------------------------------------------- figures
+def test_figures_render_and_save(tmp_path):
+    v, e = _curves(4)
+    es = _set({"resnet_bot": (_shifted(v, 2.0), e), "resnet": (v, e)}, v, e)
+    tab = ev.curve_error_table(es, np.ones(4))
+    figs = [vz.plot_level_errors(ev.level_error_table(es)),
+            vz.plot_curves_comparison(es.targets.curves(0), {"resnet_bot": es.predictions.curves("resnet_bot", 0)}),
+            vz.plot_paired(tab, "resnet_bot", "resnet", ci=(1.0, 0.5, 1.5))]
+    angles = ev.angle_table(es)
+    figs.append(vz.plot_bland_altman(angles, angle="cobb"))
+    figs.append(vz.plot_metric_boxes(tab, ["mae_mm"], reference={"mae_mm": 1.0}))
+    for k, f in enumerate(figs):
+        assert vz.save_png(f, tmp_path / f"f{k}.png").stat().st_size > 1000
+    with pytest.raises(InvalidArgumentError):
+        vz.save_png(figs[0], tmp_path / "f.pdf")
+    with pytest.raises(InvalidArgumentError):
+        vz.plot_bland_altman(angles, angle="cobb", reference="other")

@@ -1,0 +1,103 @@
+"""The evaluation notebooks (03 curve accuracy, 04 reconstruction) through papermill at smoke.
+
+The session's smoke run (every section, with a small shifted cohort; ``tests/conftest.py``)
+is read by every assertion: metrics.json has every key of DESIGN.md for the four models, the
+headline numbers agree with the per-subject tables, the book's summary keys are glued.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from spinelib.book import SUMMARY_ROWS, glued_keys
+from spinelib.pipeline import SECTIONS, notebook_parameters
+from spinelib.profiles import get_profile
+from spinelib.spine import CURVE_NAMES
+
+MODELS = ("mean_shape", "resnet", "resnet_bot", "biplanar")
+MODEL_KEYS = ("centerline_3d_mm", "iou_3d", "dice_3d", "cobb_mae_deg", "kyphosis_mae_deg", "lordosis_mae_deg")
+EVAL_SECTIONS = ("curve_accuracy", "reconstruction")
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def eval_run(smoke_run) -> Path:
+    return smoke_run
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def test_metrics_has_every_design_key(eval_run):
+    m = json.loads((eval_run / "metrics.json").read_text())
+    for block in (m, m["shifted"]):
+        for name in MODELS:
+            b = block["models"][name]
+            assert set(b["curve_mae_mm"]) == set(CURVE_NAMES)
+            assert all(_finite(v) and v >= 0 for v in b["curve_mae_mm"].values())
+            for key in MODEL_KEYS:
+                assert _finite(b[key]), (name, key)
+            assert 0.0 <= b["iou_3d"] <= 1.0 and 0.0 <= b["dice_3d"] <= 1.0
+            assert b["dice_3d"] >= b["iou_3d"]
+        assert _finite(block["ceiling"]["iou_3d"]) and 0.0 < block["ceiling"]["iou_3d"] <= 1.0
+    assert m["shifted"]["n_subjects"] >= 1
+
+
+def test_headlines_match_the_per_subject_tables(eval_run):
+    m = json.loads((eval_run / "metrics.json").read_text())
+    curves = pd.read_csv(eval_run / "tables" / "curve_errors_per_subject.csv", dtype={"subject_id": str})
+    sel = curves[(curves["model"] == "resnet_bot") & (curves["curve"] == "sagittal_centre")]
+    assert sel["mae_mm"].mean() == pytest.approx(m["models"]["resnet_bot"]["curve_mae_mm"]["sagittal_centre"],
+                                                 rel=1e-5)
+    recon = pd.read_csv(eval_run / "tables" / "reconstruction_per_subject.csv", dtype={"subject_id": str})
+    assert recon.loc[recon["model"] == "resnet_bot", "iou_3d"].mean() == pytest.approx(
+        m["models"]["resnet_bot"]["iou_3d"], rel=1e-5, abs=1e-9)
+    assert recon.loc[recon["model"] == "ceiling", "iou_3d"].mean() == pytest.approx(m["ceiling"]["iou_3d"], rel=1e-5)
+    n_test = m["n_subjects"]["test"]
+    assert len(sel) == n_test and (recon["model"] == "resnet_bot").sum() == n_test
+    shifted = pd.read_csv(eval_run / "tables" / "shifted_reconstruction_per_subject.csv")
+    assert (shifted["model"] == "resnet_bot").sum() == m["shifted"]["n_subjects"]
+
+
+def test_summary_keys_glued_and_tables_written(eval_run):
+    for sec in (s for s in SECTIONS if s.name in EVAL_SECTIONS):
+        keys = glued_keys(eval_run / "notebooks" / sec.notebook)
+        wanted = {r.key for r in SUMMARY_ROWS if r.section == sec.name}
+        assert wanted <= keys, wanted - keys
+    for name in ("curve_errors_summary", "curve_errors_per_level", "curve_errors_bot_vs_resnet",
+                 "reconstruction_summary", "reconstruction_by_severity", "reconstruction_by_region",
+                 "clinical_angle_errors", "scoliosis_classification", "shifted_curve_errors_summary"):
+        assert (eval_run / "tables" / f"{name}.csv").is_file(), name
+    for f in ("targets.npz", "predictions.npz", "alignment.csv", "source.json"):
+        assert (eval_run / "shifted" / f).is_file()
+    assert list((eval_run / "figures").glob("bland_altman_*.png"))
+
+
+def test_shifted_cache_is_reused(eval_run):
+    from spinelib.evaluate import shifted_paths, shifted_set
+
+    params = json.loads((eval_run / "params.json").read_text())
+    before = {k: p.stat().st_mtime_ns for k, p in shifted_paths(eval_run).items() if p.is_file()}
+    es = shifted_set(eval_run, params["shifted_data"], params, progress=False)
+    after = {k: p.stat().st_mtime_ns for k, p in shifted_paths(eval_run).items() if p.is_file()}
+    assert before == after and len(es) >= 1
+
+
+@pytest.mark.parametrize("stem", ["03_curve_accuracy_2d", "04_reconstruction_3d"])
+def test_notebook_sources_follow_the_rules(stem):
+    path = NOTEBOOKS / f"{stem}.ipynb"
+    declared = notebook_parameters(path)
+    assert set(declared) - set(get_profile("smoke")) <= {"run_dir", "data"}
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines = cell.source.splitlines()
+            assert not any(ln.lstrip().startswith(("def ", "class ")) for ln in lines), cell.source[:80]
+            assert "fig.show()" not in cell.source
