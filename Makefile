@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 JOBS   ?= 2
 COHORT ?= results/cohort-default
 RUN    ?= results/default
+SHIFTED ?= results/cohort-shifted
 
 .PHONY: book test venv browser clean-book
 
@@ -28,9 +29,13 @@ browser:
 	    SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The shifted cohort (another seed, scoliosis twice as severe) measures generalisation.
 book: $(STAMP)
 	$(BIN)/spinelib synth --out $(COHORT) --profile default --jobs $(JOBS)
-	$(BIN)/spinelib run --profile default --data $(COHORT)/manifest.csv --out $(RUN)
+	$(BIN)/spinelib synth --out $(SHIFTED) --profile default --n 200 --seed 1001 \
+	  -p scoliosis_severity 2.0 --jobs $(JOBS)
+	$(BIN)/spinelib run --profile default --data $(COHORT)/manifest.csv --out $(RUN) \
+	  -p shifted_data $(CURDIR)/$(SHIFTED)/manifest.csv
 	$(BIN)/spinelib book --run $(RUN)
 
 test: $(STAMP) browser

@@ -50,6 +50,10 @@ class BenchWorkload:
 ENTRIES: dict[str, str] = {
     "synth_cohort": "spinelib.synth.bench:cohort_workload",
     "align_pair": "spinelib.align.bench:pair_workload",
+    "predict_warm_default": "spinelib.predict_bench:warm_default_workload",
+    "predict_warm_paper": "spinelib.predict_bench:warm_paper_workload",
+    "predict_cold": "spinelib.predict_bench:cold_workload",
+    "train_throughput": "spinelib.predict_bench:train_throughput_workload",
 }
 
 

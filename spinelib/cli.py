@@ -103,6 +103,84 @@ def _predict(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    # --run-dir: under torchrun, whose own parser takes "--run" for an abbreviation of its --run-path
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run folder holding targets.npz (written by the alignment section); "
+                        "spell it --run-dir under torchrun")
+    p.add_argument("--data", required=True, help="manifest.csv of the cohort the targets belong to")
+    p.add_argument("--models", default="resnet_bot,resnet,biplanar",
+                   help="comma-separated models to train (mean_shape is always fitted)")
+    p.add_argument("--profile", default=None,
+                   help="smoke | default | paper (default: the run folder's, else default)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override one profile parameter (repeatable)")
+
+
+@command("train", "train the models on a run's targets (works under torchrun for DDP)")(_train_args)
+def _train(ns: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from .errors import InvalidArgumentError
+    from .experiment import TRAINED_MODELS, train_section
+    from .io import read_manifest
+    from .pipeline import _previous_params, resolve_params
+    from .profiles import parse_override
+    from .runfolder import run_paths, update_metrics, write_table
+    from .targets import read_targets
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if rank != 0:  # one voice: the other ranks report problems only
+        logging.getLogger().setLevel(logging.WARNING)
+    run_dir = Path(ns.run)
+    names = [n.strip() for n in ns.models.split(",") if n.strip()]
+    bad = [n for n in names if n not in TRAINED_MODELS]
+    if not names or bad:
+        raise InvalidArgumentError(f"--models: cannot train {bad or names}; choose from {','.join(TRAINED_MODELS)}")
+    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
+    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    params = resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+    targets = read_targets(run_paths(run_dir)["targets"])
+    if targets.n_levels != int(params["n_levels"]):
+        raise InvalidArgumentError(
+            f"{run_paths(run_dir)['targets']} holds curves with K = {targets.n_levels} levels but the profile's "
+            f"n_levels is {params['n_levels']}; pass --profile or -p n_levels {targets.n_levels}"
+        )
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local_world > 1 and not _cuda():
+        # processes of one machine share its cores: more threads than cores only thrash
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        params["num_threads"] = max(1, min(int(params["num_threads"]), cores // local_world))
+    log.info("training %s on %d process%s (rank %d), profile %s", ",".join(names), world,
+             "es" if world > 1 else "", rank, params["profile"])
+    manifest = read_manifest(params["data"])
+    import torch.distributed as dist
+
+    try:
+        summary = train_section(run_dir, manifest, targets, params, names=names, progress=rank == 0)
+        if rank == 0:
+            write_table(run_dir, "training_summary", summary)
+            update_metrics(run_dir, {"training": {
+                r["model"]: {"seconds": float(r["seconds"]), "params": int(r["params_total"])}
+                for _, r in summary.iterrows()}})
+            print(summary.to_string(index=False))
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # no rank leaves before rank 0 has written the summaries
+    finally:
+        # no barrier on failure: a rank that raised must not wait for the others forever
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 # --------------------------------------------------------------------------- run
 def _run_args(p: argparse.ArgumentParser) -> None:
     from .pipeline import SECTION_NAMES

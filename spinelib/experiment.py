@@ -27,7 +27,7 @@ from .io import read_dxa
 from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, load_checkpoint, save_checkpoint
 from .runfolder import run_paths
 from .targets import TargetSet
-from .train import BEST, TrainConfig, train_model
+from .train import BEST, TrainConfig, _dist_info, train_model
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     mean_target = np.stack([plain[i][1].numpy() for i in range(len(plain))]).mean(axis=0)
     mean_model.fit(mean_target[None])
     out = checkpoint_path(run_dir, "mean_shape")
-    save_checkpoint(out, mean_model, mean_cfg, meta)
+    if _dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
+        save_checkpoint(out, mean_model, mean_cfg, meta)
     rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
                  "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
                  "seconds": 0.0, "images_per_second": float("nan")})

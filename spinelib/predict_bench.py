@@ -1,0 +1,252 @@
+"""Benchmark entries of prediction and training (issue 4): warm and cold prediction, training speed.
+
+Entries (registered in :data:`spinelib.bench.ENTRIES`):
+
+``predict_warm_default`` / ``predict_warm_paper``
+    one scan in a warm process -- read the DXA file, crop, forward pass, 3D
+    reconstruction, clinical measures -- at the ``default`` and ``paper`` model
+    configurations (``resnet_bot``, random weights: timing does not depend on them).
+    Each repeat predicts ``N_WARM_SCANS`` scans; the entry also reports the per-scan
+    median and the bare forward pass (``forward_ms``).
+``predict_cold``
+    the ``spinelib predict`` command as a subprocess (interpreter start, imports,
+    checkpoint load, prediction, the four output files).
+``train_throughput``
+    training images per second at the profile's ``resnet_bot`` model and crop size
+    (one epoch of :func:`spinelib.train.train_model` on synthetic scans).
+
+The synthetic scans come from :func:`synthetic_examples`: subjects of
+:func:`spinelib.synth.subject.make_subject` with their targets read through the true
+DXA -> MRI transform (no alignment needed), also used by the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .bench import BenchWorkload
+from .errors import InvalidArgumentError
+from .profiles import get_profile
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "N_WARM_SCANS",
+    "synthetic_examples",
+    "write_synthetic_dxa",
+    "random_checkpoint",
+    "warm_default_workload",
+    "warm_paper_workload",
+    "cold_workload",
+    "train_throughput_workload",
+]
+
+#: Scans predicted per repeat of a warm entry.
+N_WARM_SCANS = 10
+#: Distinct subjects cycled through by the warm entries (different crops, same sizes).
+_N_SUBJECTS = 3
+
+
+def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
+    """``n`` synthetic subjects as DXA images and true targets.
+
+    Parameters
+    ----------
+    n : number of subjects (>= 1), indices ``start .. start + n - 1`` of the cohort
+        described by ``params`` (a profile: ``seed``, sizes, ``n_levels``).
+
+    Returns
+    -------
+    (list of :class:`spinelib.io.DXAImage` with lateral views, list of
+    :class:`spinelib.curves.SpineCurves` with ``K = params["n_levels"]``), the targets
+    read off each subject's MRI spine column through the TRUE transform and table plane.
+    """
+    from .curves import column_curves
+    from .io import DXAImage
+    from .synth.subject import make_subject
+    from .transform import PlanarTransform
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidArgumentError(f"n must be an integer >= 1, got {n!r}")
+    dxas, curves = [], []
+    for i in range(int(start), int(start) + int(n)):
+        s = make_subject(i, dict(params))
+        dxas.append(DXAImage(s.bone, s.tissue, np.asarray(s.pixel_spacing_mm, float),
+                             s.lateral_bone, s.lateral_tissue, np.asarray(s.lateral_pixel_spacing_mm, float)))
+        curves.append(column_curves(s.seg, s.affine, PlanarTransform.from_dict(s.truth["transform"]),
+                                    s.bone.shape, tuple(s.pixel_spacing_mm), float(s.truth["table_y_mm"]),
+                                    int(params["n_levels"])))
+    return dxas, curves
+
+
+def write_synthetic_dxa(path: str | Path, params: Mapping, *, index: int = 0, lateral: bool = True) -> Path:
+    """Write synthetic subject ``index`` of ``params``'s cohort as a ``dxa.npz``; returns the path."""
+    from .io import write_dxa
+    from .synth.subject import make_subject
+
+    s = make_subject(int(index), dict(params))
+    extra = dict(lateral_bone=s.lateral_bone, lateral_tissue=s.lateral_tissue,
+                 lateral_pixel_spacing_mm=s.lateral_pixel_spacing_mm) if lateral else {}
+    return write_dxa(path, s.bone, s.tissue, s.pixel_spacing_mm, **extra)
+
+
+def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot", *, seed: int = 0) -> Path:
+    """A checkpoint of model ``name`` at ``params``'s configuration with seeded random weights.
+
+    Prediction-ready: it records ``crop_pixel_mm`` as training does. ``mean_shape`` gets
+    the mean of nothing in particular (0.5 everywhere), so it is only good for timing.
+    """
+    import torch
+
+    from .models import build_model, config_from_profile, save_checkpoint
+
+    cfg = config_from_profile(dict(params), name)
+    torch.manual_seed(int(seed))
+    model = build_model(cfg)
+    if cfg.head == "mean":
+        model.fit(np.full((1, cfg.output_size), 0.5))
+    return save_checkpoint(path, model, cfg, {"crop_pixel_mm": float(params["crop_pixel_mm"]),
+                                              "profile": str(params.get("profile", ""))})
+
+
+def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
+    import torch
+
+    from .io import read_dxa
+    from .models import build_model, config_from_profile
+    from .predict import Predictor
+
+    params = get_profile(profile)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = [write_synthetic_dxa(workdir / f"dxa{i}.npz", params, index=i, lateral=False) for i in range(_N_SUBJECTS)]
+    cfg = config_from_profile(params, "resnet_bot")
+    torch.manual_seed(int(params["seed"]))
+    predictor = Predictor(build_model(cfg), cfg, pixel_mm=float(params["crop_pixel_mm"]))
+    predictor.warmup()
+    threads = torch.get_num_threads()
+    crop = np.zeros((cfg.in_chans, *cfg.image_size), np.float32)
+    extra: dict = {"profile_params": {k: params[k] for k in ("backbone", "image_size", "crop_pixel_mm", "n_levels",
+                                                             "bot_blocks", "bot_heads", "bot_dim_head")},
+                   "model": cfg.describe(), "torch_threads": threads, "scans_per_repeat": N_WARM_SCANS,
+                   "load_average_1min_at_setup": os.getloadavg()[0]}
+
+    def timed(fn, n: int) -> dict:
+        ts = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            fn(i)
+            ts.append(time.perf_counter() - t0)
+        return {"median": 1e3 * statistics.median(ts), "min": 1e3 * min(ts), "p90": 1e3 * float(np.percentile(ts, 90))}
+
+    # outside the timed repeats: the bare forward pass, and everything at one thread (on a
+    # machine shared with other busy processes one thread is often faster than several)
+    extra["forward_ms"] = timed(lambda i: predictor.forward(crop), 2 * N_WARM_SCANS)
+    torch.set_num_threads(1)
+    predictor.warmup()
+    extra["forward_ms_1thread"] = timed(lambda i: predictor.forward(crop), 2 * N_WARM_SCANS)
+    extra["scan_ms_1thread"] = timed(lambda i: predictor.predict(read_dxa(files[i % len(files)])), N_WARM_SCANS)
+    torch.set_num_threads(threads)
+    predictor.warmup()
+    scan_s: list[float] = []
+
+    def run() -> int:
+        for i in range(N_WARM_SCANS):
+            t0 = time.perf_counter()
+            pred = predictor.predict(read_dxa(files[i % len(files)]))
+            scan_s.append(time.perf_counter() - t0)
+            if not pred.mask.any():
+                raise InvalidArgumentError("warm prediction produced an empty 3D spine")
+        extra["scan_ms"] = {"median": 1e3 * statistics.median(scan_s), "min": 1e3 * min(scan_s),
+                            "p90": 1e3 * float(np.percentile(scan_s, 90))}
+        extra["load_average_1min_after"] = os.getloadavg()[0]
+        return N_WARM_SCANS
+
+    return BenchWorkload(run=run, unit="scans", extra=extra, teardown=lambda: shutil.rmtree(workdir, True),
+                         description=f"warm single-scan prediction, {profile} configuration ({cfg.backbone}, "
+                                     f"{cfg.image_size[0]}x{cfg.image_size[1]}, K={cfg.n_levels})")
+
+
+def warm_default_workload(workdir: Path, profile: str) -> BenchWorkload:
+    """``predict_warm_default``: always the ``default`` configuration, whatever ``profile``."""
+    return _warm_workload(workdir, "default")
+
+
+def warm_paper_workload(workdir: Path, profile: str) -> BenchWorkload:
+    """``predict_warm_paper``: always the ``paper`` configuration, whatever ``profile``."""
+    return _warm_workload(workdir, "paper")
+
+
+def cold_workload(workdir: Path, profile: str) -> BenchWorkload:
+    """``predict_cold``: ``python -m spinelib.cli predict`` as a subprocess, at ``profile``'s model."""
+    params = get_profile(profile)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    dxa = write_synthetic_dxa(workdir / "dxa.npz", params, lateral=False)
+    ckpt = random_checkpoint(workdir / "best.pt", params, "resnet_bot", seed=int(params["seed"]))
+    out = workdir / "out"
+    cmd = [sys.executable, "-m", "spinelib.cli", "predict", str(dxa), "--checkpoint", str(ckpt), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH", "")]))}
+
+    def run() -> int:
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise InvalidArgumentError(f"spinelib predict failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return 1
+
+    return BenchWorkload(run=run, unit="commands", teardown=lambda: shutil.rmtree(workdir, True),
+                         extra={"command": "spinelib predict DXA --checkpoint CKPT --out DIR", "profile": profile},
+                         description=f"`spinelib predict` as a subprocess, {profile} resnet_bot, four outputs written")
+
+
+def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32) -> BenchWorkload:
+    """``train_throughput``: one epoch of ``n_images`` augmented crops at ``profile``'s ``resnet_bot``."""
+    import torch
+
+    from .data import SpineDataset, prepare_scan
+    from .models import build_model, config_from_profile
+    from .train import TrainConfig, train_model
+
+    params = get_profile(profile)
+    workdir = Path(workdir)
+    n_subj = 8
+    dxas, curves = synthetic_examples(n_subj + 2, params)
+    scans = [prepare_scan(d, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"]) for d in dxas]
+    reps = -(-n_images // n_subj)
+    train_ds = SpineDataset((scans[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
+                            augment=True, seed=int(params["seed"]))
+    val_ds = SpineDataset(scans[n_subj:], curves[n_subj:])
+    cfg = config_from_profile(params, "resnet_bot")
+    tcfg = TrainConfig.from_profile({**params, "epochs": 1})
+    extra: dict = {"model": cfg.describe(), "batch_size": tcfg.batch_size, "num_threads": tcfg.num_threads,
+                   "train_loop_images_per_second": []}
+    state = {"repeat": 0}
+
+    def run() -> int:
+        torch.manual_seed(int(params["seed"]))
+        model = build_model(cfg)
+        out = workdir / f"run{state['repeat']}"
+        state["repeat"] += 1
+        res = train_model(model, cfg, train_ds, val_ds, out, tcfg, resume=False, progress=False,
+                          meta={"crop_pixel_mm": float(params["crop_pixel_mm"])})
+        # the loop alone, without validation and checkpoint writing
+        extra["train_loop_images_per_second"].append(float(res.history["images_per_second"].iloc[-1]))
+        shutil.rmtree(out, ignore_errors=True)
+        return len(train_ds)
+
+    return BenchWorkload(run=run, unit="images", teardown=lambda: shutil.rmtree(workdir, True), extra=extra,
+                         description=f"training, {profile} resnet_bot ({cfg.backbone}, {cfg.image_size[0]}x"
+                                     f"{cfg.image_size[1]}), batch {tcfg.batch_size}, {n_images} images per epoch, "
+                                     "with validation and checkpoints")

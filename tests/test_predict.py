@@ -1,0 +1,339 @@
+"""spinelib.predict and `spinelib predict`: one DXA in, curves / 3D spine / measures out.
+
+Everything is built here (a smoke subject written with write_dxa, checkpoints fitted or
+drawn in the test), so the tests need no run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spinelib import cli
+from spinelib.curves import to_crop
+from spinelib.data import prepare_scan
+from spinelib.errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingFileError,
+    UnreadableFileError,
+    UnsafeLoadError,
+)
+from spinelib.io import read_dxa, write_dxa
+from spinelib.metrics import clinical_measures
+from spinelib.models import (
+    CorruptCheckpointError,
+    MissingCheckpointError,
+    build_model,
+    config_from_profile,
+    save_checkpoint,
+)
+from spinelib.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine, predict_file
+from spinelib.predict_bench import random_checkpoint, synthetic_examples, write_synthetic_dxa
+from spinelib.profiles import get_profile
+from spinelib.reconstruct import Grid3D
+from spinelib.spine import CURVE_NAMES
+
+PARAMS = get_profile("smoke")
+OUTPUTS = ("curves.csv", "spine3d.nii.gz", "spine3d.html", "measures.json")
+
+
+@pytest.fixture(scope="module")
+def subject():
+    """Smoke subject 0: its DXA (with lateral view) and its true curves."""
+    dxas, curves = synthetic_examples(1, PARAMS)
+    return dxas[0], curves[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, subject):
+    """dxa.npz of subject 0, and a mean_shape checkpoint whose mean IS subject 0's target."""
+    d = tmp_path_factory.mktemp("predict")
+    dxa_path = write_synthetic_dxa(d / "dxa.npz", PARAMS, index=0)
+    dxa, truth = subject
+    scan = prepare_scan(read_dxa(dxa_path), pixel_mm=PARAMS["crop_pixel_mm"], image_size=PARAMS["image_size"])
+    cfg = config_from_profile(PARAMS, "mean_shape")
+    model = build_model(cfg).fit(to_crop(truth, scan.crop)[None])
+    ckpt = save_checkpoint(d / "mean.pt", model, cfg, {"crop_pixel_mm": PARAMS["crop_pixel_mm"]})
+    bot = random_checkpoint(d / "bot.pt", PARAMS, "resnet_bot")
+    return {"dir": d, "dxa": dxa_path, "mean": ckpt, "bot": bot, "crop": scan.crop}
+
+
+def run_cli(*args) -> int:
+    return cli.main(["predict", *map(str, args)])
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+def test_mean_shape_of_the_subject_predicts_its_true_curves(files, subject):
+    # the crop is found from the image alone, the same way at fit and at predict time, so a
+    # model that outputs this subject's own normalised target must give back its curves in mm
+    _, truth = subject
+    pred = Predictor.from_checkpoint(files["mean"]).predict(read_dxa(files["dxa"]))
+    np.testing.assert_allclose(pred.curves.values, truth.values, atol=1e-3)
+    np.testing.assert_allclose(pred.curves.extent_mm, truth.extent_mm, atol=1e-3)
+    assert pred.crop == files["crop"]
+    assert pred.measures == clinical_measures(pred.curves)
+
+
+def test_cli_writes_the_four_outputs(files, subject, tmp_path):
+    _, truth = subject
+    out = tmp_path / "out"
+    assert run_cli(files["dxa"], "--checkpoint", files["mean"], "--out", out) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+
+    table = pd.read_csv(out / "curves.csv")
+    assert list(table.columns) == ["level", "level_row_mm", *CURVE_NAMES]
+    assert len(table) == PARAMS["n_levels"]
+    np.testing.assert_allclose(table[list(CURVE_NAMES)].to_numpy().T, truth.values, atol=1e-3)
+    np.testing.assert_allclose(table["level_row_mm"], truth.levels_mm, atol=1e-3)
+
+    img = nib.load(out / "spine3d.nii.gz")
+    mask = np.asarray(img.dataobj)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+    # RAS+: superior (row 0) has the largest z, the patient's right (col 0) the largest x
+    ijk = np.argwhere(mask)
+    xyz = nib.affines.apply_affine(img.affine, ijk)
+    top, bottom = xyz[:, 2].max(), xyz[:, 2].min()
+    assert top - bottom == pytest.approx(truth.extent_mm[1] - truth.extent_mm[0], abs=4.0)
+    # the mask's volume is that of the elliptic slabs: sum_k pi a_k b_k h
+    v = truth.values
+    expected = np.sum(np.pi * (v[2] - v[0]) / 2 * (v[5] - v[3]) / 2) * truth.level_height_mm
+    got = mask.sum() * np.prod(img.header.get_zooms())
+    assert got == pytest.approx(expected, rel=0.15)
+
+    html = (out / "spine3d.html").read_text()
+    assert len(html) > 1_000_000 and "plotly" in html.lower()  # plotly.js is inside
+    assert 'src="http' not in html and "cdn.plot.ly" not in html.split("<script")[0]
+
+    m = json.loads((out / "measures.json").read_text())
+    for key in ("cobb_deg", "kyphosis_deg", "lordosis_deg", "apex_level_index"):
+        assert np.isfinite(m[key])
+    assert m["n_levels"] == PARAMS["n_levels"] and m["spine_length_mm"] > 0
+
+
+def test_png_with_spacing_and_pickle_with_opt_in(files, tmp_path, subject):
+    from PIL import Image
+
+    dxa, _ = subject
+    tif = tmp_path / "dxa.tif"  # float32 grey: calibrated values survive
+    Image.fromarray(dxa.bone.astype(np.float32)).save(tif)
+    assert run_cli(tif, "--checkpoint", files["bot"], "--out", tmp_path / "a",
+                   "--pixel-spacing", *dxa.pixel_spacing_mm) == 0
+    png = tmp_path / "dxa.png"
+    Image.fromarray((np.clip(dxa.bone, 0, 2.5) * 100).astype(np.uint8)).save(png)
+    assert run_cli(png, "--checkpoint", files["mean"], "--out", tmp_path / "c",
+                   "--pixel-spacing", *dxa.pixel_spacing_mm) == 0
+    pkl = tmp_path / "dxa.pkl"
+    pkl.write_bytes(pickle.dumps({"bone": dxa.bone, "tissue": dxa.tissue, "pixel_spacing": dxa.pixel_spacing_mm}))
+    paths = predict_file(pkl, files["mean"], tmp_path / "b", allow_pickle=True)
+    assert all(p.is_file() for p in paths.values())
+
+
+def test_prediction_far_outside_the_crop_is_refused(files, tmp_path, subject):
+    # an uncalibrated 16-bit image is ~10^4 times brighter than the g/cm^2 the model knows
+    dxa, _ = subject
+    bright = write_dxa(tmp_path / "bright.npz", dxa.bone * 1e4, dxa.tissue * 1e4, dxa.pixel_spacing_mm)
+    with pytest.raises(InvalidArgumentError, match="outside the crop"):
+        predict_file(bright, files["bot"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_channels_last_predictor_matches_the_plain_network(files):
+    pred = Predictor.from_checkpoint(files["bot"])
+    crop = np.random.default_rng(0).random((2, *PARAMS["image_size"]), dtype=np.float32)
+    plain = build_model(pred.config)
+    plain.load_state_dict(pred.model.state_dict())
+    with torch.no_grad():
+        ref = plain.eval()(torch.from_numpy(crop)[None])[0].double().numpy()
+    np.testing.assert_allclose(pred.forward(crop), ref, atol=1e-5)
+    np.testing.assert_array_equal(pred.forward(crop), pred.forward(crop))  # deterministic
+
+
+def test_without_reconstruction_the_mask_is_a_single_empty_voxel(files):
+    pred = Predictor.from_checkpoint(files["mean"]).predict(read_dxa(files["dxa"]), reconstruct=False)
+    assert pred.mask.shape == (1, 1, 1) and not pred.mask.any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(origin=st.lists(st.floats(-500, 500), min_size=3, max_size=3),
+       spacing=st.lists(st.floats(0.5, 5), min_size=3, max_size=3),
+       ijk=st.lists(st.integers(0, 50), min_size=3, max_size=3))
+def test_frame_to_ras_affine_maps_row_col_depth_to_minus_z_minus_x_y(origin, spacing, ijk):
+    grid = Grid3D(tuple(origin), tuple(spacing), (51, 51, 51))
+    row, col, depth = np.asarray(origin) + np.asarray(ijk) * np.asarray(spacing)
+    xyz = frame_to_ras_affine(grid) @ np.array([*ijk, 1.0])
+    np.testing.assert_allclose(xyz[:3], [-col, depth, -row], atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- bad checkpoints
+
+
+def test_missing_checkpoint(files, tmp_path):
+    with pytest.raises(MissingCheckpointError, match="does not exist"):
+        predict_file(files["dxa"], tmp_path / "nope.pt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_random_bytes_checkpoint(files, tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CorruptCheckpointError, match="corrupt"):
+        predict_file(files["dxa"], bad, tmp_path / "out")
+    assert run_cli(files["dxa"], "--checkpoint", bad, "--out", tmp_path / "out") == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_bare_state_dict_is_not_a_checkpoint(files, tmp_path):
+    bad = tmp_path / "weights.pt"
+    torch.save(build_model(config_from_profile(PARAMS, "resnet")).state_dict(), bad)
+    with pytest.raises(CorruptCheckpointError, match="not a spinelib model checkpoint"):
+        Predictor.from_checkpoint(bad)
+
+
+def test_weights_of_another_configuration(files, tmp_path):
+    # a checkpoint whose stored configuration (K) does not fit its weights
+    payload = torch.load(files["bot"], weights_only=True)
+    payload["config"]["n_levels"] = PARAMS["n_levels"] + 1
+    bad = tmp_path / "other.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        Predictor.from_checkpoint(bad)
+
+
+def test_checkpoint_without_crop_pixel_size(tmp_path):
+    cfg = config_from_profile(PARAMS, "resnet")
+    ckpt = save_checkpoint(tmp_path / "x.pt", build_model(cfg), cfg, {"epoch": 3})
+    with pytest.raises(CheckpointError, match="crop pixel size"):
+        Predictor.from_checkpoint(ckpt)
+    ckpt = save_checkpoint(tmp_path / "y.pt", build_model(cfg), cfg, {"crop_pixel_mm": -1.0})
+    with pytest.raises(CheckpointError, match="invalid crop pixel size"):
+        Predictor.from_checkpoint(ckpt)
+
+
+def test_biplanar_checkpoint_needs_a_lateral_view(files, tmp_path, subject):
+    dxa, _ = subject
+    ckpt = random_checkpoint(tmp_path / "bi.pt", PARAMS, "biplanar")
+    ap_only = write_dxa(tmp_path / "ap.npz", dxa.bone, dxa.tissue, dxa.pixel_spacing_mm)
+    with pytest.raises(InvalidArgumentError, match="lateral"):
+        predict_file(ap_only, ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert Predictor.from_checkpoint(ckpt).predict(read_dxa(files["dxa"])).mask.any()
+
+
+# ----------------------------------------------------------------------------- bad DXA files
+
+
+def test_text_file_is_not_a_dxa(files, tmp_path):
+    for name in ("notes.txt", "dxa.npz", "dxa.png"):
+        bad = tmp_path / name
+        bad.write_text("this is not an image\n")
+        with pytest.raises(UnreadableFileError):
+            predict_file(bad, files["mean"], tmp_path / "out", pixel_spacing_mm=2.0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_nifti_is_not_a_dxa(files, tmp_path):
+    from spinelib.io import write_nifti
+
+    vol = write_nifti(tmp_path / "seg.nii.gz", np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    with pytest.raises(UnreadableFileError, match="not a DXA"):
+        predict_file(vol, files["mean"], tmp_path / "out")
+    assert run_cli(vol, "--checkpoint", files["mean"], "--out", tmp_path / "out") == 2
+
+
+def test_missing_dxa_file(files, tmp_path):
+    with pytest.raises(MissingFileError):
+        predict_file(tmp_path / "none.npz", files["mean"], tmp_path / "out")
+
+
+def test_png_without_pixel_spacing(files, tmp_path, subject, capsys):
+    from PIL import Image
+
+    png = tmp_path / "dxa.png"
+    Image.fromarray((subject[0].bone * 100).astype(np.uint8)).save(png)
+    assert run_cli(png, "--checkpoint", files["mean"], "--out", tmp_path / "out") == 2
+    assert "pixel spacing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_implausible_pixel_spacing(files, tmp_path, subject):
+    from PIL import Image
+
+    png = tmp_path / "dxa.png"
+    Image.fromarray((subject[0].bone * 100).astype(np.uint8)).save(png)
+    rows = subject[0].bone.shape[0]
+    small = 0.9 * MIN_SPINE_FOV_MM / rows  # a field of view too short for T1-L5
+    with pytest.raises(InvalidArgumentError, match="field of view"):
+        predict_file(png, files["mean"], tmp_path / "out", pixel_spacing_mm=small)
+    with pytest.raises(InvalidArgumentError, match="plausible"):
+        predict_file(png, files["mean"], tmp_path / "out", pixel_spacing_mm=0.05)
+    tall = np.zeros((int(MAX_FOV_MM / 8) + 10, 50), np.float32)
+    big = write_dxa(tmp_path / "tall.npz", tall, tall, 8.0)
+    with pytest.raises(InvalidArgumentError, match="larger than any DXA"):
+        predict_file(big, files["mean"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pickle_needs_opt_in(files, tmp_path, subject):
+    pkl = tmp_path / "dxa.pkl"
+    pkl.write_bytes(pickle.dumps({"bone": subject[0].bone, "tissue": subject[0].tissue, "pixel_spacing": 4.4}))
+    with pytest.raises(UnsafeLoadError, match="allow_pickle"):
+        predict_file(pkl, files["mean"], tmp_path / "out")
+    assert run_cli(pkl, "--checkpoint", files["mean"], "--out", tmp_path / "out") == 2
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+
+def test_predictor_arguments(files):
+    model = build_model(config_from_profile(PARAMS, "resnet"))
+    cfg = config_from_profile(PARAMS, "resnet")
+    with pytest.raises(InvalidArgumentError, match="pixel_mm"):
+        Predictor(model, cfg, pixel_mm=0.0)
+    with pytest.raises(InvalidArgumentError, match="grid_mm"):
+        Predictor(model, cfg, pixel_mm=1.0, grid_mm=float("nan"))
+    with pytest.raises(InvalidArgumentError, match="torch.nn.Module"):
+        Predictor("model", cfg, pixel_mm=1.0)
+    with pytest.raises(InvalidArgumentError, match="ModelConfig"):
+        Predictor(model, cfg.to_dict(), pixel_mm=1.0)
+    with pytest.raises(InvalidArgumentError, match="num_threads"):
+        Predictor(model, cfg, pixel_mm=1.0, num_threads=0)
+    with pytest.raises(InvalidArgumentError, match="DXAImage"):
+        Predictor(model, cfg, pixel_mm=1.0).predict(np.zeros((100, 50)))
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+def test_bench_entries_are_registered():
+    from spinelib.bench import ENTRIES, _load
+
+    for name in ("predict_warm_default", "predict_warm_paper", "predict_cold", "train_throughput"):
+        assert callable(_load(name)), ENTRIES[name]
+
+
+def test_warm_workload_times_real_predictions(tmp_path):
+    from spinelib.predict_bench import N_WARM_SCANS, _warm_workload
+
+    wl = _warm_workload(tmp_path / "w", "smoke")
+    assert wl.run() == N_WARM_SCANS
+    assert 0 < wl.extra["scan_ms"]["min"] <= wl.extra["scan_ms"]["median"]
+    assert wl.extra["forward_ms"]["median"] > 0 and wl.extra["forward_ms_1thread"]["median"] > 0
+    wl.teardown()
+    assert not (tmp_path / "w").exists()
+
+
+def test_synthetic_examples_bad_count():
+    with pytest.raises(InvalidArgumentError, match="n must be"):
+        synthetic_examples(0, PARAMS)
