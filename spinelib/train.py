@@ -9,7 +9,7 @@ shuffling order, the augmentation of each sample (datasets with ``set_epoch``) a
 torch's global generator (dropout) -- so an interrupted run resumed from its last
 checkpoint finishes with exactly the weights of an uninterrupted one.
 
-Multi-GPU / multi-node: launch with ``torchrun --nproc_per_node N -m spinelib.train ...``;
+Multi-GPU / multi-node: launch ``torchrun --nproc_per_node N -m spinelib.cli train --run-dir RUN ...``;
 the environment variables torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``) switch
 on DistributedDataParallel (NCCL on GPUs, gloo on CPU). Rank 0 alone validates, logs and
 writes checkpoints.
