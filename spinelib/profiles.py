@@ -30,8 +30,8 @@ _BASE: dict[str, Any] = {
     # -- alignment (spinelib.align)
     "align_pixel_mm": 4.4,  # working grid of the planar search
     "align_angle_range_deg": 8.0,  # stage-1 search covers +/- this
-    "align_min_score": 0.85,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
-    "align_min_stage1_score": 0.98,  # stage-1 (body thickness) NCC below this: flagged too
+    "align_min_score": 0.82,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
+    "align_min_stage1_score": 0.985,  # stage-1 (body thickness) NCC below this: flagged too
     "n_figure_subjects": 3,  # subjects shown in per-subject figures
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K

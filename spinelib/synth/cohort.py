@@ -1,0 +1,188 @@
+"""Write a synthetic cohort to disk: subject folders, then ``manifest.csv`` (CONTRACTS.md).
+
+* Deterministic: subject ``i`` depends only on ``(seed, i)`` and the profile's sizes, and
+  every file writer is byte-deterministic, so two runs give identical files whatever
+  ``jobs`` is.
+* Resumable: each subject folder is written whole or not at all (``atomic_dir``); a
+  complete folder whose ``truth.json`` matches the request is skipped on the next run.
+  The manifest is written last, atomically.
+* Splits are by subject, fixed by the seed: a seeded permutation of the indices cut by
+  ``split_fractions`` (train, val, test).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, ensure_writable_dir, write_json_atomic
+from ..errors import InvalidArgumentError
+from .subject import GENERATOR_VERSION, make_subject, subject_id
+
+__all__ = ["generate_cohort", "assign_splits", "write_subject", "SUBJECT_FILES"]
+
+log = logging.getLogger("spinelib.synth")
+
+SUBJECT_FILES = ("dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "truth.json")
+_SPLITS = ("train", "val", "test")
+
+
+def assign_splits(n: int, seed: int, fractions) -> list[str]:
+    """Split name of each subject index: a seeded permutation cut by ``fractions``.
+
+    Validation and test get at least one subject each when ``n >= 3`` and their
+    fraction is positive.
+    """
+    f = np.asarray(fractions, float)
+    if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
+        raise InvalidArgumentError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions!r}")
+    n_val = int(round(f[1] * n))
+    n_test = int(round(f[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1) if f[1] > 0 else 0
+        n_test = max(n_test, 1) if f[2] > 0 else 0
+    n_val = min(n_val, n)
+    n_test = min(n_test, n - n_val)
+    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED])).permutation(n)
+    out = ["train"] * n
+    for k, idx in enumerate(perm):
+        if k < n_test:
+            out[idx] = "test"
+        elif k < n_test + n_val:
+            out[idx] = "val"
+    return out
+
+
+def _signature(params: dict) -> dict:
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(params["seed"]),
+        "mri_voxel_mm": [float(v) for v in params["mri_voxel_mm"]],
+        "dxa_pixel_mm": float(params["dxa_pixel_mm"]),
+        "scoliosis_severity": float(params.get("scoliosis_severity", 1.0)),
+        "posture_change_mm": float(params.get("posture_change_mm", 1.0)),
+    }
+
+
+def _is_complete(folder: Path, index: int, params: dict) -> bool:
+    if not all((folder / f).is_file() for f in SUBJECT_FILES):
+        return False
+    try:
+        truth = json.loads((folder / "truth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    sig = truth.get("signature")
+    return truth.get("index") == index and sig == _signature(params)
+
+
+def write_subject(folder: str | Path, index: int, params: dict) -> str:
+    """Generate subject ``index`` and write its folder atomically; returns its id."""
+    return _write(folder, make_subject(index, params), params)
+
+
+def _write(folder: str | Path, s, params: dict) -> str:
+    from ..io import write_dxa, write_nifti, write_truth
+
+    s.truth["signature"] = _signature(params)
+    with atomic_dir(folder) as tmp:
+        write_dxa(tmp / "dxa.npz", s.bone, s.tissue, s.pixel_spacing_mm, lateral_bone=s.lateral_bone,
+                  lateral_tissue=s.lateral_tissue, lateral_pixel_spacing_mm=s.lateral_pixel_spacing_mm)
+        write_nifti(tmp / "mri_fat.nii.gz", s.fat, s.affine)
+        write_nifti(tmp / "mri_water.nii.gz", s.water, s.affine)
+        write_nifti(tmp / "seg.nii.gz", s.seg, s.affine)
+        write_truth(tmp / "truth.json", s.truth)
+    return s.subject_id
+
+
+def _work_chunk(args: tuple[list[tuple[str, int]], dict]) -> list[str]:
+    """Generate a chunk of subjects; each one is written by a background thread while the
+    next is computed (compression and fsync then overlap the computation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items, params = args
+    done: list[str] = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for folder, index in items:
+            s = make_subject(index, params)
+            if pending is not None:
+                done.append(pending.result())
+            pending = writer.submit(_write, folder, s, params)
+        if pending is not None:
+            done.append(pending.result())
+    return done
+
+
+def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int = 1, progress: bool = True) -> Path:
+    """Generate ``params["n_subjects"]`` subjects into ``out_dir``; returns ``manifest.csv``'s path.
+
+    Parameters
+    ----------
+    out_dir : cohort folder (created). Existing complete subjects are kept.
+    params : a profile (``spinelib.profiles.get_profile``): uses ``n_subjects``, ``seed``,
+        ``split_fractions``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity``,
+        ``posture_change_mm``.
+    jobs : worker processes (1: in this process).
+    progress : show a tqdm progress bar.
+    """
+    from ..io import write_manifest
+
+    n = int(params["n_subjects"])
+    if n < 1:
+        raise InvalidArgumentError(f"n_subjects must be >= 1, got {n}")
+    if int(jobs) < 1:
+        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs}")
+    out = ensure_writable_dir(out_dir, min_free_mb=2.0 * n)
+    splits = assign_splits(n, int(params["seed"]), params.get("split_fractions", [0.7, 0.1, 0.2]))
+    todo = [i for i in range(n) if not _is_complete(out / subject_id(i), i, params)]
+    log.info("cohort %s: %d subjects, %d to generate, %d jobs", out, n, len(todo), jobs)
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="synth", unit="subj", disable=None)
+    items = [(str(out / subject_id(i)), i) for i in todo]
+    chunk = 4
+    chunks = [items[k:k + chunk] for k in range(0, len(items), chunk)]
+    try:
+        if int(jobs) == 1 or len(chunks) <= 1:
+            for c in chunks:
+                _work_chunk((c, dict(params)))
+                if bar is not None:
+                    bar.update(len(c))
+        else:
+            workers = min(int(jobs), len(chunks))
+            with ProcessPoolExecutor(max_workers=workers) as ex:
+                futures = {ex.submit(_work_chunk, (c, dict(params))): len(c) for c in chunks}
+                for fut in as_completed(futures):
+                    fut.result()
+                    if bar is not None:
+                        bar.update(futures[fut])
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = []
+    for i in range(n):
+        sid = subject_id(i)
+        rows.append({
+            "subject_id": sid,
+            "split": splits[i],
+            "dxa_path": f"{sid}/dxa.npz",
+            "mri_fat_path": f"{sid}/mri_fat.nii.gz",
+            "mri_water_path": f"{sid}/mri_water.nii.gz",
+            "seg_path": f"{sid}/seg.nii.gz",
+            "truth_path": f"{sid}/truth.json",
+        })
+    # only what defines the cohort (not how it was run), so reruns give identical bytes
+    write_json_atomic(out / "cohort.json", {
+        "n_subjects": n,
+        "profile": params.get("profile"),
+        "split_fractions": list(params.get("split_fractions", [0.7, 0.1, 0.2])),
+        "splits": {k: splits.count(k) for k in _SPLITS},
+        "signature": _signature(params),
+    })
+    return write_manifest(out / "manifest.csv", rows)

@@ -1,0 +1,171 @@
+"""One synthetic subject in memory: paired DXA and Dixon MRI of the same anatomy, with truth.
+
+``make_subject(index, params)`` is a pure function of ``(params["seed"], index)`` and the
+profile's sizes: its random streams come from ``numpy.random.SeedSequence([seed, index])``,
+so a subject never depends on the number of workers or the order of generation.
+
+Two sessions of the same body are simulated: the MRI session (spine as drawn) and the DXA
+session (the same body after a small change of posture, ``posture_change_mm``). The DXA
+image is taken in its own frame, displaced from the MRI by a random planar rigid
+transform (``theta`` within +/- 6 deg, shifts of tens of mm): the true DXA -> MRI
+transform is recorded in ``truth["transform"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spine import LEVELS
+from ..transform import PlanarTransform
+from .anatomy import build_primitives, draw_body, make_torso, materials_for
+from .dxa import finish_dxa, project_ap, project_lateral
+from .mri import finish_mri, mri_grid, rasterise
+from .population import draw_demographics
+from .shape import build_spine, draw_posture_change, draw_shape, measure_angles, place_supine
+
+__all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "DXA_FOV_MM"]
+
+#: DXA field of view (rows = superior-inferior, cols = right-left) and lateral depth, mm
+DXA_FOV_MM = (760.0, 500.0)
+LATERAL_DEPTH_MM = 420.0
+GENERATOR_VERSION = 1
+
+
+def subject_id(index: int) -> str:
+    """``S00000``-style id of the subject with this index in its cohort."""
+    return f"S{int(index):05d}"
+
+
+@dataclass
+class Subject:
+    """Arrays and truth of one synthetic subject (see CONTRACTS.md for the file layout)."""
+
+    subject_id: str
+    bone: np.ndarray
+    tissue: np.ndarray
+    pixel_spacing_mm: np.ndarray
+    lateral_bone: np.ndarray
+    lateral_tissue: np.ndarray
+    lateral_pixel_spacing_mm: np.ndarray
+    fat: np.ndarray
+    water: np.ndarray
+    seg: np.ndarray
+    affine: np.ndarray
+    truth: dict
+
+
+def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
+    ss = np.random.SeedSequence([int(seed), int(index)])
+    names = ("anatomy", "posture", "placement", "dxa_noise", "mri_noise")
+    return {n: np.random.default_rng(s) for n, s in zip(names, ss.spawn(len(names)))}
+
+
+def draw_subject_geometry(index: int, params: dict) -> dict:
+    """Everything but the images: drawn parameters, both sessions' spines, torso, transform.
+
+    Cheap (about a millisecond); used by :func:`make_subject` and by cohort statistics.
+    """
+    rs = _streams(params["seed"], index)
+    rng = rs["anatomy"]
+    demo = draw_demographics(rng)
+    shape = draw_shape(rng, demo, params)
+    body = draw_body(rng, demo, shape)
+    posture = draw_posture_change(rs["posture"], params.get("posture_change_mm", 1.0))
+    pl = rs["placement"]
+    table_y = -float(pl.uniform(100.0, 140.0))
+    s1_xz = (float(pl.normal(0.0, 8.0)), float(pl.normal(-230.0, 20.0)))
+    spine_mri = place_supine(build_spine(shape), shape, table_y=table_y, s1_xz=s1_xz)
+    spine_dxa = place_supine(build_spine(shape, posture), shape, table_y=table_y, s1_xz=s1_xz,
+                             shift_mm=posture["shift_mm"])
+    torso = make_torso(spine_mri, shape, body, demo)
+    z_top = spine_mri["centres"][0, 2] + shape["body_height_mm"][0] / 2
+    z_mid = 0.5 * (z_top + torso.z[0] + 60.0)
+    theta = float(pl.uniform(-6.0, 6.0))
+    tx = float(spine_mri["s1_top"][0] + pl.normal(0.0, 20.0))
+    ty = float(z_mid + pl.normal(0.0, 25.0))
+    return {
+        "demographics": demo,
+        "shape": shape,
+        "body": body,
+        "posture": posture,
+        "table_y": table_y,
+        "s1_xz": s1_xz,
+        "spine_mri": spine_mri,
+        "spine_dxa": spine_dxa,
+        "torso": torso,
+        "transform": PlanarTransform(theta, tx, ty),
+    }
+
+
+def _centres(spine: dict) -> dict[str, list[float]]:
+    out = {lv: [round(float(v), 4) for v in spine["centres"][i]] for i, lv in enumerate(LEVELS)}
+    out["S1"] = [round(float(v), 4) for v in spine["sacrum_centres"][0]]
+    return out
+
+
+def make_subject(index: int, params: dict) -> Subject:
+    """Generate subject ``index`` of the cohort described by ``params`` (a profile dict).
+
+    Uses ``seed``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity`` and
+    ``posture_change_mm``.
+    """
+    g = draw_subject_geometry(index, params)
+    rs = _streams(params["seed"], index)
+    shape, body, demo, torso = g["shape"], g["body"], g["demographics"], g["torso"]
+    mats = materials_for(demo, body)
+    prims_mri = build_primitives(g["spine_mri"], shape, body, torso)
+    prims_dxa = build_primitives(g["spine_dxa"], shape, body, torso)
+    # --- MRI: field of view around the torso from above T1 to below the hips
+    spine = g["spine_mri"]
+    z_top = spine["centres"][0, 2] + shape["body_height_mm"][0] / 2
+    z_lo, z_hi = torso.z[0] + 80.0, z_top + 55.0
+    zz = np.linspace(z_lo, z_hi, 60)
+    cx, cy, a, b, *_ = torso.at(zz)
+    lo = np.array([np.min(cx - a) - 12.0, torso.table_y - 10.0, z_lo])
+    hi = np.array([np.max(cx + a) + 12.0, np.max(cy + b) + 12.0, z_hi])
+    affine, vshape = mri_grid(lo, hi, params["mri_voxel_mm"])
+    fat, water, seg = rasterise(prims_mri, torso, mats, affine, vshape)
+    fat_i, water_i = finish_mri(fat, water, rs["mri_noise"])
+    # --- DXA: AP and lateral in the DXA frame of the DXA session
+    px = float(params["dxa_pixel_mm"])
+    dshape = (int(round(DXA_FOV_MM[0] / px)), int(round(DXA_FOV_MM[1] / px)))
+    n_depth = int(round(LATERAL_DEPTH_MM / px))
+    T = g["transform"]
+    bone, tissue = project_ap(prims_dxa, torso, mats, T, dshape, px)
+    lbone, ltissue = project_lateral(prims_dxa, torso, mats, T, dshape, px, n_depth, g["table_y"])
+    nrng = rs["dxa_noise"]
+    bone, tissue = finish_dxa(bone, tissue, nrng, px)
+    lbone, ltissue = finish_dxa(lbone, ltissue, nrng, px)
+    angles = measure_angles(g["spine_mri"], shape)
+    angles_dxa = measure_angles(g["spine_dxa"], shape)
+    truth = {
+        "subject_id": subject_id(index),
+        "seed": int(params["seed"]),
+        "index": int(index),
+        "generator_version": GENERATOR_VERSION,
+        "profile": params.get("profile"),
+        "demographics": demo,
+        "shape": {**shape, "body": body, "table_y_mm": g["table_y"], "s1_xz_mm": list(g["s1_xz"]),
+                  "pitch_deg": round(spine["pitch_deg"], 4)},
+        "materials": {k: list(v) for k, v in mats.items()},
+        "transform": T.to_dict(),
+        "table_y_mm": g["table_y"],
+        "vertebra_centres_mm": _centres(g["spine_mri"]),
+        "vertebra_centres_dxa_session_mm": _centres(g["spine_dxa"]),
+        "angles": {k: angles[k] for k in ("cobb_deg", "kyphosis_deg", "lordosis_deg", "apex_level",
+                                          "curve_type", "cobb_upper_end", "cobb_lower_end")},
+        "angles_detail": {k: angles[k] for k in ("coronal_tilt_deg", "sagittal_tilt_deg", "axial_rotation_deg",
+                                                 "curve_type_drawn")},
+        "angles_dxa_session": {k: angles_dxa[k] for k in ("cobb_deg", "kyphosis_deg", "lordosis_deg")},
+        "posture": {**g["posture"], "pitch_deg": round(g["spine_dxa"]["pitch_deg"], 4),
+                    "posture_change_mm": params.get("posture_change_mm", 1.0)},
+        "dxa": {"shape": list(dshape), "pixel_spacing_mm": [px, px], "lateral_shape": [dshape[0], n_depth]},
+        "mri": {"shape": list(vshape), "voxel_mm": list(map(float, params["mri_voxel_mm"]))},
+    }
+    return Subject(
+        subject_id=subject_id(index), bone=bone, tissue=tissue, pixel_spacing_mm=np.array([px, px]),
+        lateral_bone=lbone, lateral_tissue=ltissue, lateral_pixel_spacing_mm=np.array([px, px]),
+        fat=fat_i, water=water_i, seg=seg, affine=affine, truth=truth,
+    )
