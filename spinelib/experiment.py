@@ -19,11 +19,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
 from .curves import from_crop
 from .data import PreparedScan, SpineDataset, prepare_scan, sample_crop
 from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
-from .io import read_dxa
+from .io import read_arrays, read_dxa, write_arrays
 from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, load_checkpoint, save_checkpoint
 from .runfolder import run_paths
 from .targets import TargetSet
@@ -187,25 +186,19 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
 
 def write_predictions(path: str | Path, pred: Predictions) -> Path:
     """Write predictions as an npz (``<model>__values``, ``<model>__extent_mm``, ``subject_id``)."""
-    arrays = {"subject_id": pred.subject_id.astype(str)}
+    arrays = {"subject_id": pred.subject_id}
     for name in pred.models:
         arrays[f"{name}__values"] = pred.values[name]
         arrays[f"{name}__extent_mm"] = pred.extent_mm[name]
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    return Path(path)
+    return write_arrays(path, arrays)
 
 
 def read_predictions(path: str | Path) -> Predictions:
     """Read predictions written by :func:`write_predictions`."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"predictions file {p} does not exist")
+    z = read_arrays(path, what="predictions file (written by the training section)")
+    names = sorted({k.split("__")[0] for k in z if "__" in k})
     try:
-        with np.load(p, allow_pickle=False) as z:
-            names = sorted({k.split("__")[0] for k in z.files if "__" in k})
-            return Predictions(z["subject_id"], {n: z[f"{n}__values"] for n in names},
-                               {n: z[f"{n}__extent_mm"] for n in names})
-    except (OSError, ValueError, KeyError) as exc:
-        raise UnreadableFileError(f"{p} is not a readable predictions file: {exc}") from None
+        return Predictions(z["subject_id"], {n: z[f"{n}__values"] for n in names},
+                           {n: z[f"{n}__extent_mm"] for n in names})
+    except KeyError as exc:
+        raise UnreadableFileError(f"{path} is not a predictions file: it lacks {exc.args[0]!r}") from None

@@ -55,7 +55,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .atomic import atomic_path, write_json_atomic, write_text_atomic
+from .atomic import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .errors import (
     DTypeError,
     DuplicateIdError,
@@ -83,6 +83,8 @@ __all__ = [
     "write_nifti",
     "write_truth",
     "write_manifest",
+    "write_arrays",
+    "read_arrays",
     "write_json_atomic",
     "read_dxa",
     "read_volume",
@@ -582,17 +584,42 @@ def _existing(path: str | Path, what: str) -> Path:
     return p
 
 
-def _read_npz(p: Path) -> dict[str, np.ndarray]:
+def _read_npz(p: Path, what: str = "DXA file") -> dict[str, np.ndarray]:
     try:
         z = np.load(p, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise UnreadableFileError(f"DXA file {p} is a single .npy array, not an .npz archive")
+            raise UnreadableFileError(f"{what} {p} is a single .npy array, not an .npz archive")
         with z:
             return {k: np.asarray(z[k]) for k in z.files}
     except SpineLibError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError) as exc:
-        raise UnreadableFileError(f"cannot read DXA file {p}: {type(exc).__name__}: {exc}") from exc
+        raise UnreadableFileError(f"cannot read {what} {p}: {type(exc).__name__}: {exc}") from exc
+
+
+def write_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write named arrays as a compressed ``.npz`` atomically, byte-deterministic, no pickles.
+
+    Used for the run folder's array files (targets, predictions); string arrays are
+    stored as fixed-width unicode.
+    """
+    plain = {k: (np.asarray(v).astype(str) if np.asarray(v).dtype.kind in "OU" else np.asarray(v))
+             for k, v in arrays.items()}
+    return write_bytes_atomic(path, _npz_bytes(plain))
+
+
+def read_arrays(path: str | Path, *, what: str = "array file") -> dict[str, np.ndarray]:
+    """Read an ``.npz`` written by :func:`write_arrays` (never unpickling).
+
+    Raises
+    ------
+    MissingFileError, UnreadableFileError
+        Naming ``what`` and the path.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} {p} does not exist")
+    return _read_npz(p, what)
 
 
 def _read_pickle(p: Path) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
 from .curves import SpineCurves, column_curves, estimate_table_y
 from .errors import InvalidArgumentError, ShapeError, SpineLibError, UnreadableFileError
+from .io import read_arrays, write_arrays
 from .transform import PlanarTransform
 
 log = logging.getLogger(__name__)
@@ -94,27 +94,16 @@ _FIELDS = ("subject_id", "split", "values", "extent_mm", "table_y_mm", "values_t
 
 def write_targets(path: str | Path, targets: TargetSet) -> Path:
     """Write a :class:`TargetSet` as ``targets.npz`` atomically (no pickles inside)."""
-    arrays = {f: np.asarray(getattr(targets, f)) for f in _FIELDS}
-    arrays["subject_id"] = arrays["subject_id"].astype(str)
-    arrays["split"] = arrays["split"].astype(str)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    return Path(path)
+    return write_arrays(path, {f: getattr(targets, f) for f in _FIELDS})
 
 
 def read_targets(path: str | Path) -> TargetSet:
     """Read ``targets.npz`` written by :func:`write_targets`."""
-    p = Path(path)
-    if not p.is_file():
-        from .errors import MissingFileError
-
-        raise MissingFileError(f"targets file {p} does not exist (run the alignment section first)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return TargetSet(*(z[f] for f in _FIELDS))
-    except (OSError, ValueError, KeyError) as exc:
-        raise UnreadableFileError(f"{p} is not a readable targets file: {exc}") from None
+    arrays = read_arrays(path, what="targets file (written by the alignment section)")
+    missing = [f for f in _FIELDS if f not in arrays]
+    if missing:
+        raise UnreadableFileError(f"{path} is not a targets file: it lacks {missing}")
+    return TargetSet(*(arrays[f] for f in _FIELDS))
 
 
 def subject_record(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[dict, tuple | None]:
