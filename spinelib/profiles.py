@@ -47,6 +47,7 @@ _BASE: dict[str, Any] = {
     "epochs": 30,
     "batch_size": 16,
     "lr": 1e-3,
+    "lr_schedule": "cosine",  # "constant" (the paper) or "cosine" decay to zero
     "weight_decay": 1e-4,
     "augment": True,
     "num_threads": 2,
@@ -94,6 +95,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 2000,
         "batch_size": 8,
         "lr": 1e-5,
+        "lr_schedule": "constant",
         "weight_decay": 1e-4,
         "eval_grid_mm": 1.5,
         "n_bootstrap": 10000,
