@@ -44,8 +44,12 @@ _FILE_MODE = 0o666 & ~_umask()
 _DIR_MODE = 0o777 & ~_umask()
 
 
-def ensure_writable_dir(path: str | Path, *, min_free_mb: float = 0.0) -> Path:
+def ensure_writable_dir(path: str | Path, *, min_free_mb: float = 0.0, probe: bool = False) -> Path:
     """Create ``path`` if needed and check that it is writable with enough free space.
+
+    ``probe=True`` also creates and removes a temporary file there: permission bits do not
+    stop root, so only a real write tells a read-only mount or a protected folder apart
+    (used once, up front, by the commands that write a lot).
 
     Raises
     ------
@@ -59,6 +63,12 @@ def ensure_writable_dir(path: str | Path, *, min_free_mb: float = 0.0) -> Path:
         raise OutputError(f"cannot create output folder {p}: {exc.strerror or exc}") from exc
     if not os.access(p, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {p} is not writable")
+    if probe:
+        try:
+            with tempfile.NamedTemporaryFile(prefix=TMP_PREFIX + "probe-", dir=p):
+                pass
+        except OSError as exc:
+            raise OutputError(f"output folder {p} is not writable: {exc.strerror or exc}") from exc
     if min_free_mb > 0:
         free = shutil.disk_usage(p).free / 1024**2
         if free < min_free_mb:
@@ -79,7 +89,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     dest = Path(path)
     ensure_writable_dir(dest.parent)
     suffix = "".join(dest.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + dest.name.split(".")[0] + "-", suffix=suffix, dir=dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + dest.name.split(".")[0] + "-", suffix=suffix,
+                                   dir=dest.parent)
+    except OSError as exc:  # a read-only mount or a protected folder (root passes os.access)
+        raise OutputError(f"could not write {dest}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -105,7 +119,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     dest = Path(path)
     ensure_writable_dir(dest.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
+    except OSError as exc:
+        raise OutputError(f"could not write {dest}: {exc.strerror or exc}") from exc
     try:
         yield tmp
         os.chmod(tmp, _DIR_MODE)

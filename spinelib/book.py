@@ -70,6 +70,8 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
     SummaryRow("Alignment error, mean (stage 1 + 2)", "alignment", "alignment_error_mm_mean", ".2f", "mm"),
     SummaryRow("Alignment error, 95th percentile", "alignment", "alignment_error_mm_p95", ".2f", "mm"),
     SummaryRow("Alignment error after stage 1 only, mean", "alignment", "alignment_stage1_error_mm_mean", ".2f", "mm"),
+    SummaryRow("Manifest rows left out as bad data (listed in the alignment chapter)", "alignment",
+               "n_bad_subjects", "d"),
     SummaryRow("Test subjects", "training", "n_test", "d"),
     SummaryRow("Curve MAE, coronal centre (paper's model)", "curve_accuracy", "curve_mae_mm_coronal_centre", ".2f", "mm"),
     SummaryRow("Curve MAE, sagittal centre (paper's model)", "curve_accuracy", "curve_mae_mm_sagittal_centre", ".2f", "mm"),
@@ -280,6 +282,7 @@ def _render_provenance(run_dir: Path) -> str:
             ("Seeds", _fmt_value(prov.get("seeds"))),
             ("Kernel", _fmt_value(" ".join(prov.get("kernel", {}).get("argv", [])))),
             ("Last invocation", _fmt_value(prov.get("last_invocation", {}).get("finished"))),
+            ("Subjects left out as bad data", _bad_subjects_note(run_dir)),
         ]))
         parts.append("\n\n## Sections and timings\n")
         sec_rows = []
@@ -305,6 +308,18 @@ def _render_provenance(run_dir: Path) -> str:
         parts.append("\n\nSection records (the cache keys of `spinelib run`) are in "
                      f"`{STATE_FILE}` in the run folder.")
     return "\n".join(parts) + "\n"
+
+
+def _bad_subjects_note(run_dir: Path) -> str:
+    """How many subjects the run left out (``tables/bad_subjects.csv``, spinelib.quality)."""
+    block = (read_json(run_paths(run_dir)["metrics"]).get("data_quality")
+             if run_paths(run_dir)["metrics"].exists() else None)
+    if not isinstance(block, dict) or "n_bad" not in block:
+        return "not recorded (the alignment section has not run)"
+    stages = ", ".join(f"{n} at {s}" for s, n in (block.get("bad_by_stage") or {}).items())
+    return (f"{block['n_bad']} of {block.get('n_rows', '?')} manifest rows"
+            + (f" ({stages})" if stages else "") + "; listed with reasons in the alignment chapter "
+            "and `tables/bad_subjects.csv`")
 
 
 def _render_cohort_parameters(run_dir: Path) -> str:

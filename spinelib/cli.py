@@ -125,8 +125,8 @@ def _train(ns: argparse.Namespace) -> int:
 
     from .errors import InvalidArgumentError
     from .experiment import TRAINED_MODELS, train_section
-    from .io import read_manifest
     from .pipeline import _previous_params, resolve_params
+    from .privacy import run_manifest
     from .profiles import parse_override
     from .runfolder import run_paths, update_metrics, write_table
     from .targets import read_targets
@@ -155,7 +155,8 @@ def _train(ns: argparse.Namespace) -> int:
         params["num_threads"] = max(1, min(int(params["num_threads"]), cores // local_world))
     log.info("training %s on %d process%s (rank %d), profile %s", ",".join(names), world,
              "es" if world > 1 else "", rank, params["profile"])
-    manifest = read_manifest(params["data"])
+    # the run's targets name subjects as the run publishes them (spinelib.privacy)
+    manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
     import torch.distributed as dist
 
     try:
@@ -198,6 +199,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="override one profile parameter (repeatable)")
     p.add_argument("--force", action="store_true",
                    help="execute the selected sections even when up to date")
+    p.add_argument("--show-ids", action="store_true",
+                   help="real cohorts: show participants' ids in the run and the book "
+                        "(default: salted hashes; run parameter show_ids)")
+    p.add_argument("--publish-images", action="store_true",
+                   help="real cohorts: put per-subject images in the book (run parameter publish_images)")
+    p.add_argument("--check", default=None, metavar="RUN_DIR",
+                   help="re-run the finished run RUN_DIR from what it recorded (profile, data, "
+                        "parameters) into --out (default RUN_DIR-check) and report every number of "
+                        "metrics.json and tables/ that differs; exit status 1 when any does")
+    p.add_argument("--rtol", type=float, default=0.0,
+                   help="with --check: relative tolerance of the comparison (default 0: exact)")
 
 
 @command("run", "run the paper's notebooks (papermill) into a run folder")(_run_args)
@@ -207,13 +219,33 @@ def _run(ns: argparse.Namespace) -> int:
     from .pipeline import _previous_params, run_pipeline
     from .profiles import parse_override
 
+    if ns.check is not None:
+        return _run_check(ns)
     out = Path(ns.out) if ns.out else Path("results") / (ns.profile or "default")
     profile = ns.profile or (_previous_params(out) or {}).get("profile") or "default"
     overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    for flag in ("show_ids", "publish_images"):  # --show-ids is -p show_ids true, spelled out
+        if getattr(ns, flag, False):
+            overrides[flag] = True
     result = run_pipeline(out, profile=ns.profile, data=ns.data, overrides=overrides,
                           sections=ns.sections, force=ns.force)
     print(result.run_dir)
     return 0
+
+
+def _run_check(ns: argparse.Namespace) -> int:
+    from .errors import InvalidArgumentError
+    from .repro import CHECK_REPORT, check_run
+
+    # a check repeats what the run recorded: options that would change it are refused
+    changed = [opt for opt, v in (("--profile", ns.profile), ("--data", ns.data), ("-p", ns.param),
+                                  ("--force", ns.force)) if v]
+    if changed:
+        raise InvalidArgumentError(f"--check repeats the recorded run; {changed[0]} cannot be combined with it")
+    report = check_run(ns.check, out=ns.out, rtol=ns.rtol, sections=ns.sections)
+    print(report.summary())
+    print(f"report: {report.run_b}/{CHECK_REPORT}")
+    return 0 if report.ok else 1
 
 
 # --------------------------------------------------------------------------- book

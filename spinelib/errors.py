@@ -24,6 +24,7 @@ __all__ = [
     "AlignmentError",
     "ProfileError",
     "PipelineError",
+    "InsufficientDataError",
     "OutputError",
 ]
 
@@ -89,6 +90,10 @@ class ProfileError(SpineLibError, KeyError):
 
 class PipelineError(SpineLibError, RuntimeError):
     """A pipeline section failed; the message names the notebook, cell and error."""
+
+
+class InsufficientDataError(PipelineError):
+    """Too few usable subjects remain after the bad ones were left out (profile ``min_subjects``)."""
 
 
 class OutputError(SpineLibError, OSError):

@@ -51,7 +51,7 @@ def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Ma
         raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
     scans = []
     for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=not progress, leave=False):
-        dxa = read_dxa(by_id.loc[sid, "dxa_path"])
+        dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=bool(params.get("allow_pickle", False)))
         scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]),
                                   image_size=params["image_size"], lateral=lateral))
     return scans

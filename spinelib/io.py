@@ -501,12 +501,19 @@ def _manifest_frame(rows: Any, where: str | Path | None):
     return df
 
 
-def validate_manifest(df, *, path: str | Path | None = None):
+def validate_manifest(df, *, path: str | Path | None = None, on_duplicate: str = "raise"):
     """Check a manifest table; returns a cleaned copy with columns in file order.
 
     Adds an empty ``truth_path`` when absent, turns every cell of the contract's
     columns into a stripped string (empty for missing) and keeps extra columns
     after them.
+
+    Parameters
+    ----------
+    on_duplicate : {"raise", "report"}
+        ``"raise"`` (strict, the default): an id listed twice is an error.
+        ``"report"``: every row is kept, ids may repeat; the caller reports them
+        (the pipeline uses :func:`spinelib.quality.split_duplicates`).
 
     Raises
     ------
@@ -514,9 +521,14 @@ def validate_manifest(df, *, path: str | Path | None = None):
         Missing columns, no rows, empty ids or required paths, a split not in
         ``SPLITS``.
     DuplicateIdError
-        The same ``subject_id`` twice.
+        The same ``subject_id`` twice (``on_duplicate="raise"``).
+    InvalidArgumentError
+        An unknown ``on_duplicate``.
     """
     import pandas as pd
+
+    if on_duplicate not in ("raise", "report"):
+        raise InvalidArgumentError(f"on_duplicate must be 'raise' or 'report', got {on_duplicate!r}")
 
     df = df.copy()
     if "truth_path" not in df.columns:
@@ -544,7 +556,7 @@ def validate_manifest(df, *, path: str | Path | None = None):
             f"allowed: {list(SPLITS)}"
         )
     dup = df["subject_id"][df["subject_id"].duplicated()].unique().tolist()
-    if dup:
+    if dup and on_duplicate == "raise":
         raise DuplicateIdError(f"{_mname(path)} lists subject ids more than once: {dup[:10]}")
     for col in _REQUIRED_PATHS:
         empty = df["subject_id"][df[col] == ""].tolist()
@@ -585,6 +597,15 @@ def _existing(path: str | Path, what: str) -> Path:
 
 
 def _read_npz(p: Path, what: str = "DXA file") -> dict[str, np.ndarray]:
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read {what} {p}: {type(exc).__name__}: {exc}") from exc
+    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        # numpy takes any other bytes for a pickle and suggests allow_pickle: wrong advice here
+        raise UnreadableFileError(f"{what} {p} is not an .npz archive (corrupt, or another format): "
+                                  f"it starts with {magic!r}")
     try:
         z = np.load(p, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
@@ -823,12 +844,16 @@ def read_truth(path: str | Path) -> dict:
     return obj
 
 
-def read_manifest(path: str | Path):
+def read_manifest(path: str | Path, *, on_duplicate: str = "raise"):
     """Read and validate ``manifest.csv``; paths come back absolute.
 
     Relative paths are resolved against the manifest's folder; an empty
     ``truth_path`` stays ``""`` (real data). Files are not opened here: use
     :func:`load_subject` or :func:`check_subject` per subject.
+
+    ``on_duplicate="report"`` keeps rows whose ``subject_id`` repeats instead of
+    raising :class:`DuplicateIdError` (see :func:`validate_manifest`); the pipeline
+    reads its cohort that way and reports them (:mod:`spinelib.quality`).
 
     Returns
     -------
@@ -847,7 +872,7 @@ def read_manifest(path: str | Path):
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UnreadableFileError(f"cannot read manifest {p}: {type(exc).__name__}: {exc}") from exc
     df.columns = [str(c).strip() for c in df.columns]
-    df = validate_manifest(df, path=p)
+    df = validate_manifest(df, path=p, on_duplicate=on_duplicate)
     base = p.resolve().parent
     for col in PATH_COLUMNS:
         df[col] = [str(_resolve(v, base)) if v else "" for v in df[col]]

@@ -60,6 +60,7 @@ __all__ = [
     "plan_run",
     "run_pipeline",
     "file_sha256",
+    "estimate_run_mb",
 ]
 
 #: The repository's notebook sources (never overwritten; executed copies go to the run folder).
@@ -444,7 +445,13 @@ def _git_info(repo: Path) -> dict[str, Any]:
     if commit is None:
         return {"commit": None, "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    info: dict[str, Any] = {"commit": commit, "dirty": bool(status) if status is not None else None}
+    if status:
+        # a dirty tree is only repeatable with its changes: record which changes they were
+        diff = git("diff", "HEAD")
+        info["diff_sha256"] = _sha256_bytes(diff.encode()) if diff is not None else None
+        info["changed_files"] = sorted(line[3:] for line in status.splitlines() if len(line) > 3)
+    return info
 
 
 def _package_versions() -> dict[str, str | None]:
@@ -480,6 +487,40 @@ def _machine() -> dict[str, Any]:
     return desc
 
 
+def _cohort_info(manifest: str | None) -> dict[str, Any]:
+    """Checksum of the cohort description next to the manifest (synthetic cohorts)."""
+    if not manifest:
+        return {}
+    cohort = Path(manifest).with_name("cohort.json")
+    return {"cohort_json_sha256": file_sha256(cohort)} if cohort.is_file() else {}
+
+
+def _overrides_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters whose values differ from the run's profile."""
+    name = params.get("profile")
+    if name not in _profile_names():
+        return {}
+    base = get_profile(name)
+    return {k: v for k, v in params.items() if k not in RUN_PARAMETERS and base.get(k, object()) != v}
+
+
+def estimate_run_mb(params: Mapping[str, Any]) -> float:
+    """Disk space a run folder needs, in MiB: the checkpoints dominate.
+
+    Each trained model keeps ``best.pt`` (weights) and ``last.pt`` (weights and Adam's two
+    moments): 4 copies of the weights per model, for three trained models, plus room for
+    the one file being rewritten beside its old version (3 copies), plus 50 MiB of tables,
+    figures and notebooks.
+    Backbone sizes are the timm models' parameter counts (unknown ones: 30 M).
+    """
+    million = {"resnet10t": 4.9, "resnet14t": 10.1, "resnet18": 11.7, "resnet18d": 11.7,
+               "resnet26d": 16.0, "resnet34": 21.8, "resnet34d": 21.8, "resnet50": 25.6,
+               "resnet50d": 25.6}.get(str(params.get("backbone", "")), 30.0)
+    head = 4.0 * int(params.get("bot_blocks", 3)) * int(params.get("bot_heads", 4)) * \
+        int(params.get("bot_dim_head", 64)) ** 2 / 1e6 + 3.0
+    return (3 * 4 + 3) * 4 * (million + head) + 50.0
+
+
 def _write_provenance(run_dir: Path, params: Mapping[str, Any], state: Mapping, data_sha: str,
                       table: Sequence[Section], notebooks_dir: Path, started: str) -> None:
     path = run_paths(run_dir)["provenance"]
@@ -500,7 +541,11 @@ def _write_provenance(run_dir: Path, params: Mapping[str, Any], state: Mapping, 
         "kernel": {"name": KERNEL_NAME, "argv": kernel_argv()},
         "seeds": {k: v for k, v in params.items() if k == "seed" or k.endswith("_seed")},
         "profile": params.get("profile"),
-        "data": {"manifest": params.get("data"), "sha256": data_sha},
+        "data": {"manifest": params.get("data"), "sha256": data_sha, **_cohort_info(params.get("data"))},
+        # everything needed to repeat the run: `spinelib run --check RUN_DIR` uses params.json
+        "params": dict(params),
+        "overrides": _overrides_of(params),
+        "repeat": f"spinelib run --check {run_dir}",
         "notebooks_dir": str(notebooks_dir),
         "last_invocation": {"started": started, "finished": _now(), "argv": list(sys.argv)},
         "timings_s": {name: rec.get("elapsed_s") for name, rec in sections.items()},
@@ -639,7 +684,8 @@ def run_pipeline(
     notebooks_dir = Path(notebooks_dir)
     params = resolve_params(run_dir, profile=profile, data=data, overrides=overrides)
     planned = plan_run(params, sections=sections, notebooks_dir=notebooks_dir, table=table)
-    ensure_writable_dir(run_dir)
+    # before any work: a folder that cannot be written, or too little room for the run
+    ensure_writable_dir(run_dir, min_free_mb=estimate_run_mb(params), probe=True)
     run_dir = run_dir.resolve()
     data_sha = file_sha256(params["data"])
     if progress_bar is None:

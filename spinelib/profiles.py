@@ -20,6 +20,7 @@ _BASE: dict[str, Any] = {
     # -- reproducibility and resources
     "seed": 0,
     "jobs": 2,  # worker processes for cohort-wide loops (generation, alignment)
+    "allow_pickle": False,  # read DXA pickles (UK Biobank preprocessing); unpickling runs code
     # -- synthetic cohort (spinelib.synth)
     "n_subjects": 1000,
     "split_fractions": [0.7, 0.1, 0.2],  # train, val, test
@@ -33,6 +34,10 @@ _BASE: dict[str, Any] = {
     "align_min_score": 0.82,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
     "align_min_stage1_score": 0.985,  # stage-1 (body thickness) NCC below this: flagged too
     "n_figure_subjects": 3,  # subjects shown in per-subject figures
+    # -- bad data and publishing (spinelib.quality, spinelib.privacy)
+    "min_subjects": 50,  # fewer usable subjects than this (or an empty split) stops the run
+    "show_ids": False,  # real cohorts: show participants' ids instead of salted hashes
+    "publish_images": False,  # real cohorts: put per-subject images in the book
     # -- curves (spinelib.curves)
     "n_levels": 64,  # K
     # -- model (spinelib.models, spinelib.data)
@@ -66,6 +71,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "align_pixel_mm": 6.6,
         "align_min_score": 0.8,  # coarser images correlate a little less
         "align_min_stage1_score": 0.97,
+        "min_subjects": 10,
         "n_levels": 32,
         "backbone": "resnet10t",
         "image_size": [96, 64],

@@ -13,7 +13,6 @@ report how much alignment error moves the targets (label noise).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -118,7 +117,8 @@ def subject_record(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[d
     from .io import load_subject
 
     try:
-        subj = load_subject(dict(row))
+        # pickled DXAs run code when read: only with the run's explicit opt-in
+        subj = load_subject(dict(row), allow_pickle=bool(params.get("allow_pickle", False)))
     except SpineLibError as exc:
         rec = align_loaded(None, dict(row), params)
         rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
@@ -175,7 +175,9 @@ def prepare_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1
     if int(jobs) == 1 or len(rows) < 2:
         out = [subject_record(r, params) for r in tqdm(rows, **bar)]
     else:
-        with ProcessPoolExecutor(max_workers=int(jobs)) as ex:
+        from .workers import process_pool  # workers die with this process
+
+        with process_pool(int(jobs)) as ex:
             out = list(tqdm(ex.map(_one, [(r, dict(params)) for r in rows], chunksize=2), **bar))
     table = pd.DataFrame.from_records([r for r, _ in out], columns=list(ALIGNMENT_COLUMNS))
     table["trusted"] = table["trusted"].astype(bool)

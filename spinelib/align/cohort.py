@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Mapping
 
 import numpy as np
@@ -106,7 +105,7 @@ def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     from ..io import load_subject
 
     try:
-        subject = load_subject(dict(row))
+        subject = load_subject(dict(row), allow_pickle=bool(params.get("allow_pickle", False)))
     except SpineLibError as exc:
         rec = align_loaded(None, row, params)
         rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
@@ -115,6 +114,7 @@ def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
 
 
 _PARAMS = ("align_pixel_mm", "align_angle_range_deg", "align_min_score", "align_min_stage1_score")
+_OPTIONAL = {"allow_pickle": False}  # profile parameters with a safe default
 
 
 def _one(args: tuple[dict, dict]) -> dict[str, Any]:
@@ -147,12 +147,15 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, 
     if missing:
         raise InvalidArgumentError(f"params lack {', '.join(missing)}")
     p = {k: params[k] for k in _PARAMS}
+    p.update({k: params.get(k, v) for k, v in _OPTIONAL.items()})
     rows = [dict(r) for r in manifest_df.to_dict(orient="records")]
     bar = dict(total=len(rows), desc="align", unit="subject", disable=not progress)
     if int(jobs) == 1 or len(rows) < 2:
         recs = [align_subject(r, p) for r in tqdm(rows, **bar)]
     else:
-        with ProcessPoolExecutor(max_workers=int(jobs)) as ex:
+        from ..workers import process_pool  # workers die with this process
+
+        with process_pool(int(jobs)) as ex:
             recs = list(tqdm(ex.map(_one, [(r, p) for r in rows], chunksize=1), **bar))
     df = pd.DataFrame.from_records(recs, columns=list(ALIGNMENT_COLUMNS))
     df["trusted"] = df["trusted"].astype(bool)

@@ -234,8 +234,9 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     return eval_set(targets, pred, align, manifest, name="shifted")
 
 
-def dxa_geometry(es: EvalSet, *, progress: bool = True) -> pd.DataFrame:
-    """Shape and pixel spacing of each subject's DXA.
+def dxa_geometry(es: EvalSet, *, progress: bool = True, allow_pickle: bool = False) -> pd.DataFrame:
+    """Shape and pixel spacing of each subject's DXA (``allow_pickle``: the run's opt-in to
+    reading DXAs stored as pickles).
 
     Returns
     -------
@@ -244,7 +245,7 @@ def dxa_geometry(es: EvalSet, *, progress: bool = True) -> pd.DataFrame:
     out = []
     for sid, path in tqdm(list(zip(es.subject_id, es.manifest["dxa_path"])), desc="DXA geometry",
                           unit="scan", disable=not progress, leave=False):
-        d = read_dxa(path)
+        d = read_dxa(path, allow_pickle=allow_pickle)
         out.append({"subject_id": str(sid), "rows": int(d.shape[0]), "cols": int(d.shape[1]),
                     "row_mm": float(d.pixel_spacing_mm[0]), "col_mm": float(d.pixel_spacing_mm[1])})
     return pd.DataFrame(out)

@@ -18,7 +18,6 @@ level is thoracic when its target level position is above that boundary.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -154,7 +153,7 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not np.isfinite(grid_mm) or grid_mm <= 0:
         raise InvalidArgumentError(f"grid_mm must be positive, got {job['grid_mm']!r}")
     seg = read_volume(job["seg_path"], kind="seg")
-    dxa = read_dxa(job["dxa_path"])
+    dxa = read_dxa(job["dxa_path"], allow_pickle=bool(job.get("allow_pickle", False)))
     transform = PlanarTransform(*(float(v) for v in job["transform"]))
     target = SpineCurves(*job["target"])
     preds = {m: SpineCurves(*vc) for m, vc in job["predictions"].items()}
@@ -174,7 +173,7 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _jobs(es: EvalSet, grid_mm: float) -> list[dict[str, Any]]:
+def _jobs(es: EvalSet, grid_mm: float, allow_pickle: bool = False) -> list[dict[str, Any]]:
     out = []
     for i, sid in enumerate(es.subject_id):
         r = es.alignment.iloc[i]
@@ -188,11 +187,13 @@ def _jobs(es: EvalSet, grid_mm: float) -> list[dict[str, Any]]:
             "predictions": {m: (np.asarray(es.predictions.values[m][i]), np.asarray(es.predictions.extent_mm[m][i]))
                             for m in es.models},
             "grid_mm": float(grid_mm),
+            "allow_pickle": bool(allow_pickle),
         })
     return out
 
 
-def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = True,
+                allow_pickle: bool = False) -> pd.DataFrame:
     """3D scores of every model and the ceiling for every subject of ``es``.
 
     Parameters
@@ -200,6 +201,7 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
     es : the evaluation subjects.
     grid_mm : voxel size (mm) of each subject's evaluation grid (``eval_grid_mm``).
     jobs : worker processes (1: in this process).
+    allow_pickle : read DXAs stored as pickles (the run's ``allow_pickle``; unpickling runs code).
 
     Returns
     -------
@@ -213,12 +215,14 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
         raise InvalidArgumentError(f"jobs must be >= 1, got {jobs!r}")
     if not np.isfinite(grid_mm) or grid_mm <= 0:
         raise InvalidArgumentError(f"grid_mm must be positive, got {grid_mm!r}")
-    work = _jobs(es, grid_mm)
+    work = _jobs(es, grid_mm, allow_pickle)
     bar = dict(total=len(work), desc=f"3D evaluation ({es.name})", unit="subject", disable=not progress)
     if int(jobs) == 1 or len(work) < 2:
         results = [evaluate_subject(j) for j in tqdm(work, **bar)]
     else:
-        with ProcessPoolExecutor(max_workers=int(jobs)) as ex:
+        from ..workers import process_pool  # workers die with this process
+
+        with process_pool(int(jobs)) as ex:
             results = list(tqdm(ex.map(evaluate_subject, work), **bar))
     cols = ["subject_id", "model", "region_boundary_mm", "grid_mm", *SCORE_COLUMNS]
     df = pd.DataFrame([r for rows in results for r in rows], columns=cols)
