@@ -49,7 +49,7 @@ _BASE: dict[str, Any] = {
     "bot_dim_head": 64,
     "pretrained_path": "",  # optional local weights file; never downloaded
     # -- training (spinelib.train)
-    "epochs": 12,
+    "epochs": 10,
     "batch_size": 16,
     "lr": 2e-3,
     "lr_schedule": "cosine",  # "constant" (the paper) or "cosine" decay to zero

@@ -149,3 +149,41 @@ def test_plotly_spine_drawn_with_webgl_and_rotates(book, browser_page):
     assert len(set(frames)) >= 3
     assert outside == [], f"requests left the machine: {outside}"
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+# --------------------------------------------------------------------------- the real smoke book
+@pytest.fixture(scope="module")
+def smoke_book(smoke_run):
+    """The book of the session's real smoke run (every section), built by ``spinelib book``."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "spinelib.cli", "book", "--run", str(smoke_run)],
+                          check=True, capture_output=True, text=True)
+    index = Path(done.stdout.strip().splitlines()[-1])
+    assert index.name == "index.html" and index.is_file(), done.stdout
+    return smoke_run, index.parent
+
+
+def test_real_smoke_book_renders_offline_with_a_drawn_3d_spine(smoke_book, browser_page):
+    run, html = smoke_book
+    page, outside, errors = browser_page
+    chapters = sorted((html / "notebooks").glob("*.html"))
+    assert [p.stem for p in chapters] == ["01_alignment", "02_training", "03_curve_accuracy_2d",
+                                          "04_reconstruction_3d", "05_qualitative"]
+    for path in _pages(html):
+        page.goto(path.as_uri(), wait_until="load")
+        assert page.locator("article h1").first.inner_text().strip(), path.name
+    shots = run / "screenshots"
+    shots.mkdir(exist_ok=True)
+    page.goto((html / "summary.html").as_uri(), wait_until="load")
+    page.screenshot(path=str(shots / "summary.png"), full_page=True)
+    page.goto((html / "notebooks" / "05_qualitative.html").as_uri(), wait_until="load")
+    assert page.evaluate("typeof window.Plotly") == "object"
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot canvas') !== null", timeout=30_000)
+    plot = page.locator(".js-plotly-plot").first
+    plot.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    png = plot.screenshot(path=str(shots / "rotating_spine.png"))
+    assert _nonblank(png) > 5.0
+    assert outside == [], f"requests left the machine: {outside}"
+    assert errors == [], f"JavaScript errors: {errors}"
