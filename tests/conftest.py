@@ -6,11 +6,30 @@ every test that needs them shares these session fixtures instead of building its
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 SMOKE_SUBJECTS = 40
+
+
+def _register_pipeline_fixtures() -> None:
+    """Make ``tests/data/pipeline_fixtures.py`` importable as ``spinelib_tests_pipeline_fixtures``.
+
+    ``tests`` is not a package; conftest is imported before any test module, so the test
+    modules can simply ``import spinelib_tests_pipeline_fixtures as fx``.
+    """
+    name = "spinelib_tests_pipeline_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register_pipeline_fixtures()
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+import spinelib_tests_pipeline_fixtures as fx
 import yaml
 
 from spinelib.book import BOOK_DIR, external_assets, glued_keys, stage_book
 from spinelib.errors import MissingFileError
 
-
-def _fixtures():
-    name = "spinelib_tests_pipeline_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-fx = _fixtures()
 
 _TAG = re.compile(r"<(script|link)\b[^>]*>", re.I)
 _URL = re.compile(r"""\b(?:src|href)\s*=\s*["'](https?:)?//""", re.I)

@@ -7,7 +7,6 @@ Needs Debian's ``chromium`` (``make browser``, part of ``make test``), driven by
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 import sys
@@ -15,20 +14,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import spinelib_tests_pipeline_fixtures as fx
 
-
-def _fixtures():
-    name = "spinelib_tests_pipeline_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-fx = _fixtures()
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [

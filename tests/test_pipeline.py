@@ -6,32 +6,18 @@ paper's notebooks do, with a fixture section list.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import spinelib_tests_pipeline_fixtures as fx
 
 from spinelib.cli import main
 from spinelib.errors import InvalidArgumentError, MissingFileError, PipelineError, ProfileError
 from spinelib.pipeline import (SECTION_NAMES, SECTIONS, Section, notebook_parameters,
                                resolve_sections, run_pipeline)
-
-
-def _fixtures():
-    name = "spinelib_tests_pipeline_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-fx = _fixtures()
 
 
 def executions(run: Path) -> list[str]:
