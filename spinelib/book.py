@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
-from .errors import MissingFileError, PipelineError
+from .errors import InvalidArgumentError, MissingFileError, PipelineError
+from .paper import paper_text, substitutions
 from .pipeline import SECTIONS, STATE_FILE, Section
 from .runfolder import read_json, run_paths
 
@@ -39,13 +40,14 @@ __all__ = [
     "glued_keys",
     "plotly_html",
     "glue_number",
+    "glue_text",
 ]
 
 #: The tracked book sources.
 BOOK_DIR = Path(__file__).resolve().parents[1] / "book"
 #: Folder (inside the book) where chapters from the run's notebooks are staged.
 CHAPTERS = "notebooks"
-_MARKER = re.compile(r"^<!--[ \t]*spinelib:(?P<name>[a-z_]+)[ \t]*-->[ \t]*$", re.M)
+_MARKER = re.compile(r"^<!--[ \t]*spinelib:(?P<name>[a-z0-9_]+)[ \t]*-->[ \t]*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,12 @@ class SummaryRow:
     """One line of the results summary: a glued number beside the paper's value.
 
     ``section`` names the pipeline section whose notebook glues ``key`` (a plain float);
-    ``fmt`` is the format spec applied in the page; ``paper`` is the paper's reported value
-    as text ("" when the paper does not report it).
+    ``of_key``, when given, is a total glued by the same notebook, shown as "``key`` of
+    ``of_key``" (e.g. evaluated k of n test subjects); ``fmt`` is the format spec applied in
+    the page; ``paper`` is the paper's reported value as text ("" when the paper
+    does not report it; the library's rows take it from :mod:`spinelib.paper`, never typed).
+    ``optional`` rows may be absent from a run (a second row that needs ground truth, a
+    score the test set cannot define) without it being an error of the notebook.
     """
 
     label: str
@@ -63,27 +69,62 @@ class SummaryRow:
     fmt: str
     unit: str = ""
     paper: str = ""
+    optional: bool = False
+    of_key: str = ""
 
 
 #: The numbers of the summary page. The science notebooks glue these keys (see glue_number).
+#: The model metrics are the headline ones: against truth targets (true transform, DXA-session
+#: anatomy) on a synthetic cohort, the paper's way on real data; rows "as the paper measures"
+#: repeat a number against the targets of the estimated alignment.
 SUMMARY_ROWS: tuple[SummaryRow, ...] = (
     SummaryRow("Alignment error, mean (stage 1 + 2)", "alignment", "alignment_error_mm_mean", ".2f", "mm"),
     SummaryRow("Alignment error, 95th percentile", "alignment", "alignment_error_mm_p95", ".2f", "mm"),
     SummaryRow("Alignment error after stage 1 only, mean", "alignment", "alignment_stage1_error_mm_mean", ".2f", "mm"),
     SummaryRow("Manifest rows left out as bad data (listed in the alignment chapter)", "alignment",
                "n_bad_subjects", "d"),
-    SummaryRow("Test subjects", "training", "n_test", "d"),
+    SummaryRow("Test subjects in the manifest", "training", "n_test", "d"),
+    SummaryRow("Test subjects evaluated, headline (truth targets on a synthetic cohort)", "curve_accuracy",
+               "n_eval_test", "d", of_key="n_test_total"),
+    SummaryRow("Test subjects evaluated as the paper measures (trusted alignments)", "curve_accuracy",
+               "n_eval_test_estimated_alignment", "d", optional=True, of_key="n_test_total"),
     SummaryRow("Curve MAE, coronal centre (paper's model)", "curve_accuracy", "curve_mae_mm_coronal_centre", ".2f", "mm"),
     SummaryRow("Curve MAE, sagittal centre (paper's model)", "curve_accuracy", "curve_mae_mm_sagittal_centre", ".2f", "mm"),
     SummaryRow("Curve MAE, all six curves (paper's model)", "curve_accuracy", "curve_mae_mm_mean", ".2f", "mm"),
-    SummaryRow("3D spine curve deviation (paper's model)", "reconstruction", "centerline_3d_mm", ".2f", "mm", "3.12 mm"),
-    SummaryRow("3D IoU (paper's model)", "reconstruction", "iou_3d_pct", ".1f", "%", "83.8 %"),
+    SummaryRow("Curve MAE, all six curves, as the paper measures (estimated alignment)", "curve_accuracy",
+               "curve_mae_mm_mean_estimated_alignment", ".2f", "mm", optional=True),
+    SummaryRow("3D spine curve deviation at the same rows, the paper's definition (paper's model)",
+               "reconstruction", "centerline_3d_same_row_mm", ".2f", "mm", paper_text("centerline_3d_mm")),
+    SummaryRow("3D spine curve deviation at the same rows, as the paper measures (estimated alignment)",
+               "reconstruction", "centerline_3d_same_row_mm_estimated_alignment", ".2f", "mm",
+               paper_text("centerline_3d_mm"), optional=True),
+    SummaryRow("3D centreline deviation level by level, extent included (paper's model)", "reconstruction",
+               "centerline_3d_mm", ".2f", "mm"),
+    SummaryRow("Error of the spine's top, T1 superior (paper's model)", "reconstruction", "extent_top_mm", ".1f", "mm"),
+    SummaryRow("Error of the spine's bottom, L5 inferior (paper's model)", "reconstruction", "extent_bottom_mm",
+               ".1f", "mm"),
+    SummaryRow("3D IoU (paper's model)", "reconstruction", "iou_3d_pct", ".1f", "%", paper_text("iou_3d")),
+    SummaryRow("3D IoU, as the paper measures (estimated alignment)", "reconstruction",
+               "iou_3d_pct_estimated_alignment", ".1f", "%", paper_text("iou_3d"), optional=True),
     SummaryRow("3D Dice (paper's model)", "reconstruction", "dice_3d_pct", ".1f", "%"),
     SummaryRow("3D IoU, CNN baseline (ResNet)", "reconstruction", "iou_3d_pct_resnet", ".1f", "%"),
+    SummaryRow("3D IoU, visible-summaries baseline (ridge on body habitus)", "reconstruction",
+               "iou_3d_pct_visible_summaries", ".1f", "%", optional=True),
     SummaryRow("3D IoU, mean-shape baseline", "reconstruction", "iou_3d_pct_mean_shape", ".1f", "%"),
     SummaryRow("3D IoU, biplanar upper bound", "reconstruction", "iou_3d_pct_biplanar", ".1f", "%"),
     SummaryRow("3D IoU ceiling of the ellipse model (true curves)", "reconstruction", "iou_3d_pct_ceiling", ".1f", "%"),
+    SummaryRow("Empty reconstructed masks, failures (paper's model)", "reconstruction", "n_empty_masks", "d"),
     SummaryRow("Cobb angle MAE (paper's model)", "reconstruction", "cobb_mae_deg", ".1f", "deg"),
+    SummaryRow("Scoliosis prevalence (Cobb >= 10 deg) among the evaluated subjects", "reconstruction",
+               "scoliosis_prevalence_pct", ".0f", "%"),
+    SummaryRow("Scoliosis sensitivity (paper's model)", "reconstruction", "scoliosis_sensitivity_pct_resnet_bot",
+               ".0f", "%", optional=True),
+    SummaryRow("Scoliosis specificity (paper's model)", "reconstruction", "scoliosis_specificity_pct_resnet_bot",
+               ".0f", "%", optional=True),
+    SummaryRow("Scoliosis balanced accuracy (paper's model)", "reconstruction",
+               "scoliosis_balanced_accuracy_pct_resnet_bot", ".0f", "%", optional=True),
+    SummaryRow("Scoliosis balanced accuracy, mean-shape baseline", "reconstruction",
+               "scoliosis_balanced_accuracy_pct_mean_shape", ".0f", "%", optional=True),
 )
 
 
@@ -123,6 +164,18 @@ def glue_number(name: str, value: Any, *, display: bool = False) -> float | int:
         number = float(number)
     glue(name, number, display=display)
     return number
+
+
+def glue_text(name: str, text: str) -> str:
+    """Glue a sentence (Markdown) under ``name`` for the prose: ``{glue:md}`name``` renders it
+    without the quotes a plain string's repr would bring. Returns the text glued."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidArgumentError(f"glue_text needs a non-empty string for {name!r}, got {text!r}")
+    glue(name, Markdown(text), display=False)
+    return text
 
 
 # --------------------------------------------------------------------------- scanning
@@ -254,6 +307,8 @@ def _render_summary(chapters: Mapping[str, str], keys: Mapping[str, set[str]],
         doc = chapters.get(r.section)
         if doc is not None and r.key in keys.get(r.section, set()):
             value = f"{{glue:text}}`{doc}.ipynb::{r.key}:{r.fmt}`" + (f" {r.unit}" if r.unit else "")
+            if r.of_key and r.of_key in keys.get(r.section, set()):
+                value += f" of {{glue:text}}`{doc}.ipynb::{r.of_key}:{r.fmt}`"
         elif doc is None:
             value = f"not run (section `{r.section}` absent)"
         else:
@@ -335,6 +390,31 @@ def _render_cohort_parameters(run_dir: Path) -> str:
             + _md_table(["Parameter", "Value"], rows))
 
 
+#: The rows of the visible-summaries table: (key in ``metrics["visible_summaries_r2"]``, label).
+_SUMMARY_R2_ROWS = (("kyphosis", "Kyphosis"), ("lordosis", "Lordosis"),
+                    ("anterior_depth", "Mean anterior depth (sagittal anterior curve)"))
+
+
+def _render_visible_summaries_r2(run_dir: Path) -> str:
+    """The R2 of the ``visible_summaries`` baseline on the test split (``metrics.json``
+    block ``visible_summaries_r2``: ``kyphosis``, ``lordosis``, ``anterior_depth``, ``n``),
+    or a line saying it was not run."""
+    p = run_paths(run_dir)["metrics"]
+    block = read_json(p).get("visible_summaries_r2") if p.exists() else None
+    if not isinstance(block, Mapping):
+        return ("Visible-summaries baseline: not run (the run's `metrics.json` has no "
+                "`visible_summaries_r2`; the evaluation section writes it).")
+
+    def cell(key: str) -> str:
+        v = block.get(key)
+        return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "--"
+
+    n = block.get("n")
+    n_text = f"{n}" if isinstance(n, int) and not isinstance(n, bool) else "--"
+    return _md_table(["Measure", "R² of `visible_summaries` (test split)", "Test subjects"],
+                     [(label, cell(key), n_text) for key, label in _SUMMARY_R2_ROWS])
+
+
 def _fill(text: str, fills: Mapping[str, str]) -> str:
     def repl(m: re.Match) -> str:
         name = m.group("name")
@@ -385,6 +465,20 @@ def _write_toc(src_toc: Path, dest_toc: Path, chapters: Sequence[str]) -> None:
     dest_toc.write_text(yaml.safe_dump(prune(toc), sort_keys=False))
 
 
+def _write_substitutions(config: Path, subs: Mapping[str, str]) -> None:
+    """Put ``subs`` into the staged ``_config.yml`` as MyST substitutions (``{{ name }}`` in a
+    page), so that the pages quote the paper's numbers from :mod:`spinelib.paper`."""
+    import yaml
+
+    cfg = yaml.safe_load(config.read_text()) or {}
+    parse = cfg.setdefault("parse", {})
+    exts = parse.setdefault("myst_enable_extensions", [])
+    if "substitution" not in exts:
+        exts.append("substitution")
+    parse["myst_substitutions"] = {**(parse.get("myst_substitutions") or {}), **dict(subs)}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def stage_book(run_dir: str | Path, *, book_dir: str | Path = BOOK_DIR,
                staging: str | Path | None = None,
                table: Sequence[Section] = SECTIONS,
@@ -423,6 +517,7 @@ def stage_book(run_dir: str | Path, *, book_dir: str | Path = BOOK_DIR,
         "summary_table": _render_summary(chapters, keys, summary_rows),
         "provenance": _render_provenance(run_dir),
         "cohort_parameters": _render_cohort_parameters(run_dir),
+        "visible_summaries_r2": _render_visible_summaries_r2(run_dir),
         "chapters": "\n".join(
             f"- {{doc}}`{doc}`" for doc in chapters.values()) or "(no executed notebook in this run)",
         "run_dir": f"`{run_dir}`",
@@ -432,6 +527,7 @@ def stage_book(run_dir: str | Path, *, book_dir: str | Path = BOOK_DIR,
         if _MARKER.search(text):
             page.write_text(_fill(text, fills))
     _write_toc(book_dir / "_toc.yml", staging / "_toc.yml", list(chapters.values()))
+    _write_substitutions(staging / "_config.yml", substitutions())
     # plotly.js, shipped with the book (no CDN)
     import plotly
 

@@ -60,6 +60,34 @@ def _synth(ns: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ingest
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    ukb = sources.add_parser("ukb", help="UK Biobank bulk zips: whole-body DXA (field 20158) and Dixon MRI (20201)",
+                             description="Turn UK Biobank bulk zips into a cohort folder with manifest.csv "
+                                         "(resumable; bad zips are reported and skipped).")
+    ukb.add_argument("--dxa-zips", required=True, help="folder of <eid>_20158_<instance>_<array>.zip")
+    ukb.add_argument("--mri-zips", required=True, help="folder of <eid>_20201_<instance>_<array>.zip")
+    ukb.add_argument("--seg", default=None, metavar="DIR",
+                     help="segmentations: DIR/<id>/seg.nii.gz, or TotalSegmentator's DIR/<id>/vertebrae_mr.nii.gz "
+                          "and DIR/<id>/total_mr.nii.gz")
+    ukb.add_argument("--out", required=True, help="cohort folder to write (created; a rerun resumes)")
+    ukb.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ukb.add_argument("--seed", type=int, default=0, help="seed of the participant-level train/val/test split")
+    ukb.add_argument("--no-id-check", action="store_true",
+                     help="accept DICOM PatientIDs that differ from the eid in the file names")
+
+
+@command("ingest", "turn real data (UK Biobank bulk zips) into a cohort")(_ingest_args)
+def _ingest(ns: argparse.Namespace) -> int:
+    from .ingest import ingest_ukb
+
+    report = ingest_ukb(ns.dxa_zips, ns.mri_zips, ns.out, seg_dir=ns.seg, jobs=ns.jobs, seed=ns.seed,
+                        check_ids=not ns.no_id_check)
+    print(report.summary())
+    return 0 if report.manifest_path is not None else 1
+
+
 # --------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", default=None, help="entry name (repeatable)")
@@ -83,23 +111,63 @@ def _bench(ns: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- predict
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dxa", help="DXA file: dxa.npz, a UK Biobank preprocessing pickle (with --allow-pickle), or a PNG/TIFF")
-    p.add_argument("--checkpoint", required=True, help="trained model (best.pt of a run)")
-    p.add_argument("--out", required=True, help="output folder for curves.csv, spine3d.nii.gz, spine3d.html, measures.json")
+    p.add_argument("dxa", help="a DXA file (dxa.npz, a UK Biobank preprocessing pickle with --allow-pickle, or a "
+                               "PNG/TIFF), or a cohort: a folder of DXA files, a text list of paths (.txt) or a "
+                               "manifest.csv (column dxa_path)")
+    p.add_argument("--checkpoint", required=True,
+                   help="trained model (best.pt of a run), or the paper's released state dict")
+    p.add_argument("--out", required=True, help="output folder for curves.csv, spine3d.nii.gz, spine3d.html, "
+                                                "measures.json (a cohort: one folder per scan, measures.csv, "
+                                                "failures.csv)")
     p.add_argument("--pixel-spacing", type=float, nargs="+", default=None, metavar="MM",
                    help="pixel spacing in mm (one value or row col); required for images")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow reading a pickle (runs code from the file: only for files you trust)")
+    p.add_argument("--flip-vertical", action="store_true",
+                   help="flip the image top-bottom first (a scan stored upside down is refused otherwise)")
+    p.add_argument("--flip-horizontal", action="store_true",
+                   help="flip the image left-right first (a mirrored scan cannot be detected)")
+    p.add_argument("--batch-size", type=int, default=8, help="cohort: scans per forward pass")
+    p.add_argument("--no-progress", action="store_true", help="cohort: no progress bar")
 
 
-@command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA")(_predict_args)
+def _is_cohort_source(path: str) -> bool:
+    from pathlib import Path
+
+    p = Path(path)
+    return p.is_dir() or p.suffix.lower() in (".txt", ".lst", ".list", ".csv")
+
+
+@command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort")(_predict_args)
 def _predict(ns: argparse.Namespace) -> int:
-    from .predict import predict_file
+    from .predict import predict_file, predict_scans
 
+    flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
+    if _is_cohort_source(ns.dxa):
+        # one warm model for the whole cohort; a bad scan is listed, the others go on
+        res = predict_scans(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
+                            pixel_spacing_mm=ns.pixel_spacing, batch_size=ns.batch_size,
+                            progress=not ns.no_progress, **flips)
+        print(res.summary(), file=sys.stderr if res.n_failed else sys.stdout)
+        return 0 if res.n_failed == 0 else 1
     paths = predict_file(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
-                         pixel_spacing_mm=ns.pixel_spacing)
+                         pixel_spacing_mm=ns.pixel_spacing, **flips)
     for name, path in paths.items():
         print(f"{name:>9}: {path}")
+    return 0
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paper_checkpoint", help="the paper's released state dict (epoch-996-...pt)")
+    p.add_argument("--out", required=True, help="spinelib checkpoint to write (for spinelib predict --checkpoint)")
+
+
+@command("convert-paper-checkpoint",
+         "convert the paper's released RegressionModel_Transformer weights into a spinelib checkpoint")(_convert_args)
+def _convert(ns: argparse.Namespace) -> int:
+    from .paper_checkpoint import convert_paper_checkpoint
+
+    print(convert_paper_checkpoint(ns.paper_checkpoint, ns.out))
     return 0
 
 

@@ -7,8 +7,10 @@ Pipeline for one scan (the same at training, validation, test and prediction tim
 
 The crop window comes from the image alone (the bone channel's spine ridge), never
 from the ground-truth curves: the published code centred its test-time crop on the
-true curves, which leaks the answer (PAPER.md). Training may jitter the crop (shift
-and small rotation), applied to the image and to the curves together.
+true curves, which leaks the answer. Training may jitter the crop (shift
+and small rotation), applied to the image and to the curves together; a lateral view
+follows the row shift only, since its columns are depth above the table, the unit of
+the sagittal targets (:func:`sample_views`).
 
 Channels are scaled by fixed physical constants (``INPUT_SCALE``; our files hold g/cm^2),
 not per image, so the absolute soft-tissue thickness -- a physical cue to how deep the
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .curves import CropWindow, SpineCurves, to_crop
 from .errors import InvalidArgumentError, NonFiniteError, ShapeError
@@ -42,11 +44,17 @@ __all__ = [
     "prepare_scan",
     "PreparedScan",
     "prepare_scans",
+    "AP_CHANNELS",
+    "sample_views",
     "SpineDataset",
 ]
 
 #: Divisors bringing bone and soft-tissue areal densities (g/cm^2) to about [0, 1].
 INPUT_SCALE = {"bone": 2.0, "tissue": 40.0}
+
+#: Channels of the AP view (bone, tissue) at the front of a prepared stack; any further
+#: channels are the lateral view (:func:`prepare_scan`).
+AP_CHANNELS = 2
 
 
 def _check_px(pixel_mm: float) -> float:
@@ -250,6 +258,50 @@ def prepare_scan(dxa: DXAImage, *, pixel_mm: float, image_size: Sequence[int],
     return PreparedScan(np.stack(chans).astype(np.float32), crop)
 
 
+def sample_views(stack: np.ndarray, crop: CropWindow, *, angle_deg: float = 0.0,
+                 shift_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Cut the crop out of a prepared stack, jittering each view the way its axes allow.
+
+    The AP channels (the first :data:`AP_CHANNELS`) are cut by :func:`sample_crop` with
+    the rotation and the ``(row, col)`` shift. The lateral channels, when present, share
+    the AP rows but their columns are depth above the table, not left-right position:
+    they take the row shift only, so a lateral crop column ``j`` keeps showing depth
+    ``j * pixel_mm`` -- the depth the sagittal targets are measured in (``to_crop``
+    normalises depth independently of the crop's ``col0``). Shifting them by the column
+    jitter would move the anatomy in depth while the targets stay put.
+
+    Parameters
+    ----------
+    stack : (C, H, W) float array, ``C`` = 2 (AP) or 4 (AP, then lateral), as made by
+        :func:`prepare_scan`.
+    crop : the crop window (pixels of the ``pixel_mm`` grid).
+    angle_deg : rotation of the AP crop in degrees; must be 0 with a lateral view (an
+        AP rotation has no counterpart in the lateral projection).
+    shift_px : (row, col) shift in pixels.
+
+    Returns
+    -------
+    (C, rows, cols) float32.
+
+    Raises
+    ------
+    ShapeError
+        ``stack`` not 3D or with fewer than :data:`AP_CHANNELS` channels.
+    InvalidArgumentError
+        A non-zero ``angle_deg`` with a lateral view.
+    """
+    s = np.asarray(stack, dtype=np.float32)
+    if s.ndim != 3 or s.shape[0] < AP_CHANNELS:
+        raise ShapeError(f"stack must be (C, H, W) with C >= {AP_CHANNELS}, got {s.shape}")
+    ap = sample_crop(s[:AP_CHANNELS], crop, angle_deg=angle_deg, shift_px=shift_px)
+    if s.shape[0] == AP_CHANNELS:
+        return ap
+    if angle_deg != 0.0:
+        raise InvalidArgumentError(f"angle_deg must be 0 with a lateral view, got {angle_deg!r}")
+    lateral = sample_crop(s[AP_CHANNELS:], crop, shift_px=(float(shift_px[0]), 0.0))
+    return np.concatenate([ap, lateral])
+
+
 class SpineDataset(Dataset):
     """Crops and crop-coordinate targets of a list of scans.
 
@@ -259,7 +311,9 @@ class SpineDataset(Dataset):
     curves : the matching targets in mm, or ``None`` for prediction-only use.
     augment : jitter each training sample (intensity, shift, small rotation) with a
         generator drawn from ``(seed, epoch, index)``, so the sequence is reproducible
-        and independent of the order of access.
+        and independent of the order of access. The image is cut by :func:`sample_views`
+        (a lateral view follows the row shift only; no rotation with a lateral view) and
+        the targets by the same window, so both move together.
     seed : augmentation seed.
     max_shift_px, max_angle_deg, intensity : augmentation ranges.
 
@@ -278,7 +332,7 @@ class SpineDataset(Dataset):
         self.max_shift_px, self.max_angle_deg, self.intensity = max_shift_px, max_angle_deg, intensity
         self.epoch = 0
         # a rotation of the AP view has no simple counterpart in the lateral view
-        self._rotate = all(s.stack.shape[0] == 2 for s in self.scans)
+        self._rotate = all(s.stack.shape[0] == AP_CHANNELS for s in self.scans)
 
     def __len__(self) -> int:
         return len(self.scans)
@@ -298,7 +352,7 @@ class SpineDataset(Dataset):
         crop = scan.crop
         if self.augment:
             angle, shift, gain = self._jitter(index)
-            image = sample_crop(scan.stack, crop, angle_deg=angle, shift_px=shift) * gain[:, None, None].astype(np.float32)
+            image = sample_views(scan.stack, crop, angle_deg=angle, shift_px=shift) * gain[:, None, None].astype(np.float32)
             moved = CropWindow(crop.row0 + shift[0], crop.col0 + shift[1], crop.rows, crop.cols, crop.pixel_mm)
         else:
             image, moved, angle = sample_crop(scan.stack, crop), crop, 0.0
@@ -317,6 +371,6 @@ class SpineDataset(Dataset):
 
 def prepare_scans(dxas: Sequence[DXAImage], *, pixel_mm: float, image_size: Sequence[int],
                   lateral: bool = False, desc: str = "preparing scans") -> list[PreparedScan]:
-    """:func:`prepare_scan` over a list, with a progress bar."""
+    """:func:`prepare_scan` over a list, with a progress bar on a terminal."""
     return [prepare_scan(d, pixel_mm=pixel_mm, image_size=image_size, lateral=lateral)
-            for d in tqdm(dxas, desc=desc, unit="scan", leave=False)]
+            for d in tqdm(dxas, desc=desc, unit="scan", leave=False, disable=None)]

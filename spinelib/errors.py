@@ -26,6 +26,8 @@ __all__ = [
     "PipelineError",
     "InsufficientDataError",
     "OutputError",
+    "IncompleteScanError",
+    "ParticipantMismatchError",
 ]
 
 
@@ -98,3 +100,11 @@ class InsufficientDataError(PipelineError):
 
 class OutputError(SpineLibError, OSError):
     """An output location is unwritable or the disk has too little free space."""
+
+
+class IncompleteScanError(UnreadableFileError):
+    """A scan's files are readable but lack a needed part (an image, a series, a station)."""
+
+
+class ParticipantMismatchError(SpineLibError, ValueError):
+    """Files that should describe one participant name different participants."""

@@ -1,9 +1,10 @@
 """The training section as functions: scans and targets in, trained models and predictions out.
 
 ``train_section`` trains ``resnet_bot``, ``resnet`` and ``biplanar`` (and fits
-``mean_shape``) on a run's targets; ``predict_cohort`` runs every model on a split and
-stores the predicted curves for the evaluation sections. Notebooks call these; the
-algorithms live in :mod:`spinelib.data`, :mod:`spinelib.models`, :mod:`spinelib.train`.
+``mean_shape`` and the ``visible_summaries`` ridge regression) on a run's targets;
+``predict_cohort`` runs every model on a split and stores the predicted curves for the
+evaluation sections. Notebooks call these; the algorithms live in :mod:`spinelib.data`,
+:mod:`spinelib.models`, :mod:`spinelib.summaries`, :mod:`spinelib.train`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .curves import from_crop
 from .data import PreparedScan, SpineDataset, prepare_scan, sample_crop
@@ -25,6 +26,9 @@ from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from .io import read_arrays, read_dxa, write_arrays
 from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, load_checkpoint, save_checkpoint
 from .runfolder import run_paths
+from .summaries import CHECKPOINT_FILE as SUMMARIES_FILE
+from .summaries import MODEL_NAME as SUMMARIES
+from .summaries import VisibleSummariesModel
 from .targets import TargetSet
 from .train import BEST, TrainConfig, _dist_info, train_model
 
@@ -33,13 +37,13 @@ log = logging.getLogger(__name__)
 __all__ = ["TRAINED_MODELS", "load_scans", "train_section", "predict_cohort", "Predictions",
            "write_predictions", "read_predictions", "checkpoint_path"]
 
-#: Models that learn (``mean_shape`` is fitted, not trained).
+#: Models that learn (``mean_shape`` and ``visible_summaries`` are fitted, not trained).
 TRAINED_MODELS: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
-    """Best checkpoint of model ``name`` in a run folder."""
-    return run_paths(run_dir)["checkpoints"] / name / BEST
+    """Best checkpoint of model ``name`` in a run folder (``visible_summaries``: its ridge file)."""
+    return run_paths(run_dir)["checkpoints"] / name / (SUMMARIES_FILE if name == SUMMARIES else BEST)
 
 
 def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
@@ -50,7 +54,7 @@ def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Ma
     if missing:
         raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
     scans = []
-    for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=not progress, leave=False):
+    for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=None if progress else True, leave=False):
         dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=bool(params.get("allow_pickle", False)))
         scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]),
                                   image_size=params["image_size"], lateral=lateral))
@@ -63,11 +67,13 @@ def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]
 
 def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: TargetSet, params: Mapping, *,
                   names: Sequence[str] = TRAINED_MODELS, progress: bool = True) -> pd.DataFrame:
-    """Fit ``mean_shape`` and train the listed models; one summary row per model.
+    """Fit ``mean_shape`` and ``visible_summaries``, train the listed models; one summary row per model.
 
     Checkpoints and logs go to ``<run>/checkpoints/<name>/``; training resumes from the
     last checkpoint of an interrupted run. Every model starts from weights drawn from the
     run's seed, and sees the same crops (found from the images alone; training jitters them).
+    ``visible_summaries`` (:mod:`spinelib.summaries`) is fitted on the training crops
+    without jitter, its ridge penalty chosen on the validation split.
 
     Returns
     -------
@@ -95,7 +101,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     mean_cfg = config_from_profile(params, "mean_shape")
     mean_model = build_model(mean_cfg)
     plain = SpineDataset(_views(tr_scans, 2), tr_curves)
-    mean_target = np.stack([plain[i][1].numpy() for i in range(len(plain))]).mean(axis=0)
+    train_targets = np.stack([plain[i][1].numpy() for i in range(len(plain))])
+    mean_target = train_targets.mean(axis=0)
     mean_model.fit(mean_target[None])
     out = checkpoint_path(run_dir, "mean_shape")
     if _dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
@@ -103,6 +110,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
                  "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
                  "seconds": 0.0, "images_per_second": float("nan")})
+    rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, progress=progress))
 
     for name in names:
         mcfg = config_from_profile(params, name)
@@ -122,6 +130,26 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
                      "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
                      "images_per_second": res.images_per_second})
     return pd.DataFrame(rows)
+
+
+def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_targets: np.ndarray,
+                   va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, *,
+                   progress: bool) -> dict:
+    """Fit and save the ``visible_summaries`` ridge; its row of the training summary."""
+    t0 = time.perf_counter()
+    model = VisibleSummariesModel(int(params["n_levels"]), crop_pixel_mm=float(params["crop_pixel_mm"]),
+                                  image_size=tuple(params["image_size"]))
+    val_ds = SpineDataset(_views(va_scans, 2), va_curves)
+    val_targets = np.stack([val_ds[i][1].numpy() for i in range(len(val_ds))])
+    model.fit(model.features(tr_scans, progress=progress), train_targets,
+              model.features(va_scans, progress=progress), val_targets)
+    log.info("fitted %s (alpha chosen on validation from %s)", model.describe(), model.alphas)
+    if _dist_info()[1] == 0:
+        model.save(checkpoint_path(run_dir, SUMMARIES))
+    n = model.n_parameters
+    return {"model": SUMMARIES, "params_trunk": 0, "params_transformer": 0, "params_head": n, "params_total": n,
+            "epochs": 0, "best_epoch": -1, "best_val_l1": model.best_val_l1,
+            "seconds": time.perf_counter() - t0, "images_per_second": float("nan")}
 
 
 def _count(model: torch.nn.Module) -> dict[str, int]:
@@ -159,24 +187,46 @@ class Predictions:
 @torch.no_grad()
 def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
                    names: Sequence[str] = MODEL_NAMES, batch_size: int = 32, progress: bool = True) -> Predictions:
-    """Run every trained model of a run on the listed subjects (crops from the images alone)."""
+    """Run every trained model of a run on the listed subjects (crops from the images alone).
+
+    ``names`` are models of :data:`spinelib.models.MODEL_NAMES`; the networks are read with
+    :func:`spinelib.models.load_checkpoint`, ``visible_summaries`` with
+    :meth:`spinelib.summaries.VisibleSummariesModel.load` (its crop recipe must be the run's).
+    """
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
     models = {}
     for name in names:
         path = checkpoint_path(run_dir, name)
         if not path.is_file():
             raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
-        models[name] = load_checkpoint(path)[:2]
-    lateral = any(cfg.views == 2 for _, cfg in models.values())
+        if name == SUMMARIES:
+            ridge = VisibleSummariesModel.load(path)
+            ridge.check_recipe(float(params["crop_pixel_mm"]), params["image_size"], where=f"checkpoint {path}")
+            models[name] = ridge
+        else:
+            models[name] = load_checkpoint(path)[:2]
+    lateral = any(m[1].views == 2 for m in models.values() if isinstance(m, tuple))
     scans = load_scans(manifest_df, list(subject_ids), params, lateral=lateral, progress=progress)
     values, extents = {}, {}
-    for name, (model, cfg) in models.items():
+    for name, entry in models.items():
+        if isinstance(entry, VisibleSummariesModel):
+            outputs, n_levels = [entry.predict_scans(scans, progress=progress)], entry.n_levels
+            chunks = [scans]
+        else:
+            model, cfg = entry
+            n_levels, outputs, chunks = cfg.n_levels, [], []
+            for start in tqdm(range(0, len(scans), batch_size), desc=f"predict {name}", disable=None if progress else True,
+                              leave=False):
+                chunk = scans[start:start + batch_size]
+                x = torch.from_numpy(np.stack([sample_crop(s.stack[:cfg.in_chans], s.crop) for s in chunk]))
+                outputs.append(model(x).double().numpy())
+                chunks.append(chunk)
         vs, es = [], []
-        for start in tqdm(range(0, len(scans), batch_size), desc=f"predict {name}", disable=not progress, leave=False):
-            chunk = scans[start:start + batch_size]
-            x = torch.from_numpy(np.stack([sample_crop(s.stack[:cfg.in_chans], s.crop) for s in chunk]))
-            out = model(x).double().numpy()
+        for chunk, out in zip(chunks, outputs):
             for s, vec in zip(chunk, out):
-                c = from_crop(vec, s.crop, cfg.n_levels)
+                c = from_crop(vec, s.crop, n_levels)
                 vs.append(c.values)
                 es.append(c.extent_mm)
         values[name] = np.array(vs).reshape(len(scans), 6, -1)

@@ -11,7 +11,8 @@ File formats (``DESIGN.md`` "Files", ``CONTRACTS.md``)::
                       optionally lateral_bone, lateral_tissue float32 (H, D) and
                       lateral_pixel_spacing_mm (2,)
     <id>/*.nii.gz     float32 (or scaled int16) MRI, uint8 segmentation, true affine in mm
-    <id>/truth.json   synthetic only: the generator's record
+    <id>/truth.json   synthetic only: the generator's record; its ``dxa_session_seg`` names
+                      the DXA session's segmentation (``seg_dxa.nii.gz``, grid of seg)
 
 Every writer is atomic (:mod:`spinelib.atomic`) and byte-deterministic: the same
 arrays give the same file bytes (fixed zip timestamps, gzip ``mtime`` 0 and no
@@ -233,13 +234,15 @@ def _mname(path: str | Path | None) -> str:
 
 
 def _spacing(value: Any, name: str, path: str | Path | None) -> np.ndarray:
-    """A positive finite (row, col) spacing as float64 (2,); a scalar means isotropic."""
+    """A positive finite (row, col) spacing as float64 (2,); one value (a scalar or a
+    one-element sequence) means isotropic."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"{name}{_where(path)} must be numbers, got {value!r}") from None
-    if arr.ndim == 0:
-        arr = np.repeat(arr, 2)
+    if arr.size == 1:
+        # one value, however wrapped (a CLI's ``nargs="+"`` gives a list of one): isotropic
+        arr = np.repeat(arr.reshape(-1), 2)
     arr = arr.reshape(-1) if arr.size == 2 else arr
     if arr.shape != (2,):
         raise InvalidArgumentError(

@@ -24,6 +24,11 @@ Four models, each a :class:`ModelConfig` (a frozen, JSON-able record) turned int
     lateral image's columns are depth, not left-right position: stacking the views as
     channels would make the first convolution mix pixels that do not correspond.
 
+The study's fifth model, ``visible_summaries`` (a ridge regression on summaries that the
+AP image plainly shows, :mod:`spinelib.summaries`), is not a network: it has no
+:class:`ModelConfig` and its own checkpoint format. :data:`MODEL_NAMES` lists all five in
+the order of the tables, :data:`NETWORK_NAMES` the four built here.
+
 Input and output (``.notes/CONTRACTS.md``, "The model's view")
 ---------------------------------------------------------------
 Input: a float tensor ``(B, in_chans, rows, cols)`` with ``(rows, cols) ==
@@ -78,6 +83,8 @@ from .errors import (
 
 __all__ = [
     "MODEL_NAMES",
+    "NETWORK_NAMES",
+    "NON_NETWORK_NAMES",
     "MODEL_KINDS",
     "HEADS",
     "REDUCTION",
@@ -107,7 +114,7 @@ REDUCTION = 32
 #: The heads a configuration can ask for.
 HEADS: tuple[str, ...] = ("bot", "cnn", "mean")
 
-#: The four models of the study, as data: the fields that make each one what it is.
+#: The four torch models of the study, as data: the fields that make each one what it is.
 #: Everything else (backbone, K, image size, transformer sizes) comes from the profile.
 MODEL_KINDS: dict[str, dict[str, Any]] = {
     "mean_shape": dict(head="mean", views=1, in_chans=2),
@@ -115,7 +122,15 @@ MODEL_KINDS: dict[str, dict[str, Any]] = {
     "resnet_bot": dict(head="bot", views=1, in_chans=2),
     "biplanar": dict(head="bot", views=2, in_chans=4),
 }
-MODEL_NAMES: tuple[str, ...] = tuple(MODEL_KINDS)
+#: The models built here (torch modules with a :class:`ModelConfig` and :func:`save_checkpoint` files).
+NETWORK_NAMES: tuple[str, ...] = tuple(MODEL_KINDS)
+#: Models of the study that are not torch modules: ``visible_summaries`` is a ridge
+#: regression on image summaries (:mod:`spinelib.summaries`) with its own checkpoint format.
+NON_NETWORK_NAMES: tuple[str, ...] = ("visible_summaries",)
+#: Every model of the study, in the order of tables and figures: the floor, the linear
+#: baseline, the paper's CNN baseline, the paper's model, the biplanar upper bound.
+MODEL_NAMES: tuple[str, ...] = ("mean_shape", "visible_summaries", "resnet", "resnet_bot", "biplanar")
+assert set(MODEL_NAMES) == set(NETWORK_NAMES) | set(NON_NETWORK_NAMES)
 
 #: The ``format`` tag of a checkpoint written by :func:`save_checkpoint`.
 CHECKPOINT_FORMAT = "spinelib.models/checkpoint"
@@ -334,7 +349,7 @@ class ModelConfig:
 
 
 def config_from_profile(params: Mapping[str, Any], name: str, **overrides: Any) -> ModelConfig:
-    """The configuration of model ``name`` (one of :data:`MODEL_NAMES`) under a run profile.
+    """The configuration of network ``name`` (one of :data:`NETWORK_NAMES`) under a run profile.
 
     ``params`` is a profile dict (:func:`spinelib.profiles.get_profile`); it must hold
     ``backbone, image_size, n_levels, bot_blocks, bot_heads, bot_dim_head``
@@ -344,8 +359,11 @@ def config_from_profile(params: Mapping[str, Any], name: str, **overrides: Any) 
     >>> config_from_profile(get_profile("paper"), "biplanar").in_chans
     4
     """
+    if name in NON_NETWORK_NAMES:
+        raise InvalidArgumentError(f"model {name!r} is not a network and has no ModelConfig (see spinelib.summaries); "
+                                   f"networks are {', '.join(NETWORK_NAMES)}")
     if name not in MODEL_KINDS:
-        raise InvalidArgumentError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+        raise InvalidArgumentError(f"unknown model {name!r}; choose one of {', '.join(NETWORK_NAMES)}")
     missing = [k for k in _PROFILE_KEYS if k not in params]
     if missing:
         raise InvalidArgumentError(f"profile parameters lack {missing} needed to configure model {name!r}")

@@ -22,6 +22,8 @@ on the same folder starts from them and applies its own options on top.
 
 Execution uses the interpreter running this code (``sys.executable``) as the kernel,
 whatever kernelspecs the user has installed elsewhere: see :class:`VenvKernelManager`.
+The kernel runs with :data:`KERNEL_ENV` (no tqdm bars: the executed notebooks become
+book pages, where a bar is only noise); the terminal keeps papermill's per-cell bar.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ __all__ = [
     "NOTEBOOKS_DIR",
     "RUN_PARAMETERS",
     "KERNEL_NAME",
+    "KERNEL_ENV",
+    "kernel_env",
     "STATE_FILE",
     "SectionOutcome",
     "RunResult",
@@ -197,6 +201,26 @@ def notebook_parameters(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- kernel
+#: Environment added to the notebook kernel's (see :func:`kernel_env`).
+#: ``TQDM_DISABLE`` is tqdm's own switch for bars that do not choose ``disable``
+#: themselves (spinelib's bars pass ``disable=None``: shown on a terminal only, and a
+#: kernel's stderr is not one). ``PYTHONWARNINGS`` ignores exactly one warning, by its
+#: message: tqdm's "IProgress not found", raised when a third-party package imports
+#: ``tqdm.auto`` in a kernel without ipywidgets (timm imports huggingface_hub, which does).
+#: It says notebook bars would fall back to text; with bars off it has nothing to warn about.
+KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore:IProgress not found"}
+
+
+def kernel_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """:data:`KERNEL_ENV`, with the user's own ``PYTHONWARNINGS`` (from ``environ``,
+    default ``os.environ``) kept in front of ours instead of replaced."""
+    env = dict(KERNEL_ENV)
+    prior = (os.environ if environ is None else environ).get("PYTHONWARNINGS", "").strip()
+    if prior:
+        env["PYTHONWARNINGS"] = f"{prior},{KERNEL_ENV['PYTHONWARNINGS']}"
+    return env
+
+
 def _venv_kernel_manager_class():
     """A KernelManager class that always launches ``sys.executable -m ipykernel_launcher``."""
     from jupyter_client.kernelspec import KernelSpec
@@ -226,6 +250,7 @@ def _venv_kernel_manager_class():
                     language="python",
                     metadata={"debugger": False, "supported_encryption": ["curve"]},
                     resource_dir="",
+                    env=kernel_env(),
                 )
             return self._kernel_spec
 

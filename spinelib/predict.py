@@ -1,26 +1,55 @@
-"""One DXA in; curves, a 3D spine and clinical measures out.
+"""One DXA in, or a cohort of them; curves, a 3D spine and clinical measures out.
 
-``Predictor`` holds a trained model in memory (warm process); :func:`predict_file` is the
-``spinelib predict DXA --checkpoint CKPT --out DIR`` command: it writes
+``Predictor`` holds a trained model in memory (warm process) and reads one scan
+(:meth:`Predictor.predict`) or many in batches (:meth:`Predictor.predict_batch`);
+:func:`predict_file` is the ``spinelib predict DXA --checkpoint CKPT --out DIR`` command: it
+writes
 
 - ``curves.csv``: the six curves in mm at the K levels (and each level's row-mm),
 - ``spine3d.nii.gz``: the reconstructed spine column as a mask, RAS+ affine in mm,
 - ``spine3d.html``: a self-contained rotating Plotly spine (opens offline),
 - ``measures.json``: Cobb angle, apex level, kyphosis, lordosis, extent, and provenance.
+
+:func:`predict_scans` is the same command given a folder of DXA files, a text list of
+paths or a ``manifest.csv``: one warm model, one output folder per scan, one
+``measures.csv`` for the cohort and a ``failures.csv`` naming each scan that could not be
+read or predicted, and why (the others go on).
+
+Input sanity
+------------
+Before a scan reaches the network its pixel spacing must give a plausible field of view
+(:data:`MIN_SPINE_FOV_MM` .. :data:`MAX_FOV_MM`) and the image must be head-up
+(:func:`orientation_ratio`): the lungs lie beside the upper half of the spine, so the soft
+tissue beside the upper half of the spine is lighter (lower g/cm^2) than beside its lower
+half (abdomen). A scan whose upper half is clearly the denser one (ratio below
+:data:`UPSIDE_DOWN_RATIO`) is refused with :class:`OrientationError`, whose message names
+the fix (``--flip-vertical``, :func:`flip_dxa`). The rule needs a soft-tissue image distinct
+from the bone image; a one-channel (grey) image cannot be checked and is used as given
+(a warning is logged). A left-right mirror cannot be detected this way (the body is
+nearly symmetric at this resolution); ``--flip-horizontal`` mirrors explicitly.
+
+The paper's released checkpoint (a bare ``RegressionModel_Transformer`` state dict) is
+recognised by :meth:`Predictor.from_checkpoint` and converted on the fly
+(:mod:`spinelib.paper_checkpoint`, which also documents its input recipe).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .curves import CropWindow, SpineCurves, from_crop
-from .data import prepare_scan, sample_crop
-from .errors import CheckpointError, InvalidArgumentError, UnreadableFileError
+from .data import find_spine_crop, prepare_scan, resample_image, sample_crop
+from .errors import CheckpointError, InvalidArgumentError, SpineLibError, UnreadableFileError
 from .io import DXAImage, read_dxa
 from .metrics import clinical_measures
 from .reconstruct import Grid3D, ellipse_mask, grid_for
@@ -28,6 +57,8 @@ from .reconstruct import Grid3D, ellipse_mask, grid_for
 log = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "Predictor", "frame_to_ras_affine", "predict_file", "write_prediction",
+           "predict_scans", "list_scans", "CohortPrediction", "flip_dxa", "orientation_ratio",
+           "check_orientation", "OrientationError", "INPUT_RECIPES", "UPSIDE_DOWN_RATIO",
            "MIN_SPINE_FOV_MM", "MAX_FOV_MM", "PLAUSIBLE_CROP_RANGE"]
 
 #: A DXA whose field of view is shorter than this cannot hold a T1-L5 spine: its pixel
@@ -39,6 +70,124 @@ _SPACING_RANGE_MM = (0.2, 10.0)
 #: Network outputs (crop coordinates) outside this range put the spine more than a quarter
 #: of the crop outside the crop placed on it: the input is not what the model knows.
 PLAUSIBLE_CROP_RANGE = (-0.25, 1.25)
+
+
+#: Inputs a Predictor can build: ``"spinelib"`` (AP bone and tissue scaled by
+#: ``data.INPUT_SCALE``, plus the lateral view for biplanar models) and the paper's
+#: released model's recipe (:data:`spinelib.paper_checkpoint.PAPER_INPUT_RECIPE`).
+INPUT_RECIPES: tuple[str, ...] = ("spinelib", "paper_bone_rgb")
+#: :func:`orientation_ratio` below this means the scan is upside down. Head-up synthetic
+#: scans give 1.15-1.49 (lungs beside the upper spine); flipped ones the inverse.
+UPSIDE_DOWN_RATIO = 0.95
+# the orientation check's working resolution and its bands beside the spine (mm)
+_ORIENT_PX_MM = 4.0
+_ORIENT_BAND_MM = (25.0, 100.0)
+
+
+class OrientationError(InvalidArgumentError):
+    """A scan is not head-up (its pelvis lies above its shoulders)."""
+
+
+def flip_dxa(dxa: DXAImage, *, vertical: bool = False, horizontal: bool = False) -> DXAImage:
+    """``dxa`` mirrored top-bottom and/or left-right (an explicit fix for a scan stored flipped).
+
+    The vertical flip reverses the rows of every image (the lateral view shares the AP
+    rows); the horizontal flip reverses the AP columns only (the lateral view's columns
+    are depth). Curves predicted from the result are in the flipped image's frame: a row
+    ``r`` of it is row ``H - 1 - r`` of the stored image, a column ``c`` is ``W - 1 - c``.
+    """
+    if not isinstance(dxa, DXAImage):
+        raise InvalidArgumentError(f"dxa must be a DXAImage (spinelib.io.read_dxa), got {type(dxa).__name__}")
+    if not vertical and not horizontal:
+        return dxa
+
+    def flip(a: np.ndarray | None, cols: bool) -> np.ndarray | None:
+        if a is None:
+            return None
+        if vertical:
+            a = a[::-1]
+        if horizontal and cols:
+            a = a[:, ::-1]
+        return np.ascontiguousarray(a)
+
+    return dataclasses.replace(dxa, bone=flip(dxa.bone, True), tissue=flip(dxa.tissue, True),
+                               lateral_bone=flip(dxa.lateral_bone, False),
+                               lateral_tissue=flip(dxa.lateral_tissue, False))
+
+
+def orientation_ratio(dxa: DXAImage) -> float | None:
+    """How head-up a scan looks: soft tissue beside the lower half of the spine over the upper half.
+
+    The spine is the bone image's brightest vertical ridge (as :func:`spinelib.data.find_spine_crop`
+    finds it) and its extent the rows where that ridge is at least half its typical
+    brightness. In bands 25-100 mm either side of it, the mean soft-tissue areal density
+    of the lower half of that extent is divided by that of the upper half. In a head-up scan
+    the lungs lie beside the upper (thoracic) half, so the ratio is above 1; upside down it
+    is below 1.
+
+    Returns
+    -------
+    The ratio, or ``None`` when it cannot be measured: the tissue image is the bone image
+    (a grey PNG/TIFF), there is no spine ridge, or no soft tissue beside it.
+    """
+    if not isinstance(dxa, DXAImage):
+        raise InvalidArgumentError(f"dxa must be a DXAImage (spinelib.io.read_dxa), got {type(dxa).__name__}")
+    if dxa.bone is dxa.tissue or np.array_equal(dxa.bone, dxa.tissue):
+        return None
+    px = _ORIENT_PX_MM
+    bone = resample_image(dxa.bone, dxa.pixel_spacing_mm, px)
+    tissue = resample_image(dxa.tissue, dxa.pixel_spacing_mm, px)
+    smooth = ndimage.gaussian_filter(bone, 1.0)
+    ridge = np.clip(smooth - ndimage.uniform_filter1d(smooth, max(3, int(round(90.0 / px))), axis=1), 0, None)
+    if not np.any(ridge > 0):
+        return None
+    score = np.median(ridge, axis=0) + 0.25 * ridge.mean(axis=0)
+    centre = int(np.argmax(ndimage.uniform_filter1d(score, max(3, int(round(20.0 / px))))))
+    half = max(1, int(round(15.0 / px)))
+    band = smooth[:, max(0, centre - half): centre + half + 1].mean(axis=1)
+    if not band.max() > 0:
+        return None
+    typical = np.median(band[band > 0.25 * band.max()])
+    on = np.nonzero(band > 0.5 * typical)[0]
+    if on.size < 4:
+        return None
+    top, bottom = int(on[0]), int(on[-1])
+    mid = (top + bottom + 1) // 2
+    lo, hi = (int(round(v / px)) for v in _ORIENT_BAND_MM)
+    cols = np.r_[max(0, centre - hi): max(0, centre - lo), min(tissue.shape[1], centre + lo): min(tissue.shape[1], centre + hi)]
+    if cols.size == 0:
+        return None
+    beside = tissue[:, cols].mean(axis=1)
+    upper, lower = float(beside[top:mid].mean()), float(beside[mid:bottom + 1].mean())
+    if not (np.isfinite(upper) and np.isfinite(lower)) or upper <= 0 or lower <= 0:
+        return None
+    return lower / upper
+
+
+def check_orientation(dxa: DXAImage) -> float | None:
+    """Refuse an upside-down scan (:func:`orientation_ratio` below :data:`UPSIDE_DOWN_RATIO`).
+
+    Returns the ratio (``None``: not measurable, a warning is logged).
+
+    Raises
+    ------
+    OrientationError
+        The scan's upper half is the denser: pelvis above the shoulders. The message names
+        the fix: ``--flip-vertical`` (``flip_dxa(dxa, vertical=True)``).
+    """
+    ratio = orientation_ratio(dxa)
+    where = dxa.path or "DXA"
+    if ratio is None:
+        log.warning("%s: cannot check that the scan is head-up (no separate soft-tissue image or no spine "
+                    "ridge); using it as given", where)
+    elif ratio < UPSIDE_DOWN_RATIO:
+        raise OrientationError(
+            f"{where}: the scan looks upside down (pelvis above the shoulders): the soft tissue beside the upper "
+            f"half of the spine is denser than beside its lower half (ratio {ratio:.2f} < {UPSIDE_DOWN_RATIO}), "
+            "where the lungs should be; if it is stored flipped, pass --flip-vertical "
+            "(predict_file(..., flip_vertical=True) or flip_dxa(dxa, vertical=True))"
+        )
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -104,6 +253,9 @@ class Predictor:
     num_threads : torch intra-op threads to use (a process-wide setting); ``None`` leaves
         torch's setting alone. On a machine shared with other busy processes one thread
         is often faster than several.
+    input_recipe : one of :data:`INPUT_RECIPES`: ``"spinelib"`` (our models) or
+        ``"paper_bone_rgb"`` (the paper's released model: contrast-normalised bone only,
+        8-bit, copied to 3 channels; :mod:`spinelib.paper_checkpoint`).
 
     The model is switched to eval mode and to channels-last memory format in place.
 
@@ -115,7 +267,7 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, config, *, pixel_mm: float, grid_mm: float = 2.0,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, input_recipe: str = "spinelib") -> None:
         from .models import ModelConfig
 
         if not isinstance(model, torch.nn.Module):
@@ -130,12 +282,18 @@ class Predictor:
             if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
                 raise InvalidArgumentError(f"num_threads must be an integer >= 1 or None, got {num_threads!r}")
             torch.set_num_threads(int(num_threads))
+        if input_recipe not in INPUT_RECIPES:
+            raise InvalidArgumentError(f"input_recipe must be one of {INPUT_RECIPES}, got {input_recipe!r}")
+        if input_recipe == "paper_bone_rgb" and (config.views != 1 or config.in_chans != 3):
+            raise InvalidArgumentError(
+                f"the paper's input recipe feeds 3 channels of one view; {config.describe()} does not take them")
         # oneDNN's convolutions run NHWC natively: channels-last weights and inputs make the
         # forward pass 10-40 % faster on CPU with identical results (up to rounding)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.config = config
         self.pixel_mm = float(pixel_mm)
         self.grid_mm = float(grid_mm)
+        self.input_recipe = input_recipe
         # the slab margin of the 3D grid: constant per predictor
         self._margin_mm = 2.0 * self.grid_mm
 
@@ -143,19 +301,37 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, *, grid_mm: float = 2.0, num_threads: int | None = None) -> "Predictor":
         """Load a checkpoint written by training (``best.pt`` or ``last.pt``), with ``weights_only=True``.
 
+        The paper's released checkpoint (a bare ``RegressionModel_Transformer`` state dict)
+        is recognised and converted in memory (:mod:`spinelib.paper_checkpoint`);
+        ``spinelib convert-paper-checkpoint`` does it once, to a file.
+
         Raises
         ------
         MissingCheckpointError
             No such file.
         CorruptCheckpointError
-            Not a readable spinelib checkpoint (random bytes, a bare state dict, ...).
+            Not a readable spinelib checkpoint (random bytes, a bare state dict of
+            another network, ...).
         CheckpointError
             Weights that do not fit the stored configuration, another format version, or
             no (valid) record of the crop pixel size the model was trained at.
         """
-        from .models import load_checkpoint
+        from .models import CorruptCheckpointError, build_model, load_checkpoint
 
-        model, config, extra = load_checkpoint(path)
+        try:
+            model, config, extra = load_checkpoint(path)
+        except CorruptCheckpointError as exc:
+            from . import paper_checkpoint as pc
+
+            try:
+                state = pc.load_paper_state_dict(path)
+            except CorruptCheckpointError:
+                raise exc from None
+            config, weights = pc.convert_paper_state_dict(state, where=str(path))
+            model = build_model(config)
+            model.load_state_dict(weights, strict=True)
+            extra = {"crop_pixel_mm": pc.PAPER_CROP_PIXEL_MM, "input_recipe": pc.PAPER_INPUT_RECIPE}
+            log.info("%s is the paper's released state dict: converted to %s", path, config.describe())
         px = extra.get("crop_pixel_mm")
         if px is None:
             raise CheckpointError(f"checkpoint {path} does not record the crop pixel size it was trained at")
@@ -165,7 +341,11 @@ class Predictor:
             px = float("nan")
         if not (np.isfinite(px) and px > 0):
             raise CheckpointError(f"checkpoint {path} records an invalid crop pixel size {extra.get('crop_pixel_mm')!r}")
-        return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads)
+        recipe = str(extra.get("input_recipe", "spinelib"))
+        if recipe not in INPUT_RECIPES:
+            raise CheckpointError(f"checkpoint {path} records an unknown input recipe {recipe!r} "
+                                  f"(known: {', '.join(INPUT_RECIPES)})")
+        return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe)
 
     @property
     def n_levels(self) -> int:
@@ -195,8 +375,70 @@ class Predictor:
         -------
         (6 K + 2,) float64 crop-coordinate vector.
         """
-        x = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))[None]
-        return self.model(x.contiguous(memory_format=torch.channels_last))[0].double().numpy()
+        return self.forward_batch(np.asarray(crop)[None])[0]
+
+    @torch.inference_mode()
+    def forward_batch(self, crops: np.ndarray) -> np.ndarray:
+        """The network's raw outputs for a batch of crops.
+
+        Parameters
+        ----------
+        crops : (B, C, rows, cols) float32.
+
+        Returns
+        -------
+        (B, 6 K + 2) float64 crop-coordinate vectors.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
+        return self.model(x.contiguous(memory_format=torch.channels_last)).double().numpy()
+
+    def _check(self, dxa: DXAImage) -> None:
+        if not isinstance(dxa, DXAImage):
+            raise InvalidArgumentError(f"dxa must be a DXAImage (spinelib.io.read_dxa), got {type(dxa).__name__}")
+        _check_spacing_plausible(dxa)
+        if self.needs_lateral and not dxa.has_lateral:
+            raise InvalidArgumentError(
+                f"{dxa.path or 'DXA'}: the model is biplanar ({self.config.describe()}) and needs a lateral "
+                "view, which this scan lacks"
+            )
+        check_orientation(dxa)
+
+    def network_input(self, dxa: DXAImage) -> tuple[np.ndarray, CropWindow]:
+        """The crop the network sees for ``dxa`` under this predictor's input recipe.
+
+        Returns
+        -------
+        ((C, rows, cols) float32 crop, its :class:`CropWindow` on the ``pixel_mm`` grid).
+        """
+        if self.input_recipe == "paper_bone_rgb":
+            from .paper_checkpoint import paper_bone_normalize, paper_input_stack
+
+            sp = dxa.pixel_spacing_mm
+            crop = find_spine_crop(resample_image(dxa.bone, sp, self.pixel_mm), pixel_mm=self.pixel_mm,
+                                   image_size=self.config.image_size)
+            norm = np.clip(resample_image(paper_bone_normalize(dxa.bone), sp, self.pixel_mm), 0.0, 1.0)
+            return sample_crop(paper_input_stack(norm), crop), crop
+        scan = prepare_scan(dxa, pixel_mm=self.pixel_mm, image_size=self.config.image_size,
+                            lateral=self.needs_lateral)
+        return sample_crop(scan.stack, scan.crop), scan.crop
+
+    def _finish(self, dxa: DXAImage, vec: np.ndarray, crop: CropWindow, reconstruct: bool) -> Prediction:
+        lo, hi = PLAUSIBLE_CROP_RANGE
+        if not (np.all(np.isfinite(vec)) and vec.min() >= lo and vec.max() <= hi):
+            # also keeps the 3D grid, which spans the predicted curves, to a sane size
+            raise InvalidArgumentError(
+                f"{dxa.path or 'DXA'}: the model's prediction lies outside the crop placed on the spine "
+                f"(crop coordinates {np.nanmin(vec):.3g}..{np.nanmax(vec):.3g}, plausible {lo}..{hi}); the image "
+                "is probably not a spine DXA on the intensity scale the model was trained on (g/cm^2)"
+            )
+        curves = from_crop(vec, crop, self.n_levels)
+        measures = clinical_measures(curves)
+        if reconstruct:
+            grid = grid_for([curves], spacing_mm=self.grid_mm, margin_mm=self._margin_mm)
+            mask = ellipse_mask(curves, grid)
+        else:
+            grid, mask = Grid3D((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1, 1, 1)), np.zeros((1, 1, 1), bool)
+        return Prediction(curves=curves, crop=crop, measures=measures, mask=mask, grid=grid)
 
     def predict(self, dxa: DXAImage, *, reconstruct: bool = True) -> Prediction:
         """Curves, measures and (optionally) the 3D mask of one scan.
@@ -204,7 +446,8 @@ class Predictor:
         Parameters
         ----------
         dxa : the scan (:func:`spinelib.io.read_dxa`); its pixel spacing must be plausible
-            (field of view between :data:`MIN_SPINE_FOV_MM` and :data:`MAX_FOV_MM`).
+            (field of view between :data:`MIN_SPINE_FOV_MM` and :data:`MAX_FOV_MM`) and it
+            must be head-up (:func:`check_orientation`).
         reconstruct : also build the 3D ellipse-per-level mask (on a ``grid_mm`` grid);
             without it, ``mask`` is a single empty voxel.
 
@@ -214,42 +457,89 @@ class Predictor:
             Not a DXAImage, an implausible pixel spacing, a biplanar model given a scan
             without a lateral view, or a prediction far outside the crop
             (:data:`PLAUSIBLE_CROP_RANGE`: not a spine DXA, or another intensity scale).
+        OrientationError
+            The scan is upside down (an :class:`InvalidArgumentError`).
         """
-        if not isinstance(dxa, DXAImage):
-            raise InvalidArgumentError(f"dxa must be a DXAImage (spinelib.io.read_dxa), got {type(dxa).__name__}")
-        _check_spacing_plausible(dxa)
-        if self.needs_lateral and not dxa.has_lateral:
-            raise InvalidArgumentError(
-                f"{dxa.path or 'DXA'}: the model is biplanar ({self.config.describe()}) and needs a lateral "
-                "view, which this scan lacks"
-            )
-        scan = prepare_scan(dxa, pixel_mm=self.pixel_mm, image_size=self.config.image_size,
-                            lateral=self.needs_lateral)
-        vec = self.forward(sample_crop(scan.stack, scan.crop))
-        lo, hi = PLAUSIBLE_CROP_RANGE
-        if not (np.all(np.isfinite(vec)) and vec.min() >= lo and vec.max() <= hi):
-            # also keeps the 3D grid, which spans the predicted curves, to a sane size
-            raise InvalidArgumentError(
-                f"{dxa.path or 'DXA'}: the model's prediction lies outside the crop placed on the spine "
-                f"(crop coordinates {np.nanmin(vec):.3g}..{np.nanmax(vec):.3g}, plausible {lo}..{hi}); the image "
-                "is probably not a spine DXA on the intensity scale the model was trained on (g/cm^2)"
-            )
-        curves = from_crop(vec, scan.crop, self.n_levels)
-        measures = clinical_measures(curves)
-        if reconstruct:
-            grid = grid_for([curves], spacing_mm=self.grid_mm, margin_mm=self._margin_mm)
-            mask = ellipse_mask(curves, grid)
-        else:
-            grid, mask = Grid3D((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1, 1, 1)), np.zeros((1, 1, 1), bool)
-        return Prediction(curves=curves, crop=scan.crop, measures=measures, mask=mask, grid=grid)
+        return self.predict_batch([dxa], batch_size=1, reconstruct=reconstruct)[0]
+
+    def predict_batch(self, dxas: Sequence[DXAImage], *, batch_size: int = 8, reconstruct: bool = True,
+                      on_error: str = "raise") -> list:
+        """:meth:`predict` for many scans, the network run on batches of ``batch_size`` crops.
+
+        Parameters
+        ----------
+        dxas : the scans.
+        batch_size : crops per forward pass (>= 1); results do not depend on it (up to
+            float rounding).
+        reconstruct : as in :meth:`predict`.
+        on_error : ``"raise"``: the first scan that fails raises its error; ``"return"``:
+            its slot in the result holds the :class:`spinelib.errors.SpineLibError` instead
+            and the other scans go on.
+
+        Returns
+        -------
+        list of :class:`Prediction` (or errors, with ``on_error="return"``), in input order.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if on_error not in ("raise", "return"):
+            raise InvalidArgumentError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+        if isinstance(dxas, DXAImage) or not isinstance(dxas, Sequence):
+            raise InvalidArgumentError(f"dxas must be a sequence of DXAImage, got {type(dxas).__name__}")
+        results: list = [None] * len(dxas)
+
+        def fail(i: int, exc: SpineLibError) -> None:
+            if on_error == "raise":
+                raise exc
+            results[i] = exc
+
+        for start in range(0, len(dxas), int(batch_size)):
+            idx, crops, windows = [], [], []
+            for i in range(start, min(start + int(batch_size), len(dxas))):
+                try:
+                    self._check(dxas[i])
+                    x, w = self.network_input(dxas[i])
+                except SpineLibError as exc:
+                    fail(i, exc)
+                    continue
+                idx.append(i)
+                crops.append(x)
+                windows.append(w)
+            if not idx:
+                continue
+            vecs = self.forward_batch(np.stack(crops))
+            for i, vec, w in zip(idx, vecs, windows):
+                try:
+                    results[i] = self._finish(dxas[i], vec, w, reconstruct)
+                except SpineLibError as exc:
+                    fail(i, exc)
+        return results
 
 
-def write_prediction(pred: Prediction, out_dir: str | Path, *, source: str = "", model: str = "") -> dict[str, Path]:
+def _measures_record(pred: Prediction, *, source: str, model: str, flipped: Sequence[str] = ()) -> dict:
+    """The ``measures.json`` content of a prediction (plain values)."""
+    c = pred.curves
+    return {
+        **{k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in pred.measures.items()},
+        "extent_mm": [float(v) for v in c.extent_mm],
+        "spine_length_mm": float(c.extent_mm[1] - c.extent_mm[0]),
+        "n_levels": c.n_levels,
+        "crop": {"row0": pred.crop.row0, "col0": pred.crop.col0, "rows": pred.crop.rows,
+                 "cols": pred.crop.cols, "pixel_mm": pred.crop.pixel_mm},
+        "flipped": list(flipped),
+        "source": source, "model": model,
+    }
+
+
+def write_prediction(pred: Prediction, out_dir: str | Path, *, source: str = "", model: str = "",
+                     flipped: Sequence[str] = ()) -> dict[str, Path]:
     """Write the four outputs of a prediction into ``out_dir``; returns their paths.
 
     ``curves``: ``curves.csv``; ``mask``: ``spine3d.nii.gz`` (uint8, affine
     :func:`frame_to_ras_affine`); ``html``: ``spine3d.html`` (plotly.js inside);
-    ``measures``: ``measures.json``. Each file is written atomically.
+    ``measures``: ``measures.json`` (``flipped`` lists the flips applied to the stored
+    image, ``"vertical"`` / ``"horizontal"``: the curves are in the flipped image's frame).
+    Each file is written atomically.
     """
     if not isinstance(pred, Prediction):
         raise InvalidArgumentError(f"pred must be a Prediction, got {type(pred).__name__}")
@@ -274,34 +564,52 @@ def write_prediction(pred: Prediction, out_dir: str | Path, *, source: str = "",
     fig = rotating_spines_figure([SpineMesh(verts, faces, "predicted spine", PRED_COLOUR)],
                                  title=f"Predicted 3D spine{': ' + source if source else ''}")
     write_figure_html(fig, paths["html"], self_contained=True)
-    write_json_atomic(paths["measures"], {
-        **{k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in pred.measures.items()},
-        "extent_mm": [float(v) for v in c.extent_mm],
-        "spine_length_mm": float(c.extent_mm[1] - c.extent_mm[0]),
-        "n_levels": c.n_levels,
-        "crop": {"row0": pred.crop.row0, "col0": pred.crop.col0, "rows": pred.crop.rows,
-                 "cols": pred.crop.cols, "pixel_mm": pred.crop.pixel_mm},
-        "source": source, "model": model,
-    })
+    write_json_atomic(paths["measures"], _measures_record(pred, source=source, model=model, flipped=flipped))
     return paths
 
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr", ".mgz")
+#: Suffixes of the DXA files :func:`list_scans` picks from a folder.
+_DXA_SUFFIXES = (".npz", ".pkl", ".pickle", ".png", ".tif", ".tiff")
+_LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+def _flips(vertical: bool, horizontal: bool) -> tuple[str, ...]:
+    return tuple(n for n, on in (("vertical", vertical), ("horizontal", horizontal)) if on)
+
+
+def _read_checked(dxa_path: str | Path, *, allow_pickle: bool, pixel_spacing_mm, flip_vertical: bool,
+                  flip_horizontal: bool) -> DXAImage:
+    name = Path(dxa_path).name.lower()
+    if any(name.endswith(sfx) for sfx in _NIFTI_SUFFIXES):
+        raise UnreadableFileError(
+            f"{dxa_path} is a 3D volume (NIfTI/Analyze), not a DXA scan; give a dxa.npz, a UK Biobank "
+            "DXA pickle or a PNG/TIFF image"
+        )
+    dxa = read_dxa(dxa_path, allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm)
+    _check_spacing_plausible(dxa)
+    dxa = flip_dxa(dxa, vertical=flip_vertical, horizontal=flip_horizontal)
+    check_orientation(dxa)
+    return dxa
 
 
 def predict_file(dxa_path: str | Path, checkpoint: str | Path, out_dir: str | Path, *,
-                 allow_pickle: bool = False, pixel_spacing_mm=None) -> dict[str, Path]:
+                 allow_pickle: bool = False, pixel_spacing_mm=None, flip_vertical: bool = False,
+                 flip_horizontal: bool = False) -> dict[str, Path]:
     """``spinelib predict``: read one DXA file, predict, write the four outputs.
 
     Parameters
     ----------
     dxa_path : our ``dxa.npz``, a UK Biobank preprocessing pickle (with ``allow_pickle``),
         or a PNG / TIFF image (with ``pixel_spacing_mm``).
-    checkpoint : a model checkpoint written by training (``best.pt``).
+    checkpoint : a model checkpoint written by training (``best.pt``), or the paper's
+        released state dict.
     out_dir : folder for ``curves.csv``, ``spine3d.nii.gz``, ``spine3d.html``,
         ``measures.json`` (created; existing files are replaced atomically).
     allow_pickle : opt in to reading a pickle (unpickling runs code from the file).
     pixel_spacing_mm : (row, col) or one value, in mm; required for images.
+    flip_vertical, flip_horizontal : mirror the image first (:func:`flip_dxa`): for a scan
+        stored upside down (refused otherwise) or left-right mirrored (not detectable).
 
     Returns
     -------
@@ -311,22 +619,218 @@ def predict_file(dxa_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
     ------
     MissingFileError, UnreadableFileError, UnsafeLoadError, InvalidArgumentError, ...
         For a bad DXA file or spacing (:func:`spinelib.io.read_dxa`, plausibility).
+    OrientationError
+        An upside-down scan without ``flip_vertical``.
     MissingCheckpointError, CorruptCheckpointError, CheckpointError
         For a bad checkpoint (:meth:`Predictor.from_checkpoint`).
 
     Nothing is written unless both inputs are valid.
     """
-    name = Path(dxa_path).name.lower()
-    if any(name.endswith(sfx) for sfx in _NIFTI_SUFFIXES):
-        raise UnreadableFileError(
-            f"{dxa_path} is a 3D volume (NIfTI/Analyze), not a DXA scan; give a dxa.npz, a UK Biobank "
-            "DXA pickle or a PNG/TIFF image"
-        )
     # the DXA first: reading it is cheap, loading the model is not
-    dxa = read_dxa(dxa_path, allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm)
-    _check_spacing_plausible(dxa)
+    dxa = _read_checked(dxa_path, allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm,
+                        flip_vertical=flip_vertical, flip_horizontal=flip_horizontal)
     predictor = Predictor.from_checkpoint(checkpoint)
     pred = predictor.predict(dxa)
-    paths = write_prediction(pred, out_dir, source=Path(dxa_path).name, model=predictor.config.describe())
+    paths = write_prediction(pred, out_dir, source=Path(dxa_path).name, model=predictor.config.describe(),
+                             flipped=_flips(flip_vertical, flip_horizontal))
     log.info("prediction for %s written to %s", dxa_path, Path(out_dir))
     return paths
+
+
+# ----------------------------------------------------------------------------- cohorts
+
+
+def _scan_id(path: Path) -> str:
+    # a cohort folder holds <id>/dxa.npz: the folder names the scan
+    stem = path.parent.name if path.stem.lower() == "dxa" and path.parent.name else path.name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "scan"
+
+
+def list_scans(source: str | Path) -> list[tuple[str, Path]]:
+    """The scans named by ``source``: ``(scan id, DXA path)`` pairs, ids unique.
+
+    ``source`` is one of
+
+    - a folder: every file below it with a DXA suffix (``.npz``, ``.pkl``, ``.pickle``,
+      ``.png``, ``.tif``, ``.tiff``), sorted; a file named ``dxa.*`` takes its folder's name
+      as id (a cohort folder's ``<id>/dxa.npz``), any other its name without suffixes;
+    - a text list (``.txt``, ``.lst``, ``.list``): one path per line, relative to the
+      list's folder; blank lines and ``#`` comments are skipped;
+    - a manifest (``.csv``) with columns ``dxa_path`` (relative to the manifest's folder)
+      and optionally ``subject_id`` (the ids; otherwise from the paths).
+
+    Repeated ids get ``-2``, ``-3``, ... appended. Paths are not opened here.
+
+    Raises
+    ------
+    MissingFileError
+        ``source`` does not exist.
+    UnreadableFileError
+        An unreadable list or manifest, or a manifest without ``dxa_path``.
+    InvalidArgumentError
+        ``source`` names no scan at all, or is a file of another kind.
+    """
+    from .errors import MissingFileError
+
+    src = Path(source)
+    if not src.exists():
+        raise MissingFileError(f"scan source {src} does not exist")
+    pairs: list[tuple[str, Path]] = []
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in _DXA_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(src).parts))
+        pairs = [(_scan_id(p), p) for p in files]
+    elif src.suffix.lower() in _LIST_SUFFIXES:
+        try:
+            lines = src.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UnreadableFileError(f"cannot read scan list {src}: {type(exc).__name__}: {exc}") from exc
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                p = Path(line).expanduser()
+                p = p if p.is_absolute() else src.parent / p
+                pairs.append((_scan_id(p), p))
+    elif src.suffix.lower() == ".csv":
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(src, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise UnreadableFileError(f"cannot read manifest {src}: {type(exc).__name__}: {exc}") from exc
+        df.columns = [str(c).strip() for c in df.columns]
+        if "dxa_path" not in df.columns:
+            raise UnreadableFileError(f"manifest {src} has no dxa_path column (columns: {list(df.columns)})")
+        for _, row in df.iterrows():
+            if not str(row["dxa_path"]).strip():
+                continue
+            p = Path(str(row["dxa_path"]).strip()).expanduser()
+            p = p if p.is_absolute() else src.parent / p
+            sid = str(row.get("subject_id", "")).strip()
+            pairs.append((re.sub(r"[^A-Za-z0-9_.-]+", "_", sid).strip("._") if sid else _scan_id(p), p))
+    else:
+        raise InvalidArgumentError(
+            f"scan source {src} is neither a folder, a text list ({', '.join(_LIST_SUFFIXES)}) nor a manifest .csv")
+    if not pairs:
+        raise InvalidArgumentError(f"scan source {src} names no DXA file")
+    seen: dict[str, int] = {}
+    out = []
+    for sid, p in pairs:
+        n = seen.get(sid, 0) + 1
+        seen[sid] = n
+        out.append((sid if n == 1 else f"{sid}-{n}", p))
+    return out
+
+
+@dataclass(frozen=True)
+class CohortPrediction:
+    """What :func:`predict_scans` did."""
+
+    out_dir: Path
+    measures_csv: Path
+    failures_csv: Path
+    n_scans: int
+    n_failed: int
+    seconds: float
+
+    @property
+    def n_ok(self) -> int:
+        return self.n_scans - self.n_failed
+
+    def summary(self) -> str:
+        """One line: scans predicted, failed, time and where the tables are."""
+        return (f"{self.n_ok} of {self.n_scans} scans predicted, {self.n_failed} failed "
+                f"({self.seconds:.1f} s, {self.seconds / max(1, self.n_scans):.2f} s per scan); "
+                f"measures: {self.measures_csv}" + (f"; failures: {self.failures_csv}" if self.n_failed else ""))
+
+
+def predict_scans(source: str | Path, checkpoint: str | Path, out_dir: str | Path, *,
+                  allow_pickle: bool = False, pixel_spacing_mm=None, flip_vertical: bool = False,
+                  flip_horizontal: bool = False, batch_size: int = 8, progress: bool = True,
+                  predictor: Predictor | None = None) -> CohortPrediction:
+    """``spinelib predict`` for a cohort: one warm model, one output folder per scan.
+
+    Parameters
+    ----------
+    source : a folder of DXA files, a text list of paths or a manifest (:func:`list_scans`).
+    checkpoint : as in :func:`predict_file` (ignored when ``predictor`` is given).
+    out_dir : gets ``<scan id>/`` with the four outputs of :func:`write_prediction` per
+        scan, ``measures.csv`` (one row per predicted scan: ``scan``, ``source``, the
+        measures of ``measures.json``, ``output``) and ``failures.csv`` (``scan``,
+        ``source``, ``error``, ``reason``; header only when none failed).
+    allow_pickle, pixel_spacing_mm, flip_vertical, flip_horizontal : as in
+        :func:`predict_file`, for every scan.
+    batch_size : scans per forward pass (:meth:`Predictor.predict_batch`).
+    progress : show a tqdm progress bar.
+    predictor : an already loaded model (e.g. warm in a notebook).
+
+    Returns
+    -------
+    :class:`CohortPrediction` (counts, time, the two tables).
+
+    Raises
+    ------
+    MissingFileError, UnreadableFileError, InvalidArgumentError
+        A bad ``source`` (:func:`list_scans`).
+    MissingCheckpointError, CorruptCheckpointError, CheckpointError
+        A bad checkpoint. A bad scan does not raise: it is listed in ``failures.csv``.
+    """
+    import pandas as pd
+    from tqdm import tqdm  # console bars: no notebook-widget detection
+
+    from .atomic import atomic_path, ensure_writable_dir
+
+    t0 = time.perf_counter()
+    scans = list_scans(source)
+    if predictor is None:
+        predictor = Predictor.from_checkpoint(checkpoint)
+    elif not isinstance(predictor, Predictor):
+        raise InvalidArgumentError(f"predictor must be a Predictor, got {type(predictor).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    out = ensure_writable_dir(out_dir, min_free_mb=20)
+    flipped = _flips(flip_vertical, flip_horizontal)
+    model = predictor.config.describe()
+    rows: list[dict] = []
+    failures: list[dict] = []
+
+    def failed(sid: str, path: Path, exc: BaseException) -> None:
+        failures.append({"scan": sid, "source": str(path), "error": type(exc).__name__, "reason": str(exc)})
+        log.warning("scan %s (%s) failed: %s", sid, path, exc)
+
+    bar = tqdm(total=len(scans), desc="predicting", unit="scan", disable=None if progress else True)
+    for start in range(0, len(scans), int(batch_size)):
+        chunk, dxas = [], []
+        for sid, path in scans[start:start + int(batch_size)]:
+            try:
+                dxas.append(_read_checked(path, allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm,
+                                          flip_vertical=flip_vertical, flip_horizontal=flip_horizontal))
+                chunk.append((sid, path))
+            except SpineLibError as exc:
+                failed(sid, path, exc)
+                bar.update(1)
+        for (sid, path), res in zip(chunk, predictor.predict_batch(dxas, batch_size=int(batch_size),
+                                                                      on_error="return")):
+            try:
+                if isinstance(res, BaseException):
+                    raise res
+                write_prediction(res, out / sid, source=path.name, model=model, flipped=flipped)
+                rec = _measures_record(res, source=str(path), model=model, flipped=flipped)
+                rows.append({"scan": sid, "source": str(path),
+                             **{k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "n_levels"},
+                             "extent_top_mm": rec["extent_mm"][0], "extent_bottom_mm": rec["extent_mm"][1],
+                             "output": str(out / sid)})
+            except SpineLibError as exc:
+                failed(sid, path, exc)
+            bar.update(1)
+    bar.close()
+    paths = {"measures": out / "measures.csv", "failures": out / "failures.csv"}
+    with atomic_path(paths["measures"]) as tmp:
+        pd.DataFrame(rows, columns=None if rows else ["scan", "source", "output"]).to_csv(
+            tmp, index=False, float_format="%.4f")
+    with atomic_path(paths["failures"]) as tmp:
+        pd.DataFrame(failures, columns=["scan", "source", "error", "reason"]).to_csv(tmp, index=False)
+    result = CohortPrediction(out_dir=out, measures_csv=paths["measures"], failures_csv=paths["failures"],
+                              n_scans=len(scans), n_failed=len(failures), seconds=time.perf_counter() - t0)
+    log.info("%s", result.summary())
+    return result

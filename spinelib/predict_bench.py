@@ -15,6 +15,9 @@ Entries (registered in :data:`spinelib.bench.ENTRIES`):
     training images per second at the profile's ``resnet_bot`` model and crop size
     (one epoch of :func:`spinelib.train.train_model` on synthetic scans).
 
+:func:`cohort_speedup` compares cohort prediction (``spinelib predict FOLDER``: one warm
+model) with one cold ``spinelib predict DXA`` process per scan.
+
 The synthetic scans come from :func:`synthetic_examples`: subjects of
 :func:`spinelib.synth.subject.make_subject` with their targets read through the true
 DXA -> MRI transform (no alignment needed), also used by the tests.
@@ -49,6 +52,7 @@ __all__ = [
     "warm_paper_workload",
     "cold_workload",
     "train_throughput_workload",
+    "cohort_speedup",
 ]
 
 #: Scans predicted per repeat of a warm entry.
@@ -250,3 +254,59 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
                          description=f"training, {profile} resnet_bot ({cfg.backbone}, {cfg.image_size[0]}x"
                                      f"{cfg.image_size[1]}), batch {tcfg.batch_size}, {n_images} images per epoch, "
                                      "with validation and checkpoints")
+
+
+def cohort_speedup(workdir: str | Path, *, profile: str = "default", n_scans: int = 200, n_cold: int = 5,
+                   batch_size: int = 8, n_distinct: int = 4) -> dict:
+    """Seconds per scan of cohort prediction versus cold single-scan commands.
+
+    Writes ``n_scans`` DXA files (``n_distinct`` synthetic subjects of ``profile``, copied)
+    and a random-weight ``resnet_bot`` checkpoint at ``profile``'s configuration, then times
+
+    - ``spinelib predict FOLDER`` once, as a subprocess (one warm model, four outputs per
+      scan, ``measures.csv``), and
+    - ``spinelib predict DXA`` as a subprocess for ``n_cold`` scans; 200 cold calls are
+      estimated as ``n_scans`` times their mean.
+
+    Returns
+    -------
+    dict with ``cohort_s_per_scan``, ``cold_s_per_scan``, ``speedup`` (cold / cohort),
+    ``cohort_total_s``, ``cold_estimated_total_s``, ``cold_runs_s``, ``n_scans``, ``n_failed``.
+    """
+    import pandas as pd
+
+    for name, v, lo in (("n_scans", n_scans, 1), ("n_cold", n_cold, 1), ("n_distinct", n_distinct, 1),
+                        ("batch_size", batch_size, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise InvalidArgumentError(f"{name} must be an integer >= {lo}, got {v!r}")
+    params = get_profile(profile)
+    workdir = Path(workdir)
+    scans = workdir / "scans"
+    scans.mkdir(parents=True, exist_ok=True)
+    sources = [write_synthetic_dxa(workdir / f"subject{i}.npz", params, index=i, lateral=False)
+               for i in range(min(n_distinct, n_scans))]
+    for i in range(n_scans):
+        shutil.copyfile(sources[i % len(sources)], scans / f"scan{i:04d}.npz")
+    ckpt = random_checkpoint(workdir / "best.pt", params, "resnet_bot", seed=int(params["seed"]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH", "")]))}
+    base = [sys.executable, "-m", "spinelib.cli", "predict"]
+
+    def run(args: list[str]) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run(base + args, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise InvalidArgumentError(f"spinelib predict failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return time.perf_counter() - t0
+
+    cold = [run([str(scans / f"scan{i:04d}.npz"), "--checkpoint", str(ckpt), "--out", str(workdir / f"cold{i}")])
+            for i in range(n_cold)]
+    cohort_s = run([str(scans), "--checkpoint", str(ckpt), "--out", str(workdir / "cohort"),
+                    "--batch-size", str(batch_size), "--no-progress"])
+    measured = pd.read_csv(workdir / "cohort" / "measures.csv")
+    cold_mean = float(np.mean(cold))
+    return {"profile": profile, "n_scans": n_scans, "n_cold": n_cold, "batch_size": batch_size,
+            "cohort_total_s": cohort_s, "cohort_s_per_scan": cohort_s / n_scans,
+            "cold_runs_s": cold, "cold_s_per_scan": cold_mean, "cold_estimated_total_s": cold_mean * n_scans,
+            "speedup": cold_mean / (cohort_s / n_scans), "n_predicted": int(len(measured)),
+            "n_failed": n_scans - int(len(measured)), "load_average_1min": os.getloadavg()[0]}

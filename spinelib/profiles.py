@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ProfileError
 
-__all__ = ["PROFILES", "PROFILE_NAMES", "get_profile", "parse_override"]
+__all__ = ["PROFILES", "PROFILE_NAMES", "TUNED_ON", "get_profile", "parse_override", "tuning_records"]
 
 _BASE: dict[str, Any] = {
     # -- reproducibility and resources
@@ -108,6 +108,29 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
+
+#: Which data every tuned choice was tuned on, so that no number reported on the test
+#: split was chosen by looking at it: ``{choice: (data it was tuned on, how)}``. The
+#: training chapter renders it; :func:`tuning_records` gives it as rows.
+TUNED_ON: dict[str, tuple[str, str]] = {
+    "backbone, epochs, lr, lr_schedule, batch_size, weight_decay": (
+        "val", "the default profile's settings, compared by the validation split's L1 loss"),
+    "checkpoint kept for each network (best.pt)": (
+        "val", "the epoch with the lowest validation L1 loss"),
+    "visible_summaries ridge penalty": ("val", "the validation split's mean L1 error over a grid"),
+    "align_min_score, align_min_stage1_score": (
+        "swapped pairs", "scores of DXA and MRI of two different subjects (pairs that must be rejected) "
+                         "against those of true pairs"),
+    "tangent window of the clinical angles (TANGENT_WINDOW_MM)": (
+        "analytic columns", "voxelised analytic spines of known angles, no cohort subject"),
+    "eval_grid_mm, n_levels, image_size, crop_pixel_mm": (
+        "none", "resolution chosen for the CPU budget, not tuned on any result"),
+}
+
+
+def tuning_records() -> list[dict[str, str]]:
+    """:data:`TUNED_ON` as rows ``{"choice", "tuned_on", "how"}`` (for a table)."""
+    return [{"choice": k, "tuned_on": v[0], "how": v[1]} for k, v in TUNED_ON.items()]
 
 
 def get_profile(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .atomic import atomic_path, ensure_writable_dir
 from .errors import CheckpointError, InvalidArgumentError
@@ -225,7 +225,7 @@ def train_model(
         t0 = time.perf_counter()
         running, seen = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not progress or rank != 0, unit="batch")
+                   disable=True if not progress or rank != 0 else None, unit="batch")
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device), y.to(device)
             # the rate is a function of the position in the run, so a resumed run follows it exactly

@@ -116,3 +116,42 @@ def test_stage_lists_only_present_chapters(tmp_path):
     assert "not run (section `reconstruction` absent)" in summary
     with pytest.raises(MissingFileError, match="run folder"):
         stage_book(tmp_path / "nope", staging=tmp_path / "stage2")
+
+
+def test_paper_numbers_come_from_one_constant():
+    from spinelib.book import SUMMARY_ROWS
+    from spinelib.paper import PAPER_RESULTS, paper_text, substitutions
+
+    # never typed in the book's pages or the notebooks: they quote the constant
+    typed = {paper_text(k).split()[0] for k in PAPER_RESULTS}
+    sources = [*BOOK_DIR.glob("*.md"), *(BOOK_DIR.parent / "notebooks").glob("*.ipynb")]
+    for path in sources:
+        text = path.read_text()
+        for number in typed:
+            assert number not in text, (path.name, number)
+    assert "{{ paper_centerline_3d_mm }}" in (BOOK_DIR / "intro.md").read_text()
+    papers = {r.key: r.paper for r in SUMMARY_ROWS if r.paper}
+    assert papers["centerline_3d_same_row_mm"] == paper_text("centerline_3d_mm") == "3.12 mm"
+    assert papers["iou_3d_pct"] == substitutions()["paper_iou_3d"]
+
+
+def test_stage_fills_the_paper_substitutions(tmp_path):
+    from spinelib.paper import substitutions
+
+    run = tmp_path / "run"
+    (run / "notebooks").mkdir(parents=True)
+    staging = stage_book(run, staging=tmp_path / "stage")
+    cfg = yaml.safe_load((staging / "_config.yml").read_text())
+    assert cfg["parse"]["myst_substitutions"] == substitutions()
+    assert "substitution" in cfg["parse"]["myst_enable_extensions"]
+    assert cfg["execute"]["execute_notebooks"] == "off"
+
+
+def test_summary_row_of_a_total_and_optional_rows():
+    from spinelib.book import SummaryRow, _render_summary
+
+    rows = [SummaryRow("Evaluated", "curve_accuracy", "n_eval", "d", of_key="n_all"),
+            SummaryRow("Second row", "curve_accuracy", "n_second", "d", optional=True)]
+    text = _render_summary({"curve_accuracy": "notebooks/03"}, {"curve_accuracy": {"n_eval", "n_all"}}, rows)
+    assert "{glue:text}`notebooks/03.ipynb::n_eval:d` of {glue:text}`notebooks/03.ipynb::n_all:d`" in text
+    assert "not reported by `curve_accuracy`" in text

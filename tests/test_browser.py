@@ -1,5 +1,6 @@
 """The built book in headless Chromium: every chapter renders, nothing leaves the machine,
-the Plotly 3D spine is drawn with WebGL; screenshots go to the run folder.
+the Plotly 3D spine is drawn with WebGL and framed whole, and no page carries progress-bar
+text or warnings; screenshots go to the run folder.
 
 Needs Debian's ``chromium`` (``make browser``, part of ``make test``), driven by the
 ``playwright`` package with ``executable_path``; no browser is downloaded.
@@ -8,6 +9,7 @@ Needs Debian's ``chromium`` (``make browser``, part of ``make test``), driven by
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -151,15 +153,91 @@ def smoke_book(smoke_run):
     return smoke_run, index.parent
 
 
+#: Text of a tqdm bar (``45%|####  | 9/20 [00:01<00:02, 4.5it/s]``) or of a printed warning.
+NOISE = re.compile(r"\d+%\||it/s\]|s/it\]|TqdmWarning|IProgress not found|Warning:")
+
+
+def _page_noise(page) -> list[str]:
+    """Progress-bar or warning text on the current page, and its stderr output blocks."""
+    text = page.locator("article").first.inner_text()
+    found = [m.group(0) for m in NOISE.finditer(text)]
+    found += [f"stderr block: {t[:120]!r}" for t in page.locator("article .stderr").all_inner_texts()]
+    return found
+
+
+def _drawn_pixels(png: bytes):
+    """Boolean (H, W) mask of the pixels that are not the white background."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return (255 - rgb).max(axis=2) > 30
+
+
+def _hide_axes_and_overlays(plot) -> None:
+    """Leave only the meshes in a Plotly figure's 3D canvases: axes off (the ranges are fixed,
+    so the projection does not change) and the SVG layers hidden (legend, titles, slider)."""
+    plot.evaluate(
+        "(gd) => { const u = {};"
+        " for (const k of Object.keys(gd._fullLayout).filter(k => /^scene\\d*$/.test(k)))"
+        "   for (const a of ['xaxis', 'yaxis', 'zaxis']) u[k + '.' + a + '.visible'] = false;"
+        " return Plotly.relayout(gd, u).then(() =>"
+        "   gd.querySelectorAll('.main-svg').forEach(s => s.style.visibility = 'hidden')); }")
+
+
+def _wait_still(page, plot) -> None:
+    """Wait until a Plotly figure plays no animation (the book's figures turn once on load;
+    interrupting that leaves an unhandled promise rejection on the page)."""
+    idle = ("(gd) => { const t = gd._transitionData;"
+            " return !t || (!t._animationRaf && !(t._frameQueue && t._frameQueue.length)); }")
+    for _ in range(60):
+        if plot.evaluate(idle):
+            page.wait_for_timeout(400)
+            if plot.evaluate(idle):
+                return
+        page.wait_for_timeout(500)
+    raise AssertionError("the Plotly figure is still animating after 54 s")
+
+
+def _check_framed(plot, shots: Path, tag: str) -> list[str]:
+    """Screenshot every 3D scene canvas of a Plotly figure (after :func:`_hide_axes_and_overlays`)
+    and report scenes whose spine is missing or touches an edge of the canvas."""
+    import numpy as np
+
+    problems = []
+    canvases = plot.locator("canvas")
+    for i in range(canvases.count()):
+        canvas = canvases.nth(i)
+        box = canvas.bounding_box()
+        if not box or box["width"] < 20 or box["height"] < 20:
+            continue
+        mask = _drawn_pixels(canvas.screenshot(path=str(shots / f"{tag}_scene{i}.png")))
+        if mask.sum() < 200:
+            problems.append(f"{tag} scene {i}: no spine drawn ({int(mask.sum())} pixels)")
+            continue
+        rows = np.nonzero(mask.any(axis=1))[0]
+        cols = np.nonzero(mask.any(axis=0))[0]
+        h, w = mask.shape
+        edge = 3
+        if rows[0] < edge or rows[-1] >= h - edge or cols[0] < edge or cols[-1] >= w - edge:
+            problems.append(f"{tag} scene {i}: spine touches the canvas edge (rows {rows[0]}-{rows[-1]} of {h}, "
+                            f"columns {cols[0]}-{cols[-1]} of {w})")
+    return problems
+
+
 def test_real_smoke_book_renders_offline_with_a_drawn_3d_spine(smoke_book, browser_page):
     run, html = smoke_book
     page, outside, errors = browser_page
     chapters = sorted((html / "notebooks").glob("*.html"))
     assert [p.stem for p in chapters] == ["01_alignment", "02_training", "03_curve_accuracy_2d",
                                           "04_reconstruction_3d", "05_qualitative"]
+    noise = {}
     for path in _pages(html):
         page.goto(path.as_uri(), wait_until="load")
         assert page.locator("article h1").first.inner_text().strip(), path.name
+        if found := _page_noise(page):
+            noise[path.name] = found[:5]
+    assert noise == {}, f"progress bars or warnings on the book's pages: {noise}"
     shots = run / "screenshots"
     shots.mkdir(exist_ok=True)
     page.goto((html / "summary.html").as_uri(), wait_until="load")
@@ -170,7 +248,29 @@ def test_real_smoke_book_renders_offline_with_a_drawn_3d_spine(smoke_book, brows
     plot = page.locator(".js-plotly-plot").first
     plot.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
+    _wait_still(page, plot)
     png = plot.screenshot(path=str(shots / "rotating_spine.png"))
     assert _nonblank(png) > 5.0
+    # the whole spine stays in view as it turns: a quarter turn at a time, and in the picker
+    names = plot.evaluate("(gd) => (gd._transitionData && gd._transitionData._frames || []).map(f => f.name)")
+    assert len(names) >= 4, names
+    problems = []
+    _hide_axes_and_overlays(plot)
+    for name in names[:: max(1, len(names) // 4)]:
+        # the frame's cameras, set the way the animation sets them (only the cameras)
+        plot.evaluate("(gd, n) => { const f = gd._transitionData._frames.find(f => f.name === n), u = {};"
+                      " for (const k of Object.keys(f.layout)) u[k + '.camera'] = f.layout[k].camera;"
+                      " return Plotly.relayout(gd, u); }", name)
+        page.wait_for_timeout(800)
+        problems += _check_framed(plot, shots, f"rotating_spine_{name}deg")
+    plots = page.locator(".js-plotly-plot")
+    if plots.count() > 1:
+        picker = plots.nth(1)
+        picker.scroll_into_view_if_needed()
+        _wait_still(page, picker)
+        _hide_axes_and_overlays(picker)
+        page.wait_for_timeout(800)
+        problems += _check_framed(picker, shots, "subject_picker")
+    assert problems == [], problems
     assert outside == [], f"requests left the machine: {outside}"
     assert errors == [], f"JavaScript errors: {errors}"

@@ -17,6 +17,7 @@ from spinelib.data import (
     resample_image,
     rotate_curves,
     sample_crop,
+    sample_views,
 )
 from spinelib.errors import InvalidArgumentError, NonFiniteError, ShapeError
 from spinelib.io import DXAImage
@@ -118,6 +119,71 @@ def test_prepare_scan_channels_and_lateral():
         prepare_scan(ap_only, pixel_mm=PX, image_size=(128, 64), lateral=True)
 
 
+def _biplanar_scan(k=16, top=60.0, bottom=460.0, depth_mm=90.0, bow_mm=40.0):
+    """A DXA whose AP view shows the spine column and whose lateral view shows a bright
+    band (+/-8 mm) at the sagittal centre depth ``depth_mm + bow_mm sin(...)`` of every
+    row of the column, with the curves that describe both."""
+    base = _curves(k=k, top=top, bottom=bottom, bend=20.0)
+    lv = base.levels_mm
+    frac = (lv - top) / (bottom - top)
+    centre = depth_mm + bow_mm * np.sin(np.pi * frac)
+    v = base.values.copy()
+    v[3], v[4], v[5] = centre - 12.0, centre, centre + 12.0
+    curves = SpineCurves(v, base.extent_mm)
+    bone = _phantom(curves)
+    rows_mm = np.arange(bone.shape[0]) * PX
+    depth = np.arange(60) * PX  # lateral column j is depth j * PX above the table
+    lat = np.zeros((bone.shape[0], depth.size), np.float32)
+    inside = (rows_mm >= top) & (rows_mm <= bottom)
+    d_row = depth_mm + bow_mm * np.sin(np.pi * (rows_mm - top) / (bottom - top))
+    lat[inside] = (np.abs(depth[None, :] - d_row[inside, None]) <= 8.0).astype(np.float32)
+    spacing = np.array([PX, PX])
+    return DXAImage(bone, bone * 10, spacing, lat, lat * 10 + 1.0, spacing), curves
+
+
+def _bright_centre(row: np.ndarray) -> float:
+    on = row > 0.5 * row.max()
+    return float((np.nonzero(on)[0] * row[on]).sum() / row[on].sum())
+
+
+def test_biplanar_augmentation_keeps_lateral_view_and_sagittal_targets_together():
+    """For many random jitters, the sagittal target lies on the lateral view's bright band,
+    the extent target on the band's ends, and the coronal target on the AP column."""
+    k = 16
+    dxa, curves = _biplanar_scan(k=k)
+    scan = prepare_scan(dxa, pixel_mm=PX, image_size=(128, 64), lateral=True)
+    ds = SpineDataset([scan], [curves], augment=True, seed=11, max_shift_px=6.0)
+    col_shifts = []
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        col_shifts.append(ds._jitter(0)[1][1])
+        x, y = ds[0]
+        x, y = x.numpy(), y.numpy().astype(float)
+        rows, cols = x.shape[1:]
+        top, bot = y[6 * k] * rows, y[6 * k + 1] * rows
+        band = np.nonzero((x[2] > 0.5 * x[2].max()).any(axis=1))[0]
+        assert abs(band[0] - top) <= 1.0 and abs(band[-1] - bot) <= 1.0, (epoch, band[[0, -1]], top, bot)
+        for lev in range(2, k - 2):
+            r = int(round(top + (lev + 0.5) * (bot - top) / k))
+            # lateral crop column j shows depth j * PX: the target's depth in columns
+            assert abs(_bright_centre(x[2, r]) - y[4 * k + lev] * cols) <= 0.75, (epoch, lev)
+            assert abs(_bright_centre(x[0, r]) - y[k + lev] * cols) <= 1.0, (epoch, lev)
+    # the jitter moved the columns by whole pixels several times: the check had teeth
+    assert max(np.abs(col_shifts)) > 4.0
+
+
+@given(st.floats(-6, 6), st.floats(-6, 6))
+@settings(max_examples=15, deadline=None)
+def test_sample_views_moves_lateral_rows_only(dr, dc):
+    dxa, _ = _biplanar_scan()
+    scan = prepare_scan(dxa, pixel_mm=PX, image_size=(128, 64), lateral=True)
+    out = sample_views(scan.stack, scan.crop, shift_px=(dr, dc))
+    np.testing.assert_array_equal(out[:2], sample_crop(scan.stack[:2], scan.crop, shift_px=(dr, dc)))
+    np.testing.assert_array_equal(out[2:], sample_crop(scan.stack[2:], scan.crop, shift_px=(dr, 0.0)))
+    ap_only = sample_views(scan.stack[:2], scan.crop, angle_deg=2.0, shift_px=(dr, dc))
+    np.testing.assert_array_equal(ap_only, sample_crop(scan.stack[:2], scan.crop, angle_deg=2.0, shift_px=(dr, dc)))
+
+
 @pytest.mark.parametrize(
     "call, err",
     [
@@ -128,6 +194,9 @@ def test_prepare_scan_channels_and_lateral():
         (lambda: find_spine_crop(np.full((50, 50), np.nan), pixel_mm=4.0, image_size=(32, 16)), NonFiniteError),
         (lambda: find_spine_crop(np.ones((50, 50)), pixel_mm=4.0, image_size=(4, 16)), InvalidArgumentError),
         (lambda: sample_crop(np.zeros((3, 3)), CropWindow(0, 0, 8, 8, 1.0)), ShapeError),
+        (lambda: sample_views(np.zeros((8, 8)), CropWindow(0, 0, 8, 8, 1.0)), ShapeError),
+        (lambda: sample_views(np.zeros((1, 8, 8)), CropWindow(0, 0, 8, 8, 1.0)), ShapeError),
+        (lambda: sample_views(np.zeros((4, 8, 8)), CropWindow(0, 0, 8, 8, 1.0), angle_deg=1.0), InvalidArgumentError),
         (lambda: SpineDataset([PreparedScan(np.zeros((2, 8, 8)), CropWindow(0, 0, 8, 8, 1.0))], []), InvalidArgumentError),
     ],
 )

@@ -272,7 +272,7 @@ def test_evaluate_3d_parallel_equals_serial_and_block(column_subject):
     assert list(dict.fromkeys(serial["model"])) == ["mean_shape", "resnet_bot", ev.CEILING]
     block = ev.reconstruction_metrics_block(serial)
     assert block["models"]["mean_shape"]["centerline_3d_mm"] == pytest.approx(2.0)
-    assert set(block["ceiling"]) == {"iou_3d", "dice_3d", "hd95_mm", "msd_mm"}
+    assert set(block["ceiling"]) == {"iou_3d", "dice_3d", "hd95_mm", "msd_mm", "n_empty_masks"}
     assert 0.0 <= block["models"]["resnet_bot"]["iou_3d"] <= 1.0
     regions = ev.region_table(serial)
     assert set(regions["region"]) == {"thoracic", "lumbar"}
@@ -357,3 +357,196 @@ def test_figures_render_and_save(tmp_path):
         vz.save_png(figs[0], tmp_path / "f.pdf")
     with pytest.raises(InvalidArgumentError):
         vz.plot_bland_altman(angles, angle="cobb", reference="other")
+
+
+# --------------------------------------------------------------------------- scoliosis scores
+def test_classification_scores_hand_computed_confusion():
+    ref = np.array([True, True, True, False, False, False, False, False])
+    pred = np.array([True, False, False, False, False, True, False, False])
+    s = ev.classification_scores(ref, pred)
+    # tp 1, fn 2, tn 4, fp 1
+    assert (s["tp"], s["fn"], s["tn"], s["fp"]) == (1, 2, 4, 1)
+    assert s["sensitivity"] == pytest.approx(1 / 3) and s["specificity"] == pytest.approx(4 / 5)
+    assert s["balanced_accuracy"] == pytest.approx(0.5 * (1 / 3 + 4 / 5))
+    assert s["accuracy"] == pytest.approx(5 / 8) and s["n_positive"] == 3
+    never = ev.classification_scores(ref, np.zeros(8, bool))  # "never scoliotic"
+    assert never["sensitivity"] == 0.0 and never["specificity"] == 1.0 and never["balanced_accuracy"] == 0.5
+    for bad in ((ref, pred[:3]), (ref.astype(int), pred), (np.array([], bool), np.array([], bool))):
+        with pytest.raises(InvalidArgumentError):
+            ev.classification_scores(*bad)
+
+
+def _cobb_angles(reference: list[float], predicted: list[float]) -> pd.DataFrame:
+    n = len(reference)
+    return pd.DataFrame({"subject_id": [f"s{i}" for i in range(n)], "model": "resnet_bot", "angle": "cobb",
+                         "predicted_deg": predicted, "target_deg": reference, "truth_deg": reference,
+                         "reference_cobb_deg": reference})
+
+
+def _one_model_table() -> pd.DataFrame:
+    return pd.DataFrame({"subject_id": ["s0"], "model": ["resnet_bot"], "iou_3d": [0.5], "dice_3d": [2 / 3],
+                         "centerline_3d_mm": [1.0], "hd95_mm": [2.0], "msd_mm": [1.0]})
+
+
+def test_scoliosis_scores_in_block_and_undefined_cases_left_out():
+    c = ev.scoliosis_classification(_cobb_angles([5.0, 15.0, 30.0, 8.0], [12.0, 14.0, 5.0, 3.0]))
+    bot = c.set_index("model").loc["resnet_bot"]
+    assert bot["balanced_accuracy"] == pytest.approx(0.5) and bot["prevalence"] == pytest.approx(0.5)
+    block = ev.reconstruction_metrics_block(_one_model_table(), classification=c)["models"]["resnet_bot"]
+    assert block["scoliosis_sensitivity"] == 0.5 and block["scoliosis_specificity"] == 0.5
+    assert block["scoliosis_balanced_accuracy"] == 0.5
+    sb = ev.scoliosis_block(c, reference="truth")
+    assert sb == {"threshold_deg": 10.0, "reference": "truth", "n": 4, "n_scoliotic": 2, "prevalence": 0.5}
+    # no scoliotic subject: sensitivity and balanced accuracy undefined -> left out, reason given
+    none = ev.scoliosis_classification(_cobb_angles([1.0, 2.0, 3.0], [12.0, 2.0, 3.0]))
+    b = ev.reconstruction_metrics_block(_one_model_table(), classification=none)["models"]["resnet_bot"]
+    assert "scoliosis_sensitivity" not in b and "scoliosis_balanced_accuracy" not in b
+    assert b["scoliosis_specificity"] == pytest.approx(2 / 3)
+    assert "sensitivity" in ev.scoliosis_block(none, reference="truth")["undefined"]
+    every = ev.scoliosis_classification(_cobb_angles([11.0, 20.0], [12.0, 2.0]))
+    b = ev.reconstruction_metrics_block(_one_model_table(), classification=every)["models"]["resnet_bot"]
+    assert "scoliosis_specificity" not in b and b["scoliosis_sensitivity"] == 0.5
+    assert "specificity" in ev.scoliosis_block(every, reference="truth")["undefined"]
+    with pytest.raises(InvalidArgumentError):
+        ev.scoliosis_block(every.iloc[:0], reference="truth")
+
+
+# --------------------------------------------------------------------------- empty masks, centrelines
+def test_empty_predicted_mask_is_a_counted_failure(column_subject, monkeypatch):
+    from spinelib.evaluate import volume3d
+
+    t = column_subject["target"]
+    broken = SpineCurves(t.values + 1e-3, t.extent_mm)  # a model whose reconstruction fails
+    real = volume3d.ellipse_mask
+
+    def mask(curves, grid):
+        out = real(curves, grid)
+        return np.zeros_like(out) if np.allclose(curves.values, broken.values) else out
+
+    monkeypatch.setattr(volume3d, "ellipse_mask", mask)
+    rows = {r["model"]: r for r in ev.evaluate_subject(_job(column_subject, {"resnet": broken, "resnet_bot": t}))}
+    assert rows["resnet"]["empty_mask"] and rows["resnet"]["iou_3d"] == 0.0 and np.isnan(rows["resnet"]["hd95_mm"])
+    assert not rows["resnet_bot"]["empty_mask"] and np.isfinite(rows["resnet_bot"]["hd95_mm"])
+    table = pd.DataFrame([rows["resnet"], rows["resnet_bot"], {**rows["resnet_bot"], "subject_id": "S00001"}])
+    block = ev.reconstruction_metrics_block(table)["models"]
+    # counted and reported, not skipped: IoU 0 enters the mean, the failure is counted
+    assert block["resnet"]["n_empty_masks"] == 1 and block["resnet"]["iou_3d"] == 0.0
+    assert "hd95_mm" not in block["resnet"] and block["resnet_bot"]["n_empty_masks"] == 0
+    listed = ev.empty_mask_table(table)
+    assert listed.to_dict("records") == [{"model": "resnet", "subject_id": "S00000"}]
+    with pytest.raises(InvalidArgumentError):
+        ev.empty_mask_table(table.drop(columns="empty_mask"))
+
+
+def test_same_row_and_extent_columns_of_the_3d_scores(column_subject):
+    t = column_subject["target"]
+    down = SpineCurves(t.values, t.extent_mm + 12.0)  # the same column placed 12 mm lower
+    rows = {r["model"]: r for r in ev.evaluate_subject(_job(column_subject, {"resnet": down}))}
+    r = rows["resnet"]
+    assert r["extent_top_mm"] == pytest.approx(12.0) and r["extent_bottom_mm"] == pytest.approx(12.0)
+    assert r["centerline_3d_mm"] == pytest.approx(12.0)
+    # a straight cylinder: at the same rows the two centrelines coincide
+    assert r["centerline_3d_same_row_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert np.isnan(rows[ev.CEILING]["centerline_3d_same_row_mm"])
+    cmp = ev.paper_comparison(ev.reconstruction_metrics_block(pd.DataFrame([r])))
+    paper = cmp[cmp["source"] != "this run"].iloc[0]
+    assert paper["centerline_3d_same_row_mm"] == ev.PAPER_RESULTS["centerline_3d_mm"]
+    assert np.isnan(paper["centerline_3d_mm"])
+
+
+# --------------------------------------------------------------------------- references and coverage
+def _write_truth(folder, sid: str, theta: float, seg_dxa: str | None) -> str:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = {"subject_id": sid, "transform": {"theta_deg": theta, "tx_mm": 1.0, "ty_mm": 2.0}}
+    if seg_dxa is not None:
+        rec["dxa_session_seg"] = seg_dxa
+    (folder / "truth.json").write_text(json.dumps(rec))
+    return str(folder / "truth.json")
+
+
+def test_truth_reference_frame_uses_true_transform_and_dxa_session_seg(tmp_path):
+    v, e = _curves(2)
+    ids = np.array(["S00000", "S00001"])
+    (tmp_path / "S00000").mkdir()
+    (tmp_path / "S00000" / "seg_dxa.nii.gz").write_bytes(b"x")
+    truth = [_write_truth(tmp_path / "S00000", "S00000", 3.0, "seg_dxa.nii.gz"),
+             _write_truth(tmp_path / "S00001", "S00001", -2.0, None)]
+    t = TargetSet(ids, np.array(["test"] * 2), v, e, np.zeros(2), v, e,
+                  anatomy=np.array(["dxa_session", "mri_session"]))
+    p = Predictions(ids, {"resnet_bot": v}, {"resnet_bot": e})
+    align = pd.DataFrame({"subject_id": ids, "theta_deg": [0.5, np.nan], "tx_mm": 0.0, "ty_mm": 0.0})
+    man = pd.DataFrame({"subject_id": ids, "split": "test", "dxa_path": "", "seg_path": ["a.nii.gz", "b.nii.gz"],
+                        "truth_path": truth})
+    es = ev.eval_set(t, p, align, man, reference="truth", n_test=3)
+    assert es.transform(0).theta_deg == 3.0 and es.transform(1).theta_deg == -2.0
+    assert es.frame["seg_path"].tolist() == [str(tmp_path / "S00000" / "seg_dxa.nii.gz"), "b.nii.gz"]
+    blk = ev.evaluation_block(es)
+    assert blk["n_evaluated"] == 2 and blk["n_test"] == 3 and blk["n_dxa_session_anatomy"] == 1
+    assert ev.coverage_sentence(es).startswith("evaluated 2 of 3 test subjects, against targets made with the true")
+    counted = ev.with_counts({"resnet_bot": {"iou_3d": 0.5}}, es)
+    assert counted == {"resnet_bot": {"iou_3d": 0.5, "n_evaluated": 2, "n_test": 3}}
+    est = ev.eval_set(t, p, align, man)  # estimated: the alignment's transform, seg.nii.gz
+    assert est.transform(0).theta_deg == 0.5 and est.frame["seg_path"].tolist() == ["a.nii.gz", "b.nii.gz"]
+    assert "as the paper measures (the cohort has no ground truth)" in ev.coverage_sentence(est, no_truth=True)
+    (tmp_path / "S00000" / "seg_dxa.nii.gz").unlink()
+    with pytest.raises(MissingFileError, match="DXA-session"):
+        ev.eval_set(t, p, align, man, reference="truth")
+    with pytest.raises(InvalidArgumentError, match="truth file"):
+        ev.eval_set(t, p, align, man.assign(truth_path=""), reference="truth")
+    with pytest.raises(InvalidArgumentError, match="reference"):
+        ev.eval_set(t, p, align, man, reference="paper")
+
+
+def test_test_set_headline_counts_every_predicted_test_subject(tmp_path):
+    from spinelib.experiment import write_predictions
+    from spinelib.targets import TRUTH_TARGETS_FILE, write_targets
+
+    v, e = _curves(3)
+    ids = np.array(["S00000", "S00001", "S00002"])
+    truth = [_write_truth(tmp_path / s, s, 1.0, None) for s in ids]
+    man = pd.DataFrame({"subject_id": ids, "split": "test", "dxa_path": "", "seg_path": "s.nii.gz",
+                        "truth_path": truth})
+    # S00000 trusted; S00001 alignment rejected (truth targets only); S00002's DXA does not load
+    est = TargetSet(ids[:1], np.array(["test"]), v[:1], e[:1], np.zeros(1), v[:1], e[:1])
+    tru = TargetSet(ids, np.array(["test"] * 3), v, e, np.zeros(3), v, e)
+    write_targets(tmp_path / "targets.npz", est)
+    write_predictions(tmp_path / "predictions_test.npz",
+                      Predictions(ids[:2], {"resnet_bot": v[:2]}, {"resnet_bot": e[:2]}))
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame({"subject_id": ids, "split": "test", "theta_deg": [0.0, np.nan, np.nan], "tx_mm": 0.0,
+                  "ty_mm": 0.0, "trusted": [True, False, False],
+                  "reason": ["", "score below threshold", "load failed"]}).to_csv(tmp_path / "tables" / "alignment.csv",
+                                                                                   index=False)
+    # no truth targets yet: the headline is the paper's way
+    assert ev.test_set(tmp_path, man).reference == "estimated"
+    write_targets(tmp_path / TRUTH_TARGETS_FILE, tru)
+    head = ev.test_set(tmp_path, man)
+    assert head.reference == "truth" and list(head.subject_id) == ["S00000", "S00001"]
+    assert (head.n_evaluated, head.n_test) == (2, 3)
+    assert head.not_evaluated.to_dict("records") == [
+        {"subject_id": "S00002", "reason": "not predicted (its DXA does not load)"}]
+    paper = ev.test_set(tmp_path, man, reference="estimated")
+    assert list(paper.subject_id) == ["S00000"] and paper.n_test == 3
+    assert paper.not_evaluated.set_index("subject_id").loc["S00001", "reason"].startswith("alignment not trusted")
+    with pytest.raises(InvalidArgumentError, match="reference"):
+        ev.test_set(tmp_path, man, reference="both")
+
+
+def test_take_predictions_and_loadable_dxa(tmp_path):
+    v, e = _curves(3)
+    ids = np.array(["a", "b", "c"])
+    p = Predictions(ids, {"m": v}, {"m": e})
+    sub = ev.take_predictions(p, ["c", "a"])
+    assert list(sub.subject_id) == ["c", "a"] and np.array_equal(sub.values["m"][0], v[2])
+    with pytest.raises(InvalidArgumentError, match="no predictions"):
+        ev.take_predictions(p, ["z"])
+    good = write_dxa(tmp_path / "good.npz", np.ones((20, 10)), np.ones((20, 10)), 2.0)
+    (tmp_path / "bad.npz").write_bytes(b"\x00" * 8)
+    man = pd.DataFrame({"subject_id": ["a", "b"], "dxa_path": [str(good), str(tmp_path / "bad.npz")]})
+    ok, bad = ev.loadable_dxa(man, ["a", "b", "zz"], progress=False)
+    assert ok == ["a"] and list(bad["subject_id"]) == ["b", "zz"]
+    assert bad.iloc[0]["reason"].startswith("DXA does not load") and bad.iloc[1]["reason"] == "not in the manifest"
+    with pytest.raises(InvalidArgumentError):
+        ev.loadable_dxa(man.drop(columns="dxa_path"), ["a"])

@@ -18,6 +18,8 @@ from spinelib.errors import (
 )
 from spinelib.metrics import (
     centreline_deviation_mm,
+    centreline_same_row_mm,
+    extent_errors_mm,
     clinical_measures,
     cobb_angle,
     curve_errors,
@@ -354,3 +356,56 @@ def test_clinical_bad_inputs():
         kyphosis_deg(c, thoracic_fraction=1.2)
     with pytest.raises(InvalidArgumentError):
         clinical_measures(c.values)
+
+
+# --------------------------------------------------------------------------- same-row centreline, extents
+def _line(k: int, top: float, bottom: float, coronal, sagittal) -> SpineCurves:
+    """Curves whose centre follows ``coronal(r)`` and ``sagittal(r)`` at the level rows."""
+    c = SpineCurves(np.zeros((6, k)) + np.array([[-5.0], [0.0], [5.0], [-5.0], [0.0], [5.0]]),
+                    np.array([top, bottom]))
+    r = c.levels_mm
+    v = np.array(c.values)
+    v[:3] += coronal(r)
+    v[3:] += sagittal(r)
+    return SpineCurves(v, c.extent_mm)
+
+
+def test_same_row_centreline_constant_offset_and_extent_shift():
+    t = _line(20, 0.0, 400.0, lambda r: 0.0 * r, lambda r: 0.0 * r)
+    p = _line(20, 10.0, 410.0, lambda r: 3.0 + 0.0 * r, lambda r: 4.0 + 0.0 * r)
+    # the same rows: 3-4-5 everywhere; level by level the 10 mm extent shift counts too
+    assert centreline_same_row_mm(p, t) == pytest.approx(5.0)
+    assert centreline_deviation_mm(p, t) == pytest.approx(np.sqrt(10.0 ** 2 + 25.0))
+    assert extent_errors_mm(p, t) == pytest.approx((10.0, 10.0))
+
+
+def test_same_row_centreline_tilted_line_shifted_along_itself():
+    # a straight line x = 0.1 r; the prediction is the same line with its extent moved 30 mm
+    # down: at the same rows both centrelines coincide, while level k sits 30 mm lower
+    t = _line(32, 0.0, 320.0, lambda r: 0.1 * r, lambda r: 50.0 - 0.05 * r)
+    p = _line(40, 30.0, 350.0, lambda r: 0.1 * r, lambda r: 50.0 - 0.05 * r)
+    assert centreline_same_row_mm(p, t, n_samples=64) == pytest.approx(0.0, abs=0.1)
+    top, bottom = extent_errors_mm(p, t)
+    assert (top, bottom) == pytest.approx((30.0, 30.0))
+
+
+def test_same_row_centreline_analytic_sine():
+    # coronal centres differ by a sine of amplitude A over the common extent: the mean
+    # |A sin| over a whole period is 2A / pi
+    a = 6.0
+    t = _line(400, 0.0, 400.0, lambda r: 0.0 * r, lambda r: 0.0 * r)
+    p = _line(400, 0.0, 400.0, lambda r: a * np.sin(2 * np.pi * r / 400.0), lambda r: 0.0 * r)
+    assert centreline_same_row_mm(p, t, n_samples=4000) == pytest.approx(2 * a / np.pi, rel=1e-3)
+
+
+def test_same_row_centreline_bad_inputs():
+    t = _line(8, 0.0, 100.0, lambda r: 0.0 * r, lambda r: 0.0 * r)
+    apart = _line(8, 200.0, 300.0, lambda r: 0.0 * r, lambda r: 0.0 * r)
+    with pytest.raises(InvalidArgumentError, match="share no row"):
+        centreline_same_row_mm(apart, t)
+    with pytest.raises(InvalidArgumentError, match="SpineCurves"):
+        centreline_same_row_mm(np.zeros((6, 8)), t)
+    with pytest.raises(InvalidArgumentError, match="n_samples"):
+        centreline_same_row_mm(t, t, n_samples=0)
+    with pytest.raises(InvalidArgumentError, match="SpineCurves"):
+        extent_errors_mm(t, "t")

@@ -18,6 +18,7 @@ from spinelib.errors import (
 )
 from spinelib.models import (
     MODEL_NAMES,
+    NETWORK_NAMES,
     CorruptCheckpointError,
     MissingCheckpointError,
     ModelConfig,
@@ -63,7 +64,7 @@ def _no_download(monkeypatch):
 # ----------------------------------------------------------------------------- shapes
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", NETWORK_NAMES)
 def test_forward_shape(name):
     torch.manual_seed(0)
     cfg = tiny(name)
@@ -213,6 +214,13 @@ def test_bad_model_requests_raise():
         build_model({"name": "resnet"})
 
 
+def test_model_registry_lists_the_study_in_table_order():
+    assert MODEL_NAMES == ("mean_shape", "visible_summaries", "resnet", "resnet_bot", "biplanar")
+    assert set(NETWORK_NAMES) == set(MODEL_NAMES) - {"visible_summaries"}
+    with pytest.raises(InvalidArgumentError, match="not a network"):
+        config_from_profile(get_profile("smoke"), "visible_summaries")
+
+
 @pytest.mark.parametrize("profile", PROFILE_NAMES)
 def test_profiles_configure_every_model(profile):
     params = get_profile(profile)
@@ -221,7 +229,7 @@ def test_profiles_configure_every_model(profile):
         with pytest.raises(InvalidArgumentError, match="multiple of 32"):
             config_from_profile(params, "resnet_bot")
         return
-    for name in MODEL_NAMES:
+    for name in NETWORK_NAMES:
         cfg = config_from_profile(params, name)
         assert cfg.name == name and cfg.n_levels == params["n_levels"]
         assert cfg.image_size == tuple(params["image_size"])

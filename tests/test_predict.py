@@ -339,3 +339,181 @@ def test_warm_workload_times_real_predictions(tmp_path):
 def test_synthetic_examples_bad_count():
     with pytest.raises(InvalidArgumentError, match="n must be"):
         synthetic_examples(0, PARAMS)
+
+
+# ----------------------------------------------------------------------------- input sanity (issue 12)
+
+
+def _grey_png(path, dxa):
+    from PIL import Image
+
+    Image.fromarray((np.clip(dxa.bone, 0, 2.5) * 100).astype(np.uint8)).save(path)
+    return path
+
+
+def test_png_with_one_or_two_spacing_values(files, tmp_path, subject):
+    dxa, _ = subject
+    png = _grey_png(tmp_path / "my_scan.png", dxa)
+    sp = float(dxa.pixel_spacing_mm[0])
+    # the documented form: one value (argparse hands over a list of one)
+    assert run_cli(png, "--checkpoint", files["mean"], "--out", tmp_path / "one", "--pixel-spacing", sp) == 0
+    assert run_cli(png, "--checkpoint", files["mean"], "--out", tmp_path / "two", "--pixel-spacing", sp, sp) == 0
+    one, two = (pd.read_csv(tmp_path / d / "curves.csv") for d in ("one", "two"))
+    pd.testing.assert_frame_equal(one, two)
+    assert read_dxa(png, pixel_spacing_mm=[sp]).pixel_spacing_mm.tolist() == [sp, sp]
+    with pytest.raises(InvalidArgumentError, match="scalar or"):
+        read_dxa(png, pixel_spacing_mm=[sp, sp, sp])
+
+
+def _flipped(dxa, path):
+    return write_dxa(path, dxa.bone[::-1], dxa.tissue[::-1], dxa.pixel_spacing_mm,
+                     lateral_bone=dxa.lateral_bone[::-1], lateral_tissue=dxa.lateral_tissue[::-1],
+                     lateral_pixel_spacing_mm=dxa.lateral_pixel_spacing_mm)
+
+
+def test_upside_down_scan_is_refused_and_flip_restores_it(files, tmp_path, subject, capsys):
+    from spinelib.predict import OrientationError
+
+    dxa, truth = subject
+    flipped = _flipped(dxa, tmp_path / "flipped.npz")
+    with pytest.raises(OrientationError, match="--flip-vertical"):
+        predict_file(flipped, files["mean"], tmp_path / "out")
+    assert run_cli(flipped, "--checkpoint", files["mean"], "--out", tmp_path / "out") == 2
+    assert "upside down" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # flipped back explicitly: the very input of the upright scan, so the same curves, in
+    # the head-up frame (row r of that frame is row H - 1 - r of the stored image)
+    assert run_cli(flipped, "--checkpoint", files["bot"], "--out", tmp_path / "fixed", "--flip-vertical") == 0
+    assert run_cli(files["dxa"], "--checkpoint", files["bot"], "--out", tmp_path / "upright") == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fixed" / "curves.csv"),
+                                  pd.read_csv(tmp_path / "upright" / "curves.csv"))
+    assert json.loads((tmp_path / "fixed" / "measures.json").read_text())["flipped"] == ["vertical"]
+
+
+def test_orientation_rule_on_synthetic_scans():
+    from spinelib.predict import UPSIDE_DOWN_RATIO, flip_dxa, orientation_ratio
+
+    dxas, _ = synthetic_examples(6, PARAMS, start=3)
+    for d in dxas:
+        up = orientation_ratio(d)
+        down = orientation_ratio(flip_dxa(d, vertical=True))
+        assert up > 1.05 and down < UPSIDE_DOWN_RATIO, (up, down)
+        # a left-right mirror does not change it (not detectable: documented)
+        assert orientation_ratio(flip_dxa(d, horizontal=True)) == pytest.approx(up, rel=0.05)
+    grey = flip_dxa(dxas[0], vertical=False)
+    grey = type(grey)(grey.bone, grey.bone, grey.pixel_spacing_mm)
+    assert orientation_ratio(grey) is None  # one channel: cannot be checked
+
+
+def test_flip_dxa(subject):
+    from spinelib.predict import flip_dxa
+
+    dxa, _ = subject
+    both = flip_dxa(dxa, vertical=True, horizontal=True)
+    np.testing.assert_array_equal(both.bone, dxa.bone[::-1, ::-1])
+    np.testing.assert_array_equal(both.lateral_bone, dxa.lateral_bone[::-1])  # depth columns stay
+    back = flip_dxa(both, vertical=True, horizontal=True)
+    np.testing.assert_array_equal(back.tissue, dxa.tissue)
+    assert flip_dxa(dxa) is dxa
+    with pytest.raises(InvalidArgumentError, match="DXAImage"):
+        flip_dxa(dxa.bone, vertical=True)
+
+
+# ----------------------------------------------------------------------------- cohorts (issue 12)
+
+
+def test_predict_batch_equals_predict(files, tmp_path):
+    from spinelib.predict import OrientationError, flip_dxa
+
+    pred = Predictor.from_checkpoint(files["bot"])
+    dxas, _ = synthetic_examples(3, PARAMS)
+    one = [pred.predict(d, reconstruct=False) for d in dxas]
+    many = pred.predict_batch(dxas, batch_size=2, reconstruct=False)
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(b.curves.values, a.curves.values, atol=1e-4)
+        assert a.crop == b.crop
+    mixed = pred.predict_batch([dxas[0], flip_dxa(dxas[1], vertical=True), dxas[2]], on_error="return",
+                               reconstruct=False)
+    assert isinstance(mixed[1], OrientationError)
+    np.testing.assert_allclose(mixed[2].curves.values, one[2].curves.values, atol=1e-4)
+    with pytest.raises(OrientationError):
+        pred.predict_batch([flip_dxa(dxas[1], vertical=True)])
+    for kwargs, match in ((dict(batch_size=0), "batch_size"), (dict(on_error="skip"), "on_error")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            pred.predict_batch(dxas, **kwargs)
+    with pytest.raises(InvalidArgumentError, match="sequence"):
+        pred.predict_batch(dxas[0])
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, subject):
+    """A folder of 3 good scans (<id>/dxa.npz), an upside-down one and a text file posing as a DXA."""
+    d = tmp_path_factory.mktemp("cohort")
+    for i in range(3):
+        (d / f"s{i}").mkdir()
+        write_synthetic_dxa(d / f"s{i}" / "dxa.npz", PARAMS, index=i, lateral=False)
+    _flipped(subject[0], d / "upside_down.npz")
+    (d / "broken.npz").write_text("not a scan\n")
+    return d
+
+
+def test_cohort_folder(files, cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(cohort, "--checkpoint", files["mean"], "--out", out, "--no-progress") == 1  # some failed
+    assert "3 of 5 scans predicted, 2 failed" in capsys.readouterr().err
+    m = pd.read_csv(out / "measures.csv")
+    assert sorted(m["scan"]) == ["s0", "s1", "s2"]
+    for sid in m["scan"]:
+        assert sorted(p.name for p in (out / sid).iterdir()) == sorted(OUTPUTS)
+    f = pd.read_csv(out / "failures.csv").set_index("scan")
+    assert sorted(f.index) == ["broken", "upside_down"]
+    assert f.loc["upside_down", "error"] == "OrientationError" and "--flip-vertical" in f.loc["upside_down", "reason"]
+    assert f.loc["broken", "error"] == "UnreadableFileError"
+    # the cohort's numbers are the single-scan command's
+    single = predict_file(cohort / "s1" / "dxa.npz", files["mean"], tmp_path / "single")
+    js = json.loads(single["measures"].read_text())
+    row = m.set_index("scan").loc["s1"]
+    for key in ("cobb_deg", "kyphosis_deg", "lordosis_deg", "spine_length_mm"):
+        assert row[key] == pytest.approx(js[key], abs=1e-3)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "s1" / "curves.csv"), pd.read_csv(single["curves"]))
+
+
+def test_cohort_list_and_manifest(files, cohort, tmp_path):
+    from spinelib.predict import list_scans, predict_scans
+
+    lst = tmp_path / "scans.txt"
+    lst.write_text(f"# my cohort\n{cohort / 's0' / 'dxa.npz'}\n\n{cohort / 's2' / 'dxa.npz'}\nmissing.npz\n")
+    res = predict_scans(lst, files["mean"], tmp_path / "a", progress=False, batch_size=2)
+    assert (res.n_scans, res.n_failed, res.n_ok) == (3, 1, 2)
+    f = pd.read_csv(res.failures_csv)
+    assert f["scan"].tolist() == ["missing"] and f["error"].tolist() == ["MissingFileError"]
+    man = tmp_path / "manifest.csv"
+    pd.DataFrame({"subject_id": ["A 1", "B"], "dxa_path": [str(cohort / "s0" / "dxa.npz"),
+                                                          str(cohort / "s2" / "dxa.npz")]}).to_csv(man, index=False)
+    assert [s for s, _ in list_scans(man)] == ["A_1", "B"]
+    res = predict_scans(man, files["mean"], tmp_path / "b", progress=False)
+    assert res.n_failed == 0 and pd.read_csv(res.failures_csv).empty
+    a, b = (pd.read_csv(tmp_path / d / "measures.csv") for d in ("a", "b"))
+    np.testing.assert_allclose(a["cobb_deg"], b["cobb_deg"])
+    assert "2 of 2 scans predicted" in res.summary()
+
+
+def test_bad_cohort_sources(files, tmp_path):
+    from spinelib.predict import list_scans
+
+    with pytest.raises(MissingFileError):
+        list_scans(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgumentError, match="names no DXA"):
+        list_scans(tmp_path / "empty")
+    bad = tmp_path / "m.csv"
+    bad.write_text("subject_id,path\na,b\n")
+    with pytest.raises(UnreadableFileError, match="dxa_path"):
+        list_scans(bad)
+    other = tmp_path / "scan.json"
+    other.write_text("{}")
+    with pytest.raises(InvalidArgumentError, match="neither a folder"):
+        list_scans(other)
+    dup = tmp_path / "dup.txt"
+    dup.write_text("a/dxa.npz\nb/a.npz\na/dxa.npz\n")
+    assert [s for s, _ in list_scans(dup)] == ["a", "a-2", "a-3"]

@@ -244,3 +244,64 @@ def test_scoliosis_severity_scales_cobb():
                          for g in (draw_subject_geometry(i, p) for i in range(80))])
 
     assert np.median(cobbs(2.0)) > 1.6 * np.median(cobbs(1.0))
+
+
+def test_seg_dxa_is_the_dxa_session_spine_on_the_seg_grid(subject, smoke):
+    """Without a posture change the DXA-session label volume equals ``seg``; with one it
+    differs, by voxels near the vertebrae only, and its column sits where the DXA-session
+    centres are."""
+    s0 = subject
+    assert s0.seg_dxa.shape == s0.seg.shape and s0.seg_dxa.dtype == np.uint8
+    np.testing.assert_array_equal(s0.seg_dxa, s0.seg)
+    assert s0.truth["dxa_session_seg"] == "seg_dxa.nii.gz"
+    s1 = make_subject(0, get_profile("smoke", {"seed": 1, "posture_change_mm": 3.0}))
+    assert set(np.unique(s1.seg_dxa).tolist()) == set(np.unique(s1.seg).tolist())
+    changed = s1.seg_dxa != s1.seg
+    assert changed.any()
+    # the label centroid of each vertebra follows the session's centres
+    for name, key in (("seg", "vertebra_centres_mm"), ("seg_dxa", "vertebra_centres_dxa_session_mm")):
+        vol = getattr(s1, name)
+        for lv_i in (0, 8, 16):
+            idx = np.argwhere(vol == lv_i + 1).astype(float)
+            w = idx @ s1.affine[:3, :3].T + s1.affine[:3, 3]
+            true = np.array(s1.truth[key][LEVELS[lv_i]])
+            assert np.linalg.norm(w.mean(0) - true) < 3.0, (name, LEVELS[lv_i])
+
+
+def test_seg_dxa_file_and_truth_key(cohort):
+    folder = cohort.parent / "S00000"
+    truth = json.loads((folder / "truth.json").read_text())
+    img = nib.load(folder / truth["dxa_session_seg"])
+    seg = nib.load(folder / "seg.nii.gz")
+    np.testing.assert_array_equal(img.affine, seg.affine)
+    assert img.shape == seg.shape and img.get_data_dtype() == np.uint8
+    assert 0.0 <= truth["body"]["torso_clip_fraction"] < 1.0
+    assert truth["generator_version"] == 2
+
+
+def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
+    out = tmp_path / "c"
+    generate_cohort(out, smoke, progress=False)
+    t = out / "S00001" / "truth.json"
+    truth = json.loads(t.read_text())
+    truth["signature"]["generator_version"] = 1
+    truth["generator_version"] = 1
+    t.write_text(json.dumps(truth))
+    (out / "S00001" / "seg_dxa.nii.gz").unlink()
+    keep = (out / "S00000" / "truth.json").stat().st_mtime_ns
+    generate_cohort(out, smoke, progress=False)
+    again = json.loads(t.read_text())
+    assert again["generator_version"] == 2 and again["signature"]["generator_version"] == 2
+    assert (out / "S00001" / "seg_dxa.nii.gz").is_file()
+    assert (out / "S00000" / "truth.json").stat().st_mtime_ns == keep
+
+
+def test_rasterise_labels_rejects_bad_grids(subject):
+    from spinelib.errors import InvalidArgumentError, ShapeError
+    from spinelib.synth.mri import rasterise_labels
+
+    with pytest.raises(ShapeError):
+        rasterise_labels([], subject.affine, (0, 3, 3))
+    with pytest.raises(InvalidArgumentError, match="affine"):
+        rasterise_labels([], -subject.affine, subject.seg.shape)
+    assert not rasterise_labels([], subject.affine, (4, 4, 4)).any()

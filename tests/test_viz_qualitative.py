@@ -369,3 +369,128 @@ def test_notebook_05_follows_the_rules():
     text = "\n".join(c.source for c in nb.cells)
     for later in ("03_curve", "04_recon", "metrics.json", "read_metrics"):
         assert later not in text
+
+
+# --------------------------------------------------------------------------- rotating 3D spines
+
+
+def _tube_mesh(name, *, top=40.0, bottom=500.0, col=200.0, depth=90.0, bend=25.0, bow=30.0, r=18.0, n=40, m=12):
+    """A curved tube standing for a spine column: (row, col, depth) vertices and faces."""
+    from spinelib.viz.spine3d import SpineMesh
+
+    rows = np.linspace(top, bottom, n)
+    s = np.sin(np.pi * (rows - top) / (bottom - top))
+    t = np.linspace(0, 2 * np.pi, m, endpoint=False)
+    cc = col + bend * s[:, None] + r * np.cos(t)[None, :]
+    dd = depth + bow * s[:, None] + r * np.sin(t)[None, :]
+    verts = np.stack([np.repeat(rows, m), cc.ravel(), dd.ravel()], axis=1)
+    faces = []
+    for i in range(n - 1):
+        for j in range(m):
+            a, b = i * m + j, i * m + (j + 1) % m
+            faces += [[a, b, a + m], [b, b + m, a + m]]
+    return SpineMesh(verts, np.array(faces), name)
+
+
+def _project(points, eye, fovy, view_aspect):
+    """Normalised device coordinates (x, y) of scene points seen by plotly's camera
+    (look-at the origin, up +z, perspective with vertical field of view ``fovy``)."""
+    eye = np.asarray(eye, float)
+    forward = -eye / np.linalg.norm(eye)
+    right = np.cross(forward, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    rel = points - eye
+    depth = rel @ forward
+    assert np.all(depth > 0), "a point is behind the camera"
+    f = 1.0 / np.tan(fovy / 2)
+    return np.stack([f / view_aspect * (rel @ right) / depth, f * (rel @ up) / depth], axis=1)
+
+
+def _scene_points(fig, trace, key):
+    """A trace's vertices in plotly's normalised scene units (the axis ranges' box of sides
+    ``aspectratio`` centred on the origin)."""
+    sc = fig.layout[key]
+    lo = np.array([sc.xaxis.range[0], sc.yaxis.range[0], sc.zaxis.range[0]], float)
+    hi = np.array([sc.xaxis.range[1], sc.yaxis.range[1], sc.zaxis.range[1]], float)
+    ar = np.array([sc.aspectratio.x, sc.aspectratio.y, sc.aspectratio.z], float)
+    v = np.stack([np.asarray(trace.x, float), np.asarray(trace.y, float), np.asarray(trace.z, float)], axis=1)
+    assert np.all(v >= lo) and np.all(v <= hi), "a vertex lies outside the axis ranges"
+    return (v - (lo + hi) / 2) / (hi - lo) * ar
+
+
+def _bbox_corners(p):
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+
+
+def test_rotating_spines_frame_the_whole_spine_at_every_angle():
+    from spinelib.viz.spine3d import MIN_VIEW_ASPECT, PLOTLY_FOVY, rotating_spines_figure
+
+    true = _tube_mesh("true")
+    pred = _tube_mesh("pred", top=60.0, bottom=470.0, bend=-15.0, bow=45.0, depth=100.0)
+    fig = rotating_spines_figure([true, pred], n_frames=24)
+    assert len(fig.frames) == 24
+    keys = ("scene", "scene2")
+    # both scenes share ranges, so the two spines compare in size and place
+    assert fig.layout.scene.zaxis.range == fig.layout.scene2.zaxis.range
+    # true proportions: the aspect ratio follows the ranges' spans
+    sc = fig.layout.scene
+    spans = [np.ptp(sc[a].range) for a in ("xaxis", "yaxis", "zaxis")]
+    ar = [sc.aspectratio[a] for a in "xyz"]
+    np.testing.assert_allclose(np.array(ar) / max(ar), np.array(spans) / max(spans), rtol=1e-9)
+    fill = []
+    for frame in fig.frames:
+        for trace, key in zip(fig.data, keys):
+            eye = frame.layout[key].camera.eye
+            corners = _bbox_corners(_scene_points(fig, trace, key))
+            for view_aspect in (MIN_VIEW_ASPECT, 1.0, 2.5):
+                ndc = _project(corners, (eye.x, eye.y, eye.z), PLOTLY_FOVY, view_aspect)
+                assert np.abs(ndc).max() <= 1.0, (frame.name, key, view_aspect, np.abs(ndc).max(axis=0))
+            fill.append(np.abs(_project(corners, (eye.x, eye.y, eye.z), PLOTLY_FOVY, 1.0)[:, 1]).max())
+    # ... and is not lost in a corner of it: the tall spine spans most of the view's height
+    assert min(fill) > 0.6
+    # the initial camera is the first frame's
+    assert fig.layout.scene.camera.eye == fig.frames[0].layout.scene.camera.eye
+
+
+def test_subject_picker_frames_every_subject_at_every_azimuth():
+    from spinelib.viz.spine3d import MIN_VIEW_ASPECT, PLOTLY_FOVY, subject_picker_figure
+
+    subjects = [("a", [_tube_mesh("true"), _tube_mesh("pred", bow=10.0)]),
+                ("b", [_tube_mesh("true", top=10.0, bottom=540.0, bend=60.0), _tube_mesh("pred", col=150.0)])]
+    fig = subject_picker_figure(subjects)
+    eye = fig.layout.scene.camera.eye
+    dist = np.linalg.norm([eye.x, eye.y, eye.z])
+    direction = np.array([eye.x, eye.y, eye.z]) / dist
+    elevation = direction[2] / np.hypot(direction[0], direction[1])
+    for i, trace in enumerate(fig.data):
+        key = "scene" if i % 2 == 0 else "scene2"
+        corners = _bbox_corners(_scene_points(fig, trace, key))
+        for angle in np.arange(0, 360, 15.0):
+            t = np.deg2rad(angle)
+            d = np.array([np.sin(t), -np.cos(t), elevation])
+            ndc = _project(corners, dist * d / np.linalg.norm(d), PLOTLY_FOVY, MIN_VIEW_ASPECT)
+            assert np.abs(ndc).max() <= 1.0, (trace.name, angle)
+
+
+@pytest.mark.parametrize("kwargs", [dict(aspect=[1.0, 1.0]), dict(aspect=[1.0, 0.0, 1.0]),
+                                    dict(aspect=[1.0, 1.0, 1.0], angles_deg=[]),
+                                    dict(aspect=[1.0, 1.0, 1.0], fill=0.0),
+                                    dict(aspect=[1.0, 1.0, 1.0], view_aspect=-1.0)])
+def test_fit_camera_distance_bad_inputs(kwargs):
+    from spinelib.viz.spine3d import fit_camera_distance
+
+    kwargs.setdefault("angles_deg", [0.0])
+    with pytest.raises(InvalidArgumentError):
+        fit_camera_distance(**kwargs)
+
+
+def test_fit_camera_distance_known_answer():
+    """A unit cube seen head-on (no elevation): its front face is nearest, at D - 1/2, and
+    its edges must project to ``fill``: D = 1/2 + f / (2 fill)."""
+    from spinelib.viz.spine3d import PLOTLY_FOVY, fit_camera_distance
+
+    f = 1 / np.tan(PLOTLY_FOVY / 2)
+    d = fit_camera_distance(np.ones(3), [0.0], elevation=0.0, view_aspect=1.0, fill=0.8)
+    assert d == pytest.approx(0.5 + f * 0.5 / 0.8)

@@ -139,7 +139,7 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, 
     with the reason.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # console bars: no notebook-widget detection
 
     if int(jobs) < 1:
         raise InvalidArgumentError(f"jobs must be >= 1, got {jobs}")
@@ -149,7 +149,7 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, 
     p = {k: params[k] for k in _PARAMS}
     p.update({k: params.get(k, v) for k, v in _OPTIONAL.items()})
     rows = [dict(r) for r in manifest_df.to_dict(orient="records")]
-    bar = dict(total=len(rows), desc="align", unit="subject", disable=not progress)
+    bar = dict(total=len(rows), desc="align", unit="subject", disable=None if progress else True)
     if int(jobs) == 1 or len(rows) < 2:
         recs = [align_subject(r, p) for r in tqdm(rows, **bar)]
     else:

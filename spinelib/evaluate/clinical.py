@@ -21,7 +21,8 @@ from .stats import bland_altman
 
 __all__ = ["ANGLES", "SCOLIOSIS_DEG", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "TARGET_CURVES",
            "severity_bins", "angle_table", "reference_cobb", "angle_error_summary",
-           "scoliosis_classification", "group_summary", "region_table"]
+           "scoliosis_classification", "classification_scores", "scoliosis_block", "group_summary",
+           "region_table"]
 
 ANGLES: tuple[str, ...] = ("cobb", "kyphosis", "lordosis")
 #: Cobb angle from which a spine counts as scoliotic (degrees).
@@ -137,38 +138,113 @@ def angle_error_summary(angles: pd.DataFrame) -> pd.DataFrame:
                                        "loa_low_deg", "loa_high_deg"])
 
 
-def scoliosis_classification(angles: pd.DataFrame, *, threshold_deg: float = SCOLIOSIS_DEG) -> pd.DataFrame:
-    """How often each model puts a subject in the right class (Cobb >= ``threshold_deg``).
+def classification_scores(reference, predicted) -> dict[str, float]:
+    """Confusion-matrix scores of a binary classification (True = positive).
 
-    The reference class comes from ``reference_cobb_deg`` (the generator's Cobb where known,
-    else the target curves'); the predicted class from the model's curves. The target
-    curves themselves are scored too (model :data:`TARGET_CURVES`).
+    Parameters
+    ----------
+    reference, predicted : (N,) booleans of the same length (N >= 1).
 
     Returns
     -------
-    DataFrame ``model, n, n_scoliotic, accuracy, sensitivity, specificity`` (fractions;
-    sensitivity / specificity NaN when the cohort has no scoliotic / no straight spine).
+    ``{"n", "n_positive", "tp", "fp", "tn", "fn", "accuracy", "sensitivity" (tp / (tp + fn)),
+    "specificity" (tn / (tn + fp)), "balanced_accuracy" (their mean)}``; sensitivity is NaN
+    when no reference is positive, specificity when none is negative, and the balanced
+    accuracy then NaN too (it needs both classes).
+
+    Examples
+    --------
+    >>> s = classification_scores([True, True, False, False, False], [True, False, False, False, True])
+    >>> s["sensitivity"], s["specificity"], round(s["balanced_accuracy"], 4)
+    (0.5, 0.6666666666666666, 0.5833)
+    """
+    r = np.asarray(reference)
+    p = np.asarray(predicted)
+    if r.ndim != 1 or p.shape != r.shape:
+        raise InvalidArgumentError(f"reference and predicted must be 1D of one length, got {r.shape} and {p.shape}")
+    if r.size == 0:
+        raise InvalidArgumentError("no subject to classify")
+    if r.dtype != bool or p.dtype != bool:
+        raise InvalidArgumentError(f"reference and predicted must be boolean, got {r.dtype} and {p.dtype}")
+    tp, fn = int(np.sum(r & p)), int(np.sum(r & ~p))
+    tn, fp = int(np.sum(~r & ~p)), int(np.sum(~r & p))
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    spec = tn / (tn + fp) if tn + fp else float("nan")
+    return {"n": int(r.size), "n_positive": tp + fn, "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "accuracy": (tp + tn) / r.size, "sensitivity": float(sens), "specificity": float(spec),
+            "balanced_accuracy": float(0.5 * (sens + spec))}
+
+
+def scoliosis_classification(angles: pd.DataFrame, *, threshold_deg: float = SCOLIOSIS_DEG) -> pd.DataFrame:
+    """How well each model tells scoliotic (Cobb >= ``threshold_deg``) from straight spines.
+
+    The reference class comes from ``reference_cobb_deg`` (the generator's Cobb where known,
+    else the target curves'); the predicted class from the model's curves. The target
+    curves themselves are scored too (model :data:`TARGET_CURVES`). Accuracy alone says
+    little when most spines are straight (a model that never says "scoliotic" scores the
+    prevalence of straight spines), hence sensitivity, specificity and their mean, the
+    balanced accuracy (:func:`classification_scores`).
+
+    Returns
+    -------
+    DataFrame ``model, n, n_scoliotic, prevalence, tp, fp, tn, fn, accuracy, sensitivity,
+    specificity, balanced_accuracy`` (fractions; sensitivity NaN when the cohort has no
+    scoliotic spine, specificity when it has no straight one, balanced accuracy then NaN).
     """
     if not {"subject_id", "model", "angle", "predicted_deg", "target_deg", "reference_cobb_deg"} <= set(angles.columns):
         raise InvalidArgumentError("angles must come from angle_table")
     if not np.isfinite(threshold_deg) or threshold_deg <= 0:
         raise InvalidArgumentError(f"threshold_deg must be positive, got {threshold_deg!r}")
     cobb = angles[angles["angle"] == "cobb"]
+    cols = ["model", "n", "n_scoliotic", "prevalence", "tp", "fp", "tn", "fn", "accuracy", "sensitivity",
+            "specificity", "balanced_accuracy"]
     rows = []
 
     def score(name: str, ref: np.ndarray, pred: np.ndarray) -> None:
-        r, p = ref >= threshold_deg, pred >= threshold_deg
-        rows.append({"model": name, "n": int(r.size), "n_scoliotic": int(r.sum()),
-                     "accuracy": float(np.mean(r == p)) if r.size else float("nan"),
-                     "sensitivity": float(np.mean(p[r])) if r.any() else float("nan"),
-                     "specificity": float(np.mean(~p[~r])) if (~r).any() else float("nan")})
+        if ref.size == 0:
+            return
+        sc = classification_scores(ref >= threshold_deg, pred >= threshold_deg)
+        rows.append({"model": name, "n_scoliotic": sc["n_positive"], "prevalence": sc["n_positive"] / sc["n"],
+                     **{k: sc[k] for k in ("n", "tp", "fp", "tn", "fn", "accuracy", "sensitivity", "specificity",
+                                           "balanced_accuracy")}})
 
     for m in ordered_models(sorted(set(cobb["model"]))):
         sel = cobb[cobb["model"] == m]
         score(m, sel["reference_cobb_deg"].to_numpy(float), sel["predicted_deg"].to_numpy(float))
     one = cobb.drop_duplicates("subject_id")
     score(TARGET_CURVES, one["reference_cobb_deg"].to_numpy(float), one["target_deg"].to_numpy(float))
-    return pd.DataFrame(rows, columns=["model", "n", "n_scoliotic", "accuracy", "sensitivity", "specificity"])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def scoliosis_block(classification: pd.DataFrame, *, reference: str,
+                    threshold_deg: float = SCOLIOSIS_DEG) -> dict:
+    """The ``scoliosis`` block of ``metrics.json``: what the per-model scores are measured on.
+
+    Parameters
+    ----------
+    classification : :func:`scoliosis_classification`'s table.
+    reference : where the reference Cobb angles come from, in words.
+
+    Returns
+    -------
+    ``{"threshold_deg", "reference", "n", "n_scoliotic", "prevalence"}`` plus, when the
+    reference holds only one class, ``"undefined"``: why the per-model sensitivity (no
+    scoliotic spine) or specificity (no straight spine) and the balanced accuracy are
+    left out of the models block (``metrics.json`` holds finite numbers only).
+    """
+    if not {"model", "n", "n_scoliotic"} <= set(classification.columns) or classification.empty:
+        raise InvalidArgumentError("classification must be a non-empty scoliosis_classification table")
+    r = classification.iloc[0]
+    n, pos = int(r["n"]), int(r["n_scoliotic"])
+    out = {"threshold_deg": float(threshold_deg), "reference": str(reference), "n": n, "n_scoliotic": pos,
+           "prevalence": pos / n if n else 0.0}
+    if pos == 0:
+        out["undefined"] = ("no test subject is scoliotic: sensitivity and balanced accuracy are undefined "
+                            "and left out")
+    elif pos == n:
+        out["undefined"] = ("every test subject is scoliotic: specificity and balanced accuracy are undefined "
+                            "and left out")
+    return out
 
 
 def group_summary(table: pd.DataFrame, groups: pd.DataFrame, *, by: str, metrics: Sequence[str],

@@ -7,6 +7,18 @@ transform that placed the targets, needed to put the true MRI column in the same
 and the manifest row (file paths, truth). :func:`test_set` builds it from a run's test
 split; :func:`shifted_set` aligns, targets and predicts a second cohort once and caches it
 in ``<run>/shifted/`` so that both evaluation notebooks read the same numbers.
+
+Two references
+--------------
+``"truth"`` (the headline on synthetic cohorts): every predicted test subject with truth
+targets (:data:`spinelib.targets.TRUTH_TARGETS_FILE`: the TRUE transform and the
+DXA-session anatomy), rejected alignments included; its *frame* (the transform and label
+volume that put the MRI column beside the DXA for the 3D scores) is the true transform
+and ``seg_dxa.nii.gz``. ``"estimated"`` (as the paper measures, and the only reference on
+real data): the trusted subjects' targets made through the estimated alignment, framed
+by it and ``seg.nii.gz``. ``"headline"`` picks ``"truth"`` when the run has truth targets
+for its test split, else ``"estimated"``. Each set knows how many test subjects the
+manifest holds (``n_test``) and why the others were not evaluated (``not_evaluated``).
 """
 
 from __future__ import annotations
@@ -20,21 +32,31 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..atomic import atomic_path, write_json_atomic
-from ..errors import InvalidArgumentError, MissingFileError, UnreadableFileError
+from ..errors import InvalidArgumentError, MissingFileError, SpineLibError, UnreadableFileError
 from ..experiment import Predictions, checkpoint_path, predict_cohort, read_predictions, write_predictions
 from ..io import read_dxa, read_manifest, read_truth
 from ..models import MODEL_NAMES
 from ..runfolder import run_paths
-from ..targets import TargetSet, prepare_cohort, read_targets, write_targets
+from ..targets import (ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, dxa_session_seg_path, prepare_cohort_targets,
+                       read_targets, write_targets)
 from ..transform import PlanarTransform
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry",
-           "truth_angles", "ordered_models"]
+           "truth_angles", "ordered_models", "REFERENCES", "REFERENCE_LABELS", "loadable_dxa",
+           "take_predictions", "has_truth_targets", "evaluation_block", "with_counts", "coverage_sentence"]
+
+#: The references an evaluation set can be measured against (see the module docstring).
+REFERENCES: tuple[str, ...] = ("truth", "estimated")
+#: How each reference is named in tables and the book.
+REFERENCE_LABELS: dict[str, str] = {
+    "truth": "true transform, DXA-session anatomy (every predicted test subject)",
+    "estimated": "estimated alignment, trusted subjects only (as the paper measures)",
+}
 
 #: The angle keys of ``truth.json`` ``"angles"`` used for agreement with the generator.
 TRUTH_ANGLES: tuple[str, ...] = ("cobb_deg", "kyphosis_deg", "lordosis_deg")
@@ -60,6 +82,13 @@ class EvalSet:
     predictions : Predictions of the N subjects (every model).
     alignment : DataFrame, one alignment row per subject (``theta_deg``, ``tx_mm``, ``ty_mm``).
     manifest : DataFrame, one manifest row per subject (absolute paths).
+    reference : ``"truth"`` or ``"estimated"`` (what the targets and the frame are).
+    frame : DataFrame, one row per subject: ``subject_id, theta_deg, tx_mm, ty_mm`` (the
+        DXA->MRI transform that frames the 3D comparison), ``seg_path`` (the label volume of
+        the true column) and ``anatomy`` (``mri_session`` / ``dxa_session``).
+    n_test : subjects the cohort holds for this evaluation (the manifest's test split; every
+        subject of a shifted cohort); ``len(self)`` of them are evaluated.
+    not_evaluated : DataFrame ``subject_id, reason`` of the others.
     """
 
     name: str
@@ -67,6 +96,32 @@ class EvalSet:
     predictions: Predictions
     alignment: pd.DataFrame
     manifest: pd.DataFrame
+    reference: str = "estimated"
+    frame: pd.DataFrame | None = None
+    n_test: int | None = None
+    not_evaluated: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise InvalidArgumentError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        if self.frame is None:
+            f = self.alignment[["subject_id", "theta_deg", "tx_mm", "ty_mm"]].copy()
+            f["seg_path"] = self.manifest["seg_path"].to_numpy() if "seg_path" in self.manifest else ""
+            f["anatomy"] = np.asarray(self.targets.anatomy)
+            object.__setattr__(self, "frame", f.reset_index(drop=True))
+        if self.n_test is None:
+            object.__setattr__(self, "n_test", len(self.targets))
+        if self.not_evaluated is None:
+            object.__setattr__(self, "not_evaluated", pd.DataFrame(columns=["subject_id", "reason"]))
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.targets)
+
+    @property
+    def label(self) -> str:
+        """The reference in words (:data:`REFERENCE_LABELS`)."""
+        return REFERENCE_LABELS[self.reference]
 
     @property
     def subject_id(self) -> np.ndarray:
@@ -80,8 +135,9 @@ class EvalSet:
         return len(self.targets)
 
     def transform(self, i: int) -> PlanarTransform:
-        """The estimated DXA->MRI transform of subject ``i`` (the one that made its targets)."""
-        r = self.alignment.iloc[i]
+        """The DXA->MRI transform that made subject ``i``'s targets and frames its 3D scores
+        (the estimated one, or the true one for the ``"truth"`` reference)."""
+        r = self.frame.iloc[i]
         return PlanarTransform(float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"]))
 
 
@@ -97,11 +153,15 @@ def _rows(df: pd.DataFrame, ids: Sequence[str], what: str) -> pd.DataFrame:
 
 
 def eval_set(targets: TargetSet, predictions: Predictions, alignment: pd.DataFrame,
-             manifest: pd.DataFrame, *, name: str = "test") -> EvalSet:
+             manifest: pd.DataFrame, *, name: str = "test", reference: str = "estimated",
+             n_test: int | None = None, not_evaluated: pd.DataFrame | None = None) -> EvalSet:
     """Line up targets, predictions, alignment and manifest on the predicted subjects.
 
     The subjects are those of ``predictions`` (in its order); each must have targets, an
-    alignment row and a manifest row.
+    alignment row and a manifest row. With ``reference="truth"`` the targets are truth
+    targets and the frame is each subject's true transform (``truth.json``) and its
+    DXA-session label volume (``seg.nii.gz`` where the cohort has none); with
+    ``"estimated"``, the alignment's transform and ``seg.nii.gz``.
 
     Raises
     ------
@@ -120,25 +180,186 @@ def eval_set(targets: TargetSet, predictions: Predictions, alignment: pd.DataFra
     missing = [s for s in ids if s not in known]
     if missing:
         raise InvalidArgumentError(f"no targets for predicted subjects {missing[:5]}")
-    idx = np.array([targets.index(s) for s in ids])
-    t = TargetSet(*(np.asarray(getattr(targets, f))[idx] for f in
-                    ("subject_id", "split", "values", "extent_mm", "table_y_mm", "values_true", "extent_true_mm")))
+    if reference not in REFERENCES:
+        raise InvalidArgumentError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    t = targets.subset(ids)
     for m in predictions.models:
         if predictions.values[m].shape != t.values.shape:
             raise InvalidArgumentError(
                 f"predictions of {m!r} have shape {predictions.values[m].shape}, targets {t.values.shape}")
-    return EvalSet(name, t, predictions, _rows(alignment, ids, "the alignment table"),
-                   _rows(manifest, ids, "the manifest"))
+    align = _rows(alignment, ids, "the alignment table")
+    man = _rows(manifest, ids, "the manifest")
+    frame = _truth_frame(man, t) if reference == "truth" else None
+    return EvalSet(name, t, predictions, align, man, reference=reference, frame=frame,
+                   n_test=len(ids) if n_test is None else int(n_test), not_evaluated=not_evaluated)
 
 
-def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path) -> EvalSet:
-    """The run's test split: ``targets.npz``, ``predictions_test.npz``, ``tables/alignment.csv``."""
+def _truth_frame(manifest: pd.DataFrame, targets: TargetSet) -> pd.DataFrame:
+    """Per subject: the true transform (``truth.json``) and the label volume of its targets'
+    anatomy (``seg_dxa`` for DXA-session truth targets, else ``seg.nii.gz``)."""
+    rows = []
+    for i, r in enumerate(manifest.to_dict(orient="records")):
+        tp = r.get("truth_path", "")
+        if not isinstance(tp, str) or not tp.strip():
+            raise InvalidArgumentError(f"subject {r['subject_id']!r} has no truth file: no truth reference")
+        truth = read_truth(tp)
+        if "transform" not in truth:
+            raise InvalidArgumentError(f"truth file {tp} has no transform")
+        tr = PlanarTransform.from_dict(truth["transform"])
+        seg = r["seg_path"]
+        if str(targets.anatomy[i]) == ANATOMY_DXA:
+            p = dxa_session_seg_path(truth, tp)
+            if p is None:
+                raise MissingFileError(f"the DXA-session label volume of {r['subject_id']!r} is gone")
+            seg = str(p)
+        rows.append({"subject_id": str(r["subject_id"]), "theta_deg": tr.theta_deg, "tx_mm": tr.tx_mm,
+                     "ty_mm": tr.ty_mm, "seg_path": seg, "anatomy": str(targets.anatomy[i])})
+    return pd.DataFrame(rows, columns=["subject_id", "theta_deg", "tx_mm", "ty_mm", "seg_path", "anatomy"])
+
+
+def take_predictions(pred: Predictions, subject_ids: Sequence[str]) -> Predictions:
+    """The predictions of the listed subjects, in that order.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A listed subject was not predicted.
+    """
+    where = {str(s): i for i, s in enumerate(pred.subject_id)}
+    missing = [s for s in subject_ids if str(s) not in where]
+    if missing:
+        raise InvalidArgumentError(f"no predictions for subjects {missing[:5]}")
+    idx = np.array([where[str(s)] for s in subject_ids], dtype=int)
+    return Predictions(np.asarray([str(s) for s in subject_ids], dtype=str),
+                       {m: np.asarray(v)[idx] for m, v in pred.values.items()},
+                       {m: np.asarray(v)[idx] for m, v in pred.extent_mm.items()})
+
+
+def loadable_dxa(manifest: pd.DataFrame, subject_ids: Sequence[str], *, allow_pickle: bool = False,
+                 progress: bool = True) -> tuple[list[str], pd.DataFrame]:
+    """Which of the listed subjects' DXAs load: all a model needs to predict them.
+
+    Returns
+    -------
+    (subject ids whose DXA loads, in the given order; DataFrame ``subject_id, reason`` of
+    the others).
+    """
+    if "subject_id" not in manifest.columns or "dxa_path" not in manifest.columns:
+        raise InvalidArgumentError("manifest needs subject_id and dxa_path columns")
+    by = manifest.assign(subject_id=manifest["subject_id"].astype(str)).drop_duplicates("subject_id")
+    by = by.set_index("subject_id")
+    ok, bad = [], []
+    for sid in tqdm([str(s) for s in subject_ids], desc="checking DXAs", unit="scan", disable=None if progress else True,
+                    leave=False):
+        if sid not in by.index:
+            bad.append({"subject_id": sid, "reason": "not in the manifest"})
+            continue
+        try:
+            read_dxa(by.loc[sid, "dxa_path"], allow_pickle=allow_pickle)
+        except SpineLibError as exc:
+            bad.append({"subject_id": sid, "reason": f"DXA does not load: {type(exc).__name__}: {exc}"})
+            continue
+        ok.append(sid)
+    return ok, pd.DataFrame(bad, columns=["subject_id", "reason"])
+
+
+def has_truth_targets(run_dir: str | Path, split: str = "test") -> bool:
+    """Whether the run wrote truth targets (:data:`TRUTH_TARGETS_FILE`) for ``split``."""
+    p = run_paths(run_dir)["root"] / TRUTH_TARGETS_FILE
+    if not p.is_file():
+        return False
+    return bool(np.any(read_targets(p).split == split))
+
+
+def evaluation_block(es: EvalSet) -> dict[str, Any]:
+    """What an evaluation set measured against, for ``metrics.json``: ``reference``,
+    ``description``, ``n_evaluated``, ``n_test`` and ``n_dxa_session_anatomy`` (subjects
+    whose targets come from ``seg_dxa``)."""
+    if not isinstance(es, EvalSet):
+        raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
+    return {"reference": es.reference, "description": es.label, "n_evaluated": es.n_evaluated,
+            "n_test": int(es.n_test), "n_dxa_session_anatomy": int(np.sum(es.targets.anatomy == ANATOMY_DXA))}
+
+
+def coverage_sentence(es: EvalSet, *, no_truth: bool = False) -> str:
+    """``"evaluated k of n test subjects, against <reference>"`` for the book's prose (a
+    shifted set says "subjects of the shifted cohort"; ``no_truth``: the estimated
+    reference is the headline because the cohort has no ground truth)."""
+    if not isinstance(es, EvalSet):
+        raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
+    what = "test subjects" if es.name == "test" else f"subjects of the {es.name} cohort"
+    if es.reference == "truth":
+        ref = "targets made with the true transform and the DXA-session anatomy"
+    else:
+        ref = "targets made with the estimated alignment, as the paper measures" + (
+            " (the cohort has no ground truth)" if no_truth else "")
+    return f"evaluated {es.n_evaluated} of {int(es.n_test)} {what}, against {ref}"
+
+
+def with_counts(models: Mapping[str, Mapping[str, Any]], es: EvalSet) -> dict[str, dict]:
+    """``models`` (a ``metrics.json`` models block) with ``n_evaluated`` and ``n_test`` in
+    every model's entry."""
+    return {m: {**dict(b), "n_evaluated": es.n_evaluated, "n_test": int(es.n_test)} for m, b in models.items()}
+
+
+def _reference(run_dir: str | Path, reference: str) -> str:
+    if reference == "headline":
+        return "truth" if has_truth_targets(run_dir) else "estimated"
+    if reference not in REFERENCES:
+        raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
+    return reference
+
+
+def _not_evaluated(wanted: Sequence[str], evaluated: Sequence[str], predicted: Sequence[str],
+                   reasons: Mapping[str, str], default: str) -> pd.DataFrame:
+    done, pred = set(evaluated), set(predicted)
+    rows = [{"subject_id": s, "reason": ("not predicted (its DXA does not load)" if s not in pred
+                                         else reasons.get(s) or default)} for s in wanted if s not in done]
+    return pd.DataFrame(rows, columns=["subject_id", "reason"])
+
+
+def _select(targets: TargetSet, pred: Predictions, alignment: pd.DataFrame, manifest: pd.DataFrame,
+            wanted: Sequence[str], reference: str, reasons: Mapping[str, str], *, name: str) -> EvalSet:
+    have = set(targets.subject_id.tolist())
+    ids = [str(s) for s in pred.subject_id if str(s) in have]
+    if not ids:
+        raise InvalidArgumentError(f"no {name} subject has both predictions and {reference} targets")
+    default = "no truth targets" if reference == "truth" else "alignment not trusted: no targets"
+    ne = _not_evaluated(wanted, ids, [str(s) for s in pred.subject_id], reasons, default)
+    return eval_set(targets, take_predictions(pred, ids), alignment, manifest, name=name, reference=reference,
+                    n_test=len(wanted), not_evaluated=ne)
+
+
+def _reasons(run_dir: Path, reference: str, alignment: pd.DataFrame) -> dict[str, str]:
+    if reference == "truth":
+        p = run_paths(run_dir)["tables"] / "truth_targets.csv"
+        if p.is_file():
+            t = pd.read_csv(p, dtype={"subject_id": str}, keep_default_na=False)
+            return {str(r["subject_id"]): f"no truth targets: {r['reason']}" for _, r in t.iterrows()
+                    if str(r.get("has_truth_targets")).lower() not in ("true", "1")}
+        return {}
+    a = alignment[~alignment.get("trusted", pd.Series(False, index=alignment.index)).astype(bool)]
+    return {str(r["subject_id"]): f"alignment not trusted: {r.get('reason', '')}" for _, r in a.iterrows()}
+
+
+def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, *, reference: str = "headline") -> EvalSet:
+    """The run's test split against a reference (``"headline"``, ``"truth"`` or ``"estimated"``).
+
+    Reads ``predictions_test.npz`` (every test subject whose DXA loads), ``tables/alignment.csv``
+    and ``targets.npz`` (``"estimated"``) or :data:`~spinelib.targets.TRUTH_TARGETS_FILE`
+    (``"truth"``); the subjects evaluated are the predicted ones that have targets of that
+    reference, ``n_test`` the manifest's test split.
+    """
     paths = run_paths(run_dir)
     man = read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
-    targets = read_targets(paths["targets"])
+    ref = _reference(run_dir, reference)
+    tpath = paths["targets"] if ref == "estimated" else paths["root"] / TRUTH_TARGETS_FILE
+    targets = read_targets(tpath)
     pred = read_predictions(paths["root"] / "predictions_test.npz")
     align = _read_alignment(paths["tables"] / "alignment.csv")
-    return eval_set(targets, pred, align, man, name="test")
+    wanted = [str(s) for s in man.loc[man["split"].astype(str) == "test", "subject_id"]] if "split" in man else \
+        [str(s) for s in pred.subject_id]
+    return _select(targets, pred, align, man, wanted, ref, _reasons(Path(run_dir), ref, align), name="test")
 
 
 def _read_alignment(path: Path) -> pd.DataFrame:
@@ -157,8 +378,13 @@ def _read_alignment(path: Path) -> pd.DataFrame:
 def shifted_paths(run_dir: str | Path) -> dict[str, Path]:
     """Files of the shifted cohort's cache inside a run folder."""
     root = run_paths(run_dir)["root"] / "shifted"
-    return {"root": root, "targets": root / "targets.npz", "alignment": root / "alignment.csv",
+    return {"root": root, "targets": root / "targets.npz", "truth_targets": root / TRUTH_TARGETS_FILE,
+            "alignment": root / "alignment.csv", "truth_table": root / "truth_targets.csv",
             "predictions": root / "predictions.npz", "key": root / "source.json"}
+
+
+#: Bumped when the shifted cache's content changes (older caches are recomputed).
+_SHIFT_CACHE_VERSION = 2
 
 
 def _sha256(path: Path) -> str:
@@ -176,62 +402,81 @@ def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], na
         if not p.is_file():
             raise MissingFileError(f"no checkpoint for model {n!r} at {p} (run the training section first)")
         ckpts[n] = _sha256(p)
-    return {"manifest": str(manifest_path), "manifest_sha256": _sha256(manifest_path),
+    return {"cache_version": _SHIFT_CACHE_VERSION, "manifest": str(manifest_path),
+            "manifest_sha256": _sha256(manifest_path),
             "params": {k: params[k] for k in _SHIFT_KEYS if k in params}, "checkpoints": ckpts}
 
 
 def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[str, Any], *,
-                names: Sequence[str] = MODEL_NAMES, jobs: int = 1, progress: bool = True) -> EvalSet:
+                names: Sequence[str] = MODEL_NAMES, jobs: int = 1, progress: bool = True,
+                reference: str = "headline") -> EvalSet:
     """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
 
-    The cohort is aligned and targeted (:func:`spinelib.targets.prepare_cohort`) and every
-    model predicts it (:func:`spinelib.experiment.predict_cohort`); the results go to
-    ``<run>/shifted/`` (``targets.npz``, ``alignment.csv``, ``predictions.npz``) with
-    ``source.json`` recording the manifest's hash, the parameters used and the checkpoints'
-    hashes. A later call with the same inputs reads the cache; any change recomputes it.
-    All trusted subjects are evaluated whatever their split column says (the models never
-    trained on this cohort); untrusted pairs are listed in ``alignment.csv``.
+    The cohort is aligned and targeted, with truth targets where it is synthetic
+    (:func:`spinelib.targets.prepare_cohort_targets`), and every model predicts every
+    subject whose DXA loads (:func:`spinelib.experiment.predict_cohort`); the results go to
+    ``<run>/shifted/`` (``targets.npz``, ``truth_targets.npz``, ``alignment.csv``,
+    ``truth_targets.csv``, ``predictions.npz``) with ``source.json`` recording the
+    manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
+    same inputs reads the cache; any change recomputes it. Every subject counts whatever
+    its split column says (the models never trained on this cohort). ``reference`` as in
+    :func:`test_set` (``"headline"``: truth where the cohort has it).
 
     Raises
     ------
     MissingFileError
         The manifest or a checkpoint does not exist.
     InvalidArgumentError
-        No subject of the cohort could be aligned.
+        No subject of the cohort could be aligned, or none has targets of the reference.
     """
     run = Path(run_dir)
     mp = Path(manifest_path).expanduser()
     if not mp.is_file():
         raise MissingFileError(f"shifted cohort manifest {mp} does not exist")
+    if reference != "headline" and reference not in REFERENCES:
+        raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
     mp = mp.resolve()
     manifest = read_manifest(mp)
     sp = shifted_paths(run)
     key = _shift_key(run, mp, params, names)
-    cached = sp["key"].is_file() and all(sp[k].is_file() for k in ("targets", "alignment", "predictions"))
+    files = ("targets", "truth_targets", "alignment", "truth_table", "predictions")
+    cached = sp["key"].is_file() and all(sp[k].is_file() for k in files)
     if cached:
         try:
             cached = json.loads(sp["key"].read_text()) == json.loads(json.dumps(key))
         except (OSError, ValueError):
             cached = False
-    if cached:
-        log.info("shifted cohort: reusing %s", sp["root"])
-        targets = read_targets(sp["targets"])
-        pred = read_predictions(sp["predictions"])
-        align = _read_alignment(sp["alignment"])
-    else:
+    if not cached:
         log.info("shifted cohort %s: aligning and predicting %d subjects", mp, len(manifest))
-        align, targets = prepare_cohort(manifest, params, jobs=jobs, progress=progress)
-        if len(targets) == 0:
+        res = prepare_cohort_targets(manifest, params, jobs=jobs, progress=progress)
+        if len(res.targets) == 0 and len(res.truth) == 0:
             raise InvalidArgumentError(f"no subject of the shifted cohort {mp} could be aligned")
-        pred = predict_cohort(run, manifest, list(targets.subject_id), params, names=names, progress=progress)
+        ids, skipped = loadable_dxa(manifest, list(manifest["subject_id"].astype(str)),
+                                    allow_pickle=bool(params.get("allow_pickle", False)), progress=progress)
+        pred = predict_cohort(run, manifest, ids, params, names=names, progress=progress)
         sp["root"].mkdir(parents=True, exist_ok=True)
-        write_targets(sp["targets"], targets)
-        with atomic_path(sp["alignment"]) as tmp:
-            align.to_csv(tmp, index=False)
+        write_targets(sp["targets"], res.targets)
+        write_targets(sp["truth_targets"], res.truth)
+        for k, df in (("alignment", res.alignment), ("truth_table", res.truth_table)):
+            with atomic_path(sp[k]) as tmp:
+                df.to_csv(tmp, index=False)
         write_predictions(sp["predictions"], pred)
         write_json_atomic(sp["key"], key)  # last: the cache counts only once all files are there
-        align = _read_alignment(sp["alignment"])
-    return eval_set(targets, pred, align, manifest, name="shifted")
+    else:
+        log.info("shifted cohort: reusing %s", sp["root"])
+    truth = read_targets(sp["truth_targets"])
+    ref = ("truth" if len(truth) else "estimated") if reference == "headline" else reference
+    targets = truth if ref == "truth" else read_targets(sp["targets"])
+    pred = read_predictions(sp["predictions"])
+    align = _read_alignment(sp["alignment"])
+    if ref == "truth":
+        t = pd.read_csv(sp["truth_table"], dtype={"subject_id": str}, keep_default_na=False)
+        reasons = {str(r["subject_id"]): f"no truth targets: {r['reason']}" for _, r in t.iterrows()
+                   if str(r["has_truth_targets"]).lower() not in ("true", "1")}
+    else:
+        reasons = _reasons(run, "estimated", align)
+    wanted = [str(s) for s in manifest["subject_id"]]
+    return _select(targets, pred, align, manifest, wanted, ref, reasons, name="shifted")
 
 
 def dxa_geometry(es: EvalSet, *, progress: bool = True, allow_pickle: bool = False) -> pd.DataFrame:
@@ -244,26 +489,36 @@ def dxa_geometry(es: EvalSet, *, progress: bool = True, allow_pickle: bool = Fal
     """
     out = []
     for sid, path in tqdm(list(zip(es.subject_id, es.manifest["dxa_path"])), desc="DXA geometry",
-                          unit="scan", disable=not progress, leave=False):
+                          unit="scan", disable=None if progress else True, leave=False):
         d = read_dxa(path, allow_pickle=allow_pickle)
         out.append({"subject_id": str(sid), "rows": int(d.shape[0]), "cols": int(d.shape[1]),
                     "row_mm": float(d.pixel_spacing_mm[0]), "col_mm": float(d.pixel_spacing_mm[1])})
     return pd.DataFrame(out)
 
 
-def truth_angles(es: EvalSet) -> pd.DataFrame:
-    """The generator's true angles (``truth.json`` ``"angles"``, MRI session) per subject.
+def truth_angles(es: EvalSet, *, session: str | None = None) -> pd.DataFrame:
+    """The generator's true angles per subject.
+
+    ``session="dxa"`` reads ``truth.json`` ``"angles_dxa_session"`` (the spine the DXA
+    shows, after the posture change; ``"angles"`` where a cohort lacks it), ``"mri"``
+    reads ``"angles"`` (the MRI session). By default the session of the set's reference:
+    DXA for ``"truth"``, MRI for ``"estimated"`` (whose targets come from the MRI spine).
 
     Returns
     -------
     DataFrame ``subject_id, cobb_deg, kyphosis_deg, lordosis_deg``; NaN where the subject
     has no truth file (real data) or the file lacks the angle.
     """
+    if session is None:
+        session = "dxa" if es.reference == "truth" else "mri"
+    if session not in ("dxa", "mri"):
+        raise InvalidArgumentError(f"session must be 'dxa' or 'mri', got {session!r}")
     rows = []
     for sid, tp in zip(es.subject_id, es.manifest.get("truth_path", pd.Series([""] * len(es)))):
         rec = {"subject_id": str(sid), **{k: np.nan for k in TRUTH_ANGLES}}
         if isinstance(tp, str) and tp.strip():
-            angles = read_truth(tp).get("angles", {}) or {}
+            truth = read_truth(tp)
+            angles = (truth.get("angles_dxa_session") if session == "dxa" else None) or truth.get("angles", {}) or {}
             for k in TRUTH_ANGLES:
                 v = angles.get(k)
                 if isinstance(v, (int, float)) and np.isfinite(v):

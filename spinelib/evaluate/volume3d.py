@@ -3,12 +3,25 @@
 For one subject, all masks live on one grid of the DXA-aligned frame (``reconstruct.Grid3D``,
 voxel ``eval_grid_mm``) that covers the target curves and every model's curves with a
 margin: the TRUE mask is the MRI spine column resampled into the frame through the
-estimated alignment (the transform that made the subject's targets) and the table plane
-of its targets (:func:`spinelib.reconstruct.column_mask_in_frame`); each model's mask is
+subject's *frame*, the transform and label volume of its evaluation set (``EvalSet.frame``:
+the true transform and the DXA-session spine for the headline, the estimated alignment and
+the MRI spine as the paper measures), with the table plane of its targets
+(:func:`spinelib.reconstruct.column_mask_in_frame`); each model's mask is
 the ellipse-per-level reconstruction of its predicted curves; the *ceiling* is the same
 reconstruction of the TARGET curves, i.e. the best any curve predictor can reach with the
 ellipse representation. Each subject is loaded once and every model is scored in that pass
 (:func:`evaluate_subject`); :func:`evaluate_3d` maps it over subjects in worker processes.
+
+Centreline: ``centerline_3d_mm`` compares level k of the two curve sets (each over its own
+extent, so an error of the extent counts); ``centerline_3d_same_row_mm`` compares the two
+centrelines at the same image rows over their common extent (the paper's definition,
+:func:`spinelib.metrics.centreline_same_row_mm`); ``extent_top_mm`` and
+``extent_bottom_mm`` are the absolute errors of the spine's top and bottom.
+
+Empty masks: a model whose reconstructed mask is empty on the grid scores IoU and Dice 0;
+its surface distances are undefined, so the subject is flagged (``empty_mask``), counted
+(``n_empty_masks`` in the metrics block) and listed (:func:`empty_mask_table`): a failure,
+never silently skipped. HD95 and MSD are means over the non-empty masks.
 
 Regions: voxels above the T12/L1 boundary (the middle between the lowest T12 voxel and
 the highest L1 voxel of the segmentation, in the frame) are thoracic, the rest lumbar; a
@@ -22,12 +35,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..curves import SpineCurves, world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError
 from ..io import read_dxa, read_volume
-from ..metrics import THORACIC_FRACTION, centreline_deviation_mm, dice_3d, iou_3d, surface_distances_mm
+from ..errors import SpineLibError
+from ..metrics import (THORACIC_FRACTION, centreline_deviation_mm, centreline_same_row_mm, dice_3d,
+                       extent_errors_mm, iou_3d, surface_distances_mm)
+from ..paper import PAPER_RESULTS
 from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import vertebra_label
 from ..transform import PlanarTransform
@@ -36,7 +52,8 @@ from .cohort import EvalSet
 log = logging.getLogger(__name__)
 
 __all__ = ["CEILING", "MARGIN_MM", "REGIONS", "PAPER_RESULTS", "region_boundary_mm", "mask_scores",
-           "evaluate_subject", "evaluate_3d", "reconstruction_metrics_block", "paper_comparison"]
+           "evaluate_subject", "evaluate_3d", "reconstruction_metrics_block", "paper_comparison",
+           "empty_mask_table", "SCORE_COLUMNS", "CENTRELINE_COLUMNS"]
 
 #: Name of the ellipse reconstruction of the target curves in the tables.
 CEILING = "ceiling"
@@ -44,8 +61,11 @@ CEILING = "ceiling"
 #: touches the grid border (surface distances stay exact).
 MARGIN_MM = 10.0
 REGIONS: tuple[str, ...] = ("thoracic", "lumbar")
+#: Per-subject centreline and extent columns (NaN for the ceiling: it is the target itself).
+CENTRELINE_COLUMNS: tuple[str, ...] = ("centerline_3d_mm", "centerline_3d_same_row_mm", "extent_top_mm",
+                                       "extent_bottom_mm")
 SCORE_COLUMNS: tuple[str, ...] = (
-    "centerline_3d_mm", "iou_3d", "dice_3d", "hd95_mm", "msd_mm", "volume_ml", "true_volume_ml",
+    "centerline_3d_mm", "centerline_3d_same_row_mm", "extent_top_mm", "extent_bottom_mm", "empty_mask", "iou_3d", "dice_3d", "hd95_mm", "msd_mm", "volume_ml", "true_volume_ml",
     "iou_3d_thoracic", "dice_3d_thoracic", "centerline_3d_mm_thoracic",
     "iou_3d_lumbar", "dice_3d_lumbar", "centerline_3d_mm_lumbar",
 )
@@ -85,7 +105,8 @@ def mask_scores(truth: np.ndarray, mask: np.ndarray, grid: Grid3D, boundary_mm: 
 
     Returns
     -------
-    ``iou_3d, dice_3d`` (fractions), ``hd95_mm, msd_mm`` (NaN when ``mask`` is empty),
+    ``iou_3d, dice_3d`` (fractions), ``empty_mask`` (bool), ``hd95_mm, msd_mm`` (NaN when
+    ``mask`` is empty: a failure the caller counts),
     ``volume_ml, true_volume_ml``, and ``iou_3d_<region>, dice_3d_<region>`` for the grid
     rows above (thoracic) and below (lumbar) ``boundary_mm`` (NaN when both are empty there).
 
@@ -96,7 +117,7 @@ def mask_scores(truth: np.ndarray, mask: np.ndarray, grid: Grid3D, boundary_mm: 
     """
     if not np.any(truth):
         raise EmptySegmentationError("the true spine-column mask is empty on the evaluation grid")
-    out = {"iou_3d": iou_3d(truth, mask), "dice_3d": dice_3d(truth, mask)}
+    out: dict = {"iou_3d": iou_3d(truth, mask), "dice_3d": dice_3d(truth, mask), "empty_mask": not np.any(mask)}
     if np.any(mask):
         d_ab, d_ba = surface_distances_mm(mask, truth, spacing_mm=grid.spacing_mm)
         out["hd95_mm"] = float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
@@ -117,7 +138,13 @@ def _centreline_scores(pred: SpineCurves, target: SpineCurves, boundary_mm: floa
     t = np.stack([target.levels_mm, target.values[1], target.values[4]], axis=1)
     d = np.linalg.norm(p - t, axis=1)
     upper = target.levels_mm < boundary_mm
-    return {"centerline_3d_mm": centreline_deviation_mm(pred, target),
+    try:
+        same_row = centreline_same_row_mm(pred, target)
+    except SpineLibError:  # extents without a common row: no same-row distance to speak of
+        same_row = float("nan")
+    top, bottom = extent_errors_mm(pred, target)
+    return {"centerline_3d_mm": centreline_deviation_mm(pred, target), "centerline_3d_same_row_mm": same_row,
+            "extent_top_mm": top, "extent_bottom_mm": bottom,
             "centerline_3d_mm_thoracic": float(d[upper].mean()) if upper.any() else float("nan"),
             "centerline_3d_mm_lumbar": float(d[~upper].mean()) if (~upper).any() else float("nan")}
 
@@ -137,8 +164,9 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Parameters
     ----------
-    job : plain mapping (picklable, for worker processes) with ``subject_id``, ``seg_path``,
-        ``dxa_path``, ``transform`` (theta_deg, tx_mm, ty_mm), ``table_y_mm``, ``target``
+    job : plain mapping (picklable, for worker processes) with ``subject_id``, ``seg_path``
+        (the label volume of the true column), ``dxa_path``, ``transform`` (theta_deg, tx_mm,
+        ty_mm: the frame's DXA->MRI transform), ``table_y_mm``, ``target``
         ((6, K) values, (2,) extent), ``predictions`` ({model: ((6, K), (2,))}) and
         ``grid_mm`` (voxel size of the evaluation grid).
 
@@ -165,7 +193,7 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     base = {"subject_id": sid, "region_boundary_mm": boundary, "grid_mm": grid_mm}
     rows = []
     ceiling = mask_scores(truth, ellipse_mask(target, grid), grid, boundary)
-    rows.append({**base, "model": CEILING, "centerline_3d_mm": float("nan"),
+    rows.append({**base, "model": CEILING, **{c: float("nan") for c in CENTRELINE_COLUMNS},
                  "centerline_3d_mm_thoracic": float("nan"), "centerline_3d_mm_lumbar": float("nan"), **ceiling})
     for m, c in preds.items():
         rows.append({**base, "model": m, **_centreline_scores(c, target, boundary),
@@ -176,10 +204,10 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _jobs(es: EvalSet, grid_mm: float, allow_pickle: bool = False) -> list[dict[str, Any]]:
     out = []
     for i, sid in enumerate(es.subject_id):
-        r = es.alignment.iloc[i]
+        r = es.frame.iloc[i]
         out.append({
             "subject_id": str(sid),
-            "seg_path": es.manifest.iloc[i]["seg_path"],
+            "seg_path": r["seg_path"],
             "dxa_path": es.manifest.iloc[i]["dxa_path"],
             "transform": (float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"])),
             "table_y_mm": float(es.targets.table_y_mm[i]),
@@ -216,7 +244,7 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
     if not np.isfinite(grid_mm) or grid_mm <= 0:
         raise InvalidArgumentError(f"grid_mm must be positive, got {grid_mm!r}")
     work = _jobs(es, grid_mm, allow_pickle)
-    bar = dict(total=len(work), desc=f"3D evaluation ({es.name})", unit="subject", disable=not progress)
+    bar = dict(total=len(work), desc=f"3D evaluation ({es.name})", unit="subject", disable=None if progress else True)
     if int(jobs) == 1 or len(work) < 2:
         results = [evaluate_subject(j) for j in tqdm(work, **bar)]
     else:
@@ -226,6 +254,7 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
             results = list(tqdm(ex.map(evaluate_subject, work), **bar))
     cols = ["subject_id", "model", "region_boundary_mm", "grid_mm", *SCORE_COLUMNS]
     df = pd.DataFrame([r for rows in results for r in rows], columns=cols)
+    df["empty_mask"] = df["empty_mask"].astype(bool)
     order = {m: k for k, m in enumerate([*es.models, CEILING])}
     df["_o"] = df["model"].map(order)
     df = df.sort_values(["_o", "subject_id"], kind="stable").drop(columns="_o").reset_index(drop=True)
@@ -238,17 +267,31 @@ def _finite_mean(s: pd.Series) -> float | None:
     return float(v.mean()) if v.size else None
 
 
+def empty_mask_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The (model, subject) pairs whose reconstructed mask was empty (failures), from
+    :func:`evaluate_3d`'s table: DataFrame ``model, subject_id``."""
+    if not {"model", "subject_id", "empty_mask"} <= set(table.columns):
+        raise InvalidArgumentError("table must come from evaluate_3d (model, subject_id, empty_mask)")
+    sel = table[table["empty_mask"].astype(bool)]
+    return sel[["model", "subject_id"]].reset_index(drop=True)
+
+
 def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame | None = None,
                                  classification: pd.DataFrame | None = None) -> dict:
     """The ``models`` and ``ceiling`` blocks of ``metrics.json`` from :func:`evaluate_3d`'s table.
 
-    Per model: ``centerline_3d_mm, iou_3d, dice_3d, hd95_mm, msd_mm`` (means over subjects;
-    HD95 and MSD over the subjects with a non-empty mask) and, from ``angle_errors``
+    Per model: ``centerline_3d_mm, centerline_3d_same_row_mm, extent_top_mm,
+    extent_bottom_mm, iou_3d, dice_3d, hd95_mm, msd_mm`` (means over subjects; HD95 and MSD
+    over the subjects with a non-empty mask) and ``n_empty_masks`` (subjects whose mask was
+    empty: failures, IoU 0), and, from ``angle_errors``
     (:func:`spinelib.evaluate.clinical.angle_error_summary`), ``cobb_mae_deg,
     kyphosis_mae_deg, lordosis_mae_deg`` against the target curves, and from
     ``classification`` (:func:`spinelib.evaluate.clinical.scoliosis_classification`)
-    ``scoliosis_class_accuracy``. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm``.
-    Keys whose value would not be finite are left out.
+    ``scoliosis_class_accuracy`` and ``scoliosis_sensitivity``, ``scoliosis_specificity``,
+    ``scoliosis_balanced_accuracy``. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm,
+    n_empty_masks``. Keys whose value would not be finite are left out (a sensitivity
+    when no subject is scoliotic, a specificity when all are: see the ``scoliosis``
+    block of :func:`spinelib.evaluate.clinical.scoliosis_block` for the reason).
     """
     need = {"model", "iou_3d", "dice_3d", "centerline_3d_mm", "hd95_mm", "msd_mm"}
     if not need <= set(table.columns):
@@ -257,8 +300,10 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
     ceiling: dict = {}
     for m, sel in table.groupby("model", sort=False):
         keys = ("iou_3d", "dice_3d", "hd95_mm", "msd_mm") if m == CEILING else (
-            "centerline_3d_mm", "iou_3d", "dice_3d", "hd95_mm", "msd_mm")
+            *(c for c in CENTRELINE_COLUMNS if c in sel.columns), "iou_3d", "dice_3d", "hd95_mm", "msd_mm")
         block = {k: v for k in keys if (v := _finite_mean(sel[k])) is not None}
+        if "empty_mask" in sel.columns:
+            block["n_empty_masks"] = int(sel["empty_mask"].astype(bool).sum())
         if m == CEILING:
             ceiling = block
         else:
@@ -270,14 +315,16 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
                 models[r["model"]][f"{r['angle']}_mae_deg"] = float(r["mae_deg"])
     if classification is not None:
         for _, r in classification.iterrows():
-            if r["model"] in models and np.isfinite(r["accuracy"]):
-                models[r["model"]]["scoliosis_class_accuracy"] = float(r["accuracy"])
+            if r["model"] not in models:
+                continue
+            for col, key in (("accuracy", "scoliosis_class_accuracy"), ("sensitivity", "scoliosis_sensitivity"),
+                             ("specificity", "scoliosis_specificity"),
+                             ("balanced_accuracy", "scoliosis_balanced_accuracy")):
+                if col in r and np.isfinite(r[col]):
+                    models[r["model"]][key] = float(r[col])
     return {"models": models, "ceiling": ceiling}
 
 
-#: The paper's headline results (UK Biobank test set, its model): 3D spine curve deviation
-#: and 3D IoU; the Dice follows from the IoU (2 IoU / (1 + IoU)).
-PAPER_RESULTS: dict[str, float] = {"centerline_3d_mm": 3.12, "iou_3d": 0.838, "dice_3d": 2 * 0.838 / 1.838}
 
 
 def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
@@ -289,10 +336,13 @@ def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame ``source, model, centerline_3d_mm, iou_3d_pct, dice_3d_pct, hd95_mm, msd_mm``:
-    one row per model of this run, the ceiling, and the paper's reported numbers (its model
-    on UK Biobank; NaN where the paper reports nothing). The data differ: the paper's
-    numbers are on real DXA/MRI pairs, this run's on its own cohort.
+    DataFrame ``source, model, centerline_3d_same_row_mm, centerline_3d_mm, extent_top_mm,
+    extent_bottom_mm, iou_3d_pct, dice_3d_pct, hd95_mm, msd_mm``: one row per model of this
+    run, the ceiling, and the paper's reported numbers (its model on UK Biobank,
+    :data:`spinelib.paper.PAPER_RESULTS`; NaN where the paper reports nothing). The paper's
+    3D curve deviation compares the centrelines at the same image rows, so it sits in the
+    ``centerline_3d_same_row_mm`` column. The data differ: the paper's numbers are on real
+    DXA/MRI pairs, this run's on its own cohort.
     """
     if "models" not in block:
         raise InvalidArgumentError("block must come from reconstruction_metrics_block")
@@ -300,7 +350,9 @@ def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
 
     def row(source: str, model: str, b: Mapping[str, float]) -> dict:
         return {"source": source, "model": model,
+                "centerline_3d_same_row_mm": b.get("centerline_3d_same_row_mm", np.nan),
                 "centerline_3d_mm": b.get("centerline_3d_mm", np.nan),
+                "extent_top_mm": b.get("extent_top_mm", np.nan), "extent_bottom_mm": b.get("extent_bottom_mm", np.nan),
                 "iou_3d_pct": 100.0 * b.get("iou_3d", np.nan), "dice_3d_pct": 100.0 * b.get("dice_3d", np.nan),
                 "hd95_mm": b.get("hd95_mm", np.nan), "msd_mm": b.get("msd_mm", np.nan)}
 
@@ -308,5 +360,7 @@ def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
         rows.append(row("this run", m, b))
     if block.get("ceiling"):
         rows.append(row("this run", CEILING + " (target curves)", block["ceiling"]))
-    rows.append(row("paper (UK Biobank)", "resnet_bot", PAPER_RESULTS))
+    paper = {"centerline_3d_same_row_mm": PAPER_RESULTS["centerline_3d_mm"], "iou_3d": PAPER_RESULTS["iou_3d"],
+             "dice_3d": PAPER_RESULTS["dice_3d"]}
+    rows.append(row("paper (UK Biobank)", "resnet_bot", paper))
     return pd.DataFrame(rows)

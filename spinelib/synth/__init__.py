@@ -11,5 +11,6 @@ Modules, in the order data flows through them:
 ``dxa``         AP and lateral DXA projections by exact line integrals (blur, noise)
 ``subject``     ``make_subject(index, params)``: one subject, seeded by (seed, index)
 ``cohort``      ``generate_cohort(out_dir, params, jobs=...)``: files + manifest, resumable
+``stats``       cohort statistics: what the AP image could give away about the sagittal shape
 ``bench``       the ``synth_cohort`` benchmark entry
 """

@@ -63,22 +63,50 @@ def materials_for(demo: dict, body: dict) -> dict[str, tuple[float, float, float
     }
 
 
+#: abdominal and hip half depths (mm) of a 170 cm man of BMI 25 before table flattening:
+#: full supine depths of about 22 and 24 cm (sagittal abdominal diameter about 20-21 cm in
+#: middle-aged women and 22-23 cm in men; buttock depth about 24 cm in men and 23.5 in women)
+WAIST_HALF_DEPTH_MM = 115.0
+HIP_HALF_DEPTH_MM = 126.0
+#: least non-fat tissue (mm, at scale 1) the anterior torso wall keeps in front of the
+#: vertebral bodies (aorta, oesophagus or bowel and the abdominal muscles); a drawn depth
+#: leaving less is clipped to it (a rare event)
+MIN_PREVERTEBRAL_MM = 20.0
+#: least non-fat tissue (mm, at scale 1) in front of the pubic symphysis: the pelvis tilts
+#: back (its symphysis moves posteriorly) rather than the hips growing deeper
+MIN_PREPUBIC_MM = 5.0
+
+
 def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
-    """Torso and organ parameters (JSON-able), scaled by height, BMI and sex."""
+    """Torso and organ parameters (JSON-able), scaled by height, BMI and sex.
+
+    The torso's anterior-posterior depths are drawn here from the demographics and their
+    own random factors, never from the spine: the abdominal (sagittal abdominal diameter)
+    depth grows with BMI (elasticity about 0.8: supine sagittal abdominal diameter is
+    close to linear in BMI with a positive intercept) and with the visceral fat of the
+    subject (men store more), with an individual spread of about 8 %; the hip depth
+    follows anthropometric buttock depth. :func:`make_torso` only clips a depth in the
+    rare case where it would leave too little room in front of the skeleton.
+    """
     h = demo["height_cm"] / 170.0
     b = demo["bmi"] / 25.0
     female = demo["sex"] == "F"
     vis = (1.4 if not female else 0.8) * max(b - 0.75, 0.05)
+    vis_factor = float(np.exp(rng.normal(0.0, 0.2)))
+    # more visceral fat at the same BMI: a deeper abdomen (the factor's log SD is 0.2,
+    # so this term adds about 3 % of depth spread on top of the own 7 %)
+    abd = (1.0 + 0.15 * np.log(vis_factor)) * rng.normal(1.0, 0.07)
     return {
         "shoulder_half_width_mm": round(float(195 * h * (0.9 if female else 1.0) * b**0.25 * rng.normal(1, 0.04)), 3),
         "chest_half_width_mm": round(float(158 * h * (0.93 if female else 1.0) * b**0.5 * rng.normal(1, 0.04)), 3),
         "waist_half_width_mm": round(float(140 * h * b**0.75 * rng.normal(1, 0.05)), 3),
         "hip_half_width_mm": round(float(165 * h * (1.07 if female else 1.0) * b**0.55 * rng.normal(1, 0.04)), 3),
         "chest_half_depth_mm": round(float(112 * h * (0.95 if female else 1.0) * b**0.55 * rng.normal(1, 0.05)), 3),
-        "waist_half_depth_mm": round(float(100 * h * (0.93 if female else 1.0) * b**1.0 * rng.normal(1, 0.06)), 3),
-        "hip_half_depth_mm": round(float(108 * h * b**0.6 * rng.normal(1, 0.05)), 3),
+        "waist_half_depth_mm": round(float(WAIST_HALF_DEPTH_MM * h * (0.96 if female else 1.0) * b**0.8 * abd), 3),
+        "hip_half_depth_mm": round(float(HIP_HALF_DEPTH_MM * h * (0.97 if female else 1.0) * b**0.6
+                                         * rng.normal(1, 0.06)), 3),
         "table_flattening": round(float(rng.uniform(0.08, 0.16)), 4),
-        "visceral_fat_scale": round(float(vis * rng.normal(1, 0.2)), 4),
+        "visceral_fat_scale": round(float(vis * vis_factor), 4),
         "bone_density_factor": round(float(rng.normal(1.0, 0.12)), 4),
         "marrow_fat_offset": round(float(rng.normal(0.0, 0.05)), 4),
         "pelvis_width_mm": round(float(130 * h * (1.08 if female else 1.0) * rng.normal(1, 0.04)), 3),
@@ -102,6 +130,16 @@ class Torso:
     fat_post: np.ndarray
     flattening: float
     table_y: float
+    #: knots where a containment rule applies, and those whose drawn depth it clipped
+    checked: np.ndarray | None = None
+    clipped: np.ndarray | None = None
+
+    @property
+    def clip_fraction(self) -> float:
+        """Fraction of the checked knots whose drawn depth was clipped (0 when none checked)."""
+        if self.checked is None or self.clipped is None or not np.any(self.checked):
+            return 0.0
+        return float(np.count_nonzero(self.clipped & self.checked) / np.count_nonzero(self.checked))
 
     def at(self, zq: np.ndarray):
         """Interpolated ``(cx, cy, a, b, ai, bi, yclip_inner)`` at heights ``zq``;
@@ -122,8 +160,23 @@ class Torso:
         return cy + b
 
 
+def _pubis_front_offset(s: float) -> tuple[np.ndarray, float]:
+    """Anterior end of the pubic rami relative to the S1 endplate centre (mm), and its
+    radius: the symphysis, the pelvis's most anterior point."""
+    return np.array([0.0, 100.0 * s, -120.0 * s]), 8.0 * s
+
+
 def make_torso(spine: dict, shape: dict, body: dict, demo: dict) -> Torso:
-    """The torso of a subject, following its spine landmarks (MRI session)."""
+    """The torso of a subject around its spine landmarks (MRI session).
+
+    The knots' heights and the torso's lateral centre follow the spine (a coronal
+    property), its widths and depths are the drawn ``body`` values. The anterior wall
+    is moved forward only where the drawn depth would leave less than
+    :data:`MIN_PREVERTEBRAL_MM` of non-fat tissue in front of a vertebral body (the
+    knots along the column, S1 to T1): the returned torso records these clips
+    (``checked``, ``clipped``, :attr:`Torso.clip_fraction`). Below the sacrum the
+    pelvis adapts to the hips instead (:func:`build_primitives`).
+    """
     c = spine["centres"]
     H = np.asarray(shape["body_height_mm"])
     D = np.asarray(shape["body_depth_mm"])
@@ -148,15 +201,20 @@ def make_torso(spine: dict, shape: dict, body: dict, demo: dict) -> Torso:
                   cd * 0.92, cd * 0.75, 60 * s, 55 * s, 55 * s])
     fk = f * np.array([1.3, 1.3, 1.2 + (0.3 if female else 0.0), 1.3, 1.3, 1.2, 1.0, 0.85,
                        0.8, 0.6, 0.4, 0.3, 0.3])
-    # the torso must hold the spine: anterior surface well in front of the bodies,
-    # posterior surface (table) behind; sides beyond the ribs
-    front_need = np.interp(zk, c[::-1, 2], (c[::-1, 1] + D[::-1] / 2)) + np.where(zk < z_t1, 55.0, 25.0) * s
-    b_need = (front_need - table) / (2.0 - flat)
-    b = np.where(zk <= z_t1, np.maximum(b, b_need + fk), b)
+    # containment, a rare clip: the anterior surface (y = table + b (2 - flat)) must lie a
+    # fat layer plus a minimal organ space in front of the vertebral bodies
+    column = (zk >= z_s1) & (zk <= z_t1)
+    front_need = np.full(zk.shape, -np.inf)
+    front_need[column] = (np.interp(zk[column], c[::-1, 2], c[::-1, 1] + D[::-1] / 2)
+                          + MIN_PREVERTEBRAL_MM * s)
+    b_need = (front_need + fk - table) / (2.0 - flat)
+    clipped = b_need > b
+    b = np.where(clipped, b_need, b)
     a = np.maximum(a, b * 0.9 * (zk < z_t1 - 10))
     cx_spine = np.interp(zk, c[::-1, 2], c[::-1, 0])
     cx = 0.7 * spine["s1_top"][0] + 0.3 * cx_spine
-    return Torso(z=zk, cx=cx, a=a, b=b, fat=fk, fat_post=0.6 * fk, flattening=flat, table_y=table)
+    return Torso(z=zk, cx=cx, a=a, b=b, fat=fk, fat_post=0.6 * fk, flattening=flat, table_y=table,
+                 checked=column, clipped=clipped & column)
 
 
 def _prim(kind, centre, rot, semi, material, **kw) -> Primitive:
@@ -177,9 +235,11 @@ def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitiv
     cx, cy, a, b, ai, bi, yclip = torso.at(np.array([zm]))
     cx, cy, ai, bi = float(cx[0]), float(cy[0]), float(ai[0]), float(bi[0])
     x_sp = float(np.interp(zm, c[::-1, 2], c[::-1, 0]))
-    y_sp = float(np.interp(zm, c[::-1, 2], c[::-1, 1]))
     front = cy + bi - 12 * s
-    back = y_sp - 30 * s
+    # posterior lung edge: the back wall's thickness (fat, muscle, posterior ribs) above the
+    # table, not the vertebrae's depth, so that the lung fields of the AP tissue image do
+    # not measure the thoracic spine's sagittal position
+    back = torso.table_y + float(np.interp(zm, torso.z, torso.fat_post)) + shape["back_muscle_thoracic_mm"] + 27 * s
     half_d = max((front - back) / 2, 40.0)
     yc = (front + back) / 2
     wmid = float(np.interp(zm, c[::-1, 2], W[::-1]))
@@ -216,9 +276,17 @@ def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitiv
     return out
 
 
-def _pelvis(spine: dict, shape: dict, body: dict) -> list[Primitive]:
+def _pelvis(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitive]:
     s = shape["scale"]
     s1 = spine["s1_top"]
+    sym, rad = _pubis_front_offset(s)
+    # the symphysis stays a fat layer plus MIN_PREPUBIC_MM behind the skin: a shallow hip
+    # tilts the pelvis back instead of the hip growing around it
+    z_sym = s1[2] + sym[2]
+    room = (float(torso.front_y(np.array([z_sym]))[0]) - float(np.interp(z_sym, torso.z, torso.fat))
+            - MIN_PREPUBIC_MM * s - rad - s1[1])
+    sym = sym.copy()
+    sym[1] = min(sym[1], max(room, 40.0 * s))
     pw = body["pelvis_width_mm"]
     out = []
     up = np.array([0.0, 0.0, 1.0])
@@ -233,8 +301,8 @@ def _pelvis(spine: dict, shape: dict, body: dict) -> list[Primitive]:
         out.append(from_segment(ELLIPSOID, s1 + np.array([side * 0.38 * pw, 10 * s, -55 * s]),
                                 s1 + np.array([side * 0.42 * pw, 55 * s, -150 * s]), 14 * s, 11 * s, up,
                                 material="pelvis", name="ischium"))
-        out.append(from_segment(ELLIPSOID, s1 + np.array([side * 0.5 * pw, 70 * s, -95 * s]),
-                                s1 + np.array([side * 0.08 * pw, 110 * s, -120 * s]), 9 * s, 8 * s, up,
+        out.append(from_segment(ELLIPSOID, s1 + np.array([side * 0.5 * pw, 65 * s, -95 * s]),
+                                s1 + sym + np.array([side * 0.08 * pw, 0.0, 0.0]), 9 * s, rad, up,
                                 material="pelvis", name="pubis"))
         head = s1 + np.array([side * 0.68 * pw, 55 * s, -100 * s])
         out.append(_prim(ELLIPSOID, head, np.eye(3), [23 * s] * 3, "pelvis", name="femoral_head"))
@@ -392,7 +460,7 @@ def _discs(spine: dict, shape: dict) -> list[Primitive]:
 def build_primitives(spine: dict, shape: dict, body: dict, torso: Torso, *, rib_segments: int = 7) -> list[Primitive]:
     """All primitives of one session's anatomy, in painting order."""
     prims = _organs(spine, shape, body, torso)
-    prims += _pelvis(spine, shape, body)
+    prims += _pelvis(spine, shape, body, torso)
     prims += _ribs(spine, shape, torso, rib_segments)
     prims += _chest_wall(spine, shape, body, torso)
     posts, canals, bodies = [], [], []

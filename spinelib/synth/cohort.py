@@ -27,7 +27,9 @@ __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subjec
 
 log = logging.getLogger("spinelib.synth")
 
-SUBJECT_FILES = ("dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "truth.json")
+#: files of one subject folder; ``seg_dxa.nii.gz`` is the label volume of the DXA-session
+#: anatomy (named by ``truth.json``'s ``dxa_session_seg``), not listed in the manifest
+SUBJECT_FILES = ("dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "seg_dxa.nii.gz", "truth.json")
 _SPLITS = ("train", "val", "test")
 
 
@@ -94,6 +96,7 @@ def _write(folder: str | Path, s, params: dict) -> str:
         write_nifti(tmp / "mri_fat.nii.gz", s.fat, s.affine)
         write_nifti(tmp / "mri_water.nii.gz", s.water, s.affine)
         write_nifti(tmp / "seg.nii.gz", s.seg, s.affine)
+        write_nifti(tmp / s.truth["dxa_session_seg"], s.seg_dxa, s.affine)
         write_truth(tmp / "truth.json", s.truth)
     return s.subject_id
 
@@ -169,12 +172,17 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int = 1, progres
     _remove_stale_temporaries(out)
     splits = assign_splits(n, int(params["seed"]), params.get("split_fractions", [0.7, 0.1, 0.2]))
     todo = [i for i in range(n) if not _is_complete(out / subject_id(i), i, params)]
+    if todo:
+        # the old manifest may describe subjects of another generator version or profile:
+        # until every subject is rewritten, no manifest should present a mixed cohort
+        for stale in ("manifest.csv", "cohort.json"):
+            (out / stale).unlink(missing_ok=True)
     # fail before any work when the subjects still to write will not fit
     ensure_writable_dir(out, min_free_mb=estimate_subject_mb(params) * len(todo))
     log.info("cohort %s: %d subjects, %d to generate, %d jobs", out, n, len(todo), jobs)
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # console bars: no notebook-widget detection
 
         bar = tqdm(total=len(todo), desc="synth", unit="subj", disable=None)
     items = [(str(out / subject_id(i)), i) for i in todo]

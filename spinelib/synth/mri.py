@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, ShapeError
 from .anatomy import Torso
 from .primitives import Primitive, occupancy, world_aabb
 
-__all__ = ["mri_grid", "rasterise", "finish_mri", "SIGNAL_SCALE"]
+__all__ = ["mri_grid", "rasterise", "rasterise_labels", "finish_mri", "SIGNAL_SCALE"]
 
 SIGNAL_SCALE = 100.0
 
@@ -30,6 +31,61 @@ def mri_grid(lo: np.ndarray, hi: np.ndarray, voxel_mm) -> tuple[np.ndarray, tupl
     aff = np.diag([v[0], v[1], v[2], 1.0])
     aff[:3, 3] = lo
     return aff, shape
+
+
+def _grid_axes(affine: np.ndarray, shape: tuple[int, int, int]):
+    """World coordinates (mm) of the voxel centres along each axis, origin, voxel size."""
+    v = np.diag(affine)[:3]
+    o = affine[:3, 3]
+    return [o[k] + v[k] * np.arange(shape[k]) for k in range(3)], o, v
+
+
+def _occupancy_box(p: Primitive, axes, o: np.ndarray, inv_v: np.ndarray, shape, ramp: float):
+    """``(slices, occupancy)`` of primitive ``p`` over the voxels of its bounding box, or
+    ``None`` when the box misses the grid."""
+    xs, ys, zs = axes
+    lo, hi = world_aabb(p)
+    i0 = np.maximum(np.floor((lo - o) * inv_v).astype(int), 0)
+    i1 = np.minimum(np.ceil((hi - o) * inv_v).astype(int) + 1, shape)
+    if np.any(i1 <= i0):
+        return None
+    pts = (xs[i0[0]:i1[0], None, None], ys[None, i0[1]:i1[1], None], zs[None, None, i0[2]:i1[2]])
+    f = occupancy(p, pts, ramp).astype(np.float32)
+    return (slice(i0[0], i1[0]), slice(i0[1], i1[1]), slice(i0[2], i1[2])), f
+
+
+def rasterise_labels(prims: list[Primitive], affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """The label volume (uint8, shape ``shape``) of ``prims`` alone: what :func:`rasterise`
+    paints into its labels, without the signal volumes.
+
+    Only the label-painting primitives (``paint_label``: vertebral bodies, discs, posterior
+    elements, canal, sacrum) are evaluated, in order, so this is much cheaper than
+    :func:`rasterise` and gives the same labels for the same primitives.
+
+    Parameters
+    ----------
+    prims : primitives in painting order (MRI world mm).
+    affine : (4, 4) canonical (diagonal) voxel-to-world affine, mm.
+    shape : grid shape (I, J, K).
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ShapeError(f"shape must be three positive sizes, got {shape!r}")
+    A = np.asarray(affine, float)
+    if A.shape != (4, 4) or not np.allclose(A[:3, :3], np.diag(np.diag(A[:3, :3]))) or np.any(np.diag(A)[:3] <= 0):
+        raise InvalidArgumentError("affine must be a (4, 4) canonical affine with positive voxel sizes on its diagonal")
+    axes, o, v = _grid_axes(A, shape)
+    inv_v, ramp = 1.0 / v, float(np.cbrt(v.prod()))
+    labels = np.zeros(shape, np.uint8)
+    for p in prims:
+        if not p.paint_label:
+            continue
+        box = _occupancy_box(p, axes, o, inv_v, shape, ramp)
+        if box is None:
+            continue
+        sl, f = box
+        labels[sl][f > 0.5] = p.label
+    return labels
 
 
 def rasterise(prims: list[Primitive], torso: Torso, mats: dict, affine: np.ndarray,
@@ -67,14 +123,10 @@ def rasterise(prims: list[Primitive], torso: Torso, mats: dict, affine: np.ndarr
     inv_v = 1.0 / v
     ramp = float(np.cbrt(v.prod()))
     for p in prims:
-        lo, hi = world_aabb(p)
-        i0 = np.maximum(np.floor((lo - o) * inv_v).astype(int), 0)
-        i1 = np.minimum(np.ceil((hi - o) * inv_v).astype(int) + 1, shape)
-        if np.any(i1 <= i0):
+        box = _occupancy_box(p, (xs, ys, zs), o, inv_v, shape, ramp)
+        if box is None:
             continue
-        pts = (xs[i0[0]:i1[0], None, None], ys[None, i0[1]:i1[1], None], zs[None, None, i0[2]:i1[2]])
-        f = occupancy(p, pts, ramp).astype(np.float32)
-        sl = (slice(i0[0], i1[0]), slice(i0[1], i1[1]), slice(i0[2], i1[2]))
+        sl, f = box
         m = mats[p.material]
         fat[sl] += f * (m[2] - fat[sl])
         water[sl] += f * (m[3] - water[sl])

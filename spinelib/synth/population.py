@@ -2,10 +2,13 @@
 
 UK Biobank imaging participants are 45-82 years old, about half women, with body height
 and BMI varying as in a middle-aged British population (men 176 +/- 7 cm, women
-163 +/- 6.5 cm; BMI about 26.5 +/- 4.3, right-skewed). Every other part of the generator
-scales with these numbers (vertebral sizes with height, torso depth and fat with BMI,
-kyphosis with age), so that what the DXA shows about the body is physically tied to the
-spine it hides.
+163 +/- 6.5 cm; BMI about 26.5 +/- 4.3, right-skewed). Other parts of the generator
+depend on these numbers as much as real bodies do, and no more: the column's length
+follows height closely, vertebral cross-sections only moderately; torso depth and fat
+follow BMI and sex with their own individual spread; kyphosis and lordosis depend on
+age, sex and BMI only as weakly as the literature reports (``shape``). So what the DXA
+shows about the body says little about the spine's sagittal shape beyond those weak
+correlations.
 """
 
 from __future__ import annotations

@@ -17,10 +17,32 @@ generated orientations (:func:`measure_angles`):
 * lordosis = ``phi(L5) - phi(L1)`` (L1 superior vs L5 inferior endplate).
 
 Distributions (drawn so that the *measured* angles hit the targets, see the tests):
-supine thoracic kyphosis ~ 20-55 deg growing with age, supine lumbar lordosis 37 +/- 13
-deg, and a scoliosis mixture (about 65 % under 6 deg Cobb, 25 % 6-20, 10 % 20-50;
-thoracic, thoracolumbar, lumbar and double curves) with the vertebrae rotated towards the
-convex side in proportion to their lateral deviation.
+supine thoracic kyphosis ~ 20-55 deg, supine lumbar lordosis 37 +/- 13 deg, and a
+scoliosis mixture (about 65 % under 6 deg Cobb, 25 % 6-20, 10 % 20-50; thoracic,
+thoracolumbar, lumbar and double curves) with the vertebrae rotated towards the convex
+side in proportion to their lateral deviation.
+
+The sagittal angles depend on the demographics only as weakly as the literature reports
+(:data:`KYPHOSIS_DEG_PER_YEAR`, :data:`LORDOSIS_FEMALE_DEG`, :data:`LORDOSIS_DEG_PER_BMI`):
+
+* kyphosis rises with age in adults by about a quarter of a degree per year, with a
+  between-person spread several times larger than the age effect: standing Cobb T5-T12
+  of 1323 adults aged 15-80 rose from 23.4 deg (15-40 years) to 34.4 deg (61-80 years)
+  with a correlation with age of 0.4 over that wide age range (Arch Orthop Trauma Surg
+  2022;142:1731-1737, doi:10.1007/s00402-021-03798-z; the systematic review
+  doi:10.1186/s13018-021-02592-2 finds the same trend; Fon, Pitt & Thies, AJR 1980;
+  134:979-983, the classic normal range). Over this cohort's narrower ages (45-80) the
+  same slope gives a correlation of about 0.2-0.25; the slope used here is lower
+  because supine kyphosis is flatter than standing, and the correlation is weak (about 0.15)
+  (``tests/test_synth_stats.py`` requires |r| <= 0.3);
+* lordosis does not vary measurably with age in adults and is more prominent in women
+  and with higher BMI (Murrie et al., Clin Anat 2003;16:144-147, MRI); the associations
+  with age, sex and BMI are weak (Singh et al., Cureus 2024;16:e72453, 200 radiographs),
+  so the sex and BMI terms here are a few degrees against an SD of 13 deg.
+
+Vertebral body depth and width share the subject's size (height, sex) but their ratio has
+its own individual spread (:func:`draw_shape`), so the sagittal boundaries of the spine
+do not follow from its coronal width.
 
 Supine placement (:func:`place_supine`): the body rests on a flat table. The posterior
 skin under each spinous process lies ``back thickness`` (subcutaneous fat + muscle)
@@ -56,6 +78,27 @@ _ARCH = np.interp(_IDX, [0, 11, 16], [40.0, 50.0, 60.0])
 _DROOP = np.interp(_IDX, [0, 3, 8, 11, 16], [10.0, 18.0, 22.0, 12.0, 5.0])
 
 CURVE_TYPES = ("thoracic", "thoracolumbar", "lumbar", "double")
+
+#: mean supine kyphosis (deg) at age 45 and its rise per year of age (weak: see module doc)
+KYPHOSIS_AT_45_DEG = 32.0
+KYPHOSIS_DEG_PER_YEAR = 0.15
+#: between-person spread of kyphosis (deg, SD) at a given age
+KYPHOSIS_SD_DEG = 8.5
+#: lordosis: cohort mean and SD (deg), extra lordosis of women (deg), slope with BMI (deg per kg/m^2)
+LORDOSIS_MEAN_DEG = 37.0
+LORDOSIS_SD_DEG = 13.0
+LORDOSIS_FEMALE_DEG = 2.5
+LORDOSIS_DEG_PER_BMI = 0.25
+#: individual spread of the vertebral body depth/width ratio: per subject and per level
+#: (log-normal SDs; see :func:`draw_shape`)
+DEPTH_WIDTH_RATIO_SD = 0.09
+DEPTH_WIDTH_RATIO_LEVEL_SD = 0.03
+#: vertebral cross-section size (body width and depth, arch length) ~ (height / 170 cm)
+#: ** exponent * a log-normal individual factor: stature explains only a minor part of
+#: the variance of vertebral cross-sectional size (correlations of about 0.3-0.5 in
+#: morphometric series), while the column's length follows stature closely
+SECTION_HEIGHT_EXPONENT = 0.6
+SECTION_SD = 0.06
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -161,6 +204,19 @@ def _draw_scoliosis(rng: np.random.Generator, severity: float) -> dict:
 def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
     """Draw every shape parameter of one subject (a JSON-able dict).
 
+    Vertebral bodies: height, width and depth scale with body height (and width / depth
+    with sex); the depth/width ratio then gets an individual factor, log-normal with SD
+    :data:`DEPTH_WIDTH_RATIO_SD` per subject and :data:`DEPTH_WIDTH_RATIO_LEVEL_SD` per
+    level, applied as ``depth * sqrt(f)``, ``width / sqrt(f)`` (the endplate area keeps
+    its size). Source of the spread: the cadaveric morphometry of Panjabi et al. (thoracic:
+    Spine 1991;16:888-901; lumbar: Spine 1992;17:299-306) and the CT morphometry of Zhou et
+    al. (Eur Spine J 2000;9:242-248) report standard deviations of endplate width and depth
+    of roughly 5-10 % of their means at each level, with width and depth only moderately
+    correlated between individuals; the ratio of two such measures has a coefficient of
+    variation of the same order, about 8-10 %. With the 3 % per-level size jitter of
+    each dimension on top, the generated ratio has a coefficient of variation of about
+    10 % at each level (``tests/test_synth_stats.py`` measures it and requires >= 8 %).
+
     Parameters
     ----------
     rng : the subject's generator.
@@ -172,13 +228,21 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
     wd = 0.94 if female else 1.0
     jit = lambda sd: rng.normal(1.0, sd, N_VERTEBRAE)  # noqa: E731
     heights = _BODY_H * scale * jit(0.03)
-    widths = _BODY_W * scale * wd * jit(0.03)
-    depths = _BODY_D * scale * wd * jit(0.03)
+    # cross-sectional size (body width and depth, posterior arch): tied to stature only
+    # moderately (correlation about 0.4), unlike the column's length
+    section = (demo["height_cm"] / 170.0) ** SECTION_HEIGHT_EXPONENT * float(np.exp(rng.normal(0.0, SECTION_SD)))
+    ratio = np.exp(rng.normal(0.0, DEPTH_WIDTH_RATIO_SD) + rng.normal(0.0, DEPTH_WIDTH_RATIO_LEVEL_SD, N_VERTEBRAE))
+    widths = _BODY_W * section * wd * jit(0.03) / np.sqrt(ratio)
+    depths = _BODY_D * section * wd * jit(0.03) * np.sqrt(ratio)
     degen = 1.0 - 0.004 * max(age - 45.0, 0.0)
     discs = _DISC * scale * rng.normal(1.0, 0.08, N_VERTEBRAE)
     discs[11:] *= degen
-    kyph = float(np.clip(rng.normal(27.0 + 0.42 * (age - 45.0), 7.0), 8.0, 75.0))
-    lord = float(np.clip(rng.normal(37.0, 13.0), 3.0, 85.0))
+    kyph = float(np.clip(rng.normal(KYPHOSIS_AT_45_DEG + KYPHOSIS_DEG_PER_YEAR * (age - 45.0), KYPHOSIS_SD_DEG),
+                         8.0, 75.0))
+    # centred on the cohort's sex ratio and median BMI so that the cohort mean stays put
+    lord_mean = (LORDOSIS_MEAN_DEG + LORDOSIS_FEMALE_DEG * ((1.0 if female else 0.0) - 0.52)
+                 + LORDOSIS_DEG_PER_BMI * (bmi - 26.3))
+    lord = float(np.clip(rng.normal(lord_mean, LORDOSIS_SD_DEG), 3.0, 85.0))
     f_sub = max(3.0, 4.0 + 1.6 * (bmi - 20.0) + (5.0 if female else 0.0)) * rng.normal(1.0, 0.15)
     return {
         "scale": _r(scale),
@@ -186,7 +250,8 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
         "body_width_mm": _lst(widths, 3),
         "body_depth_mm": _lst(depths, 3),
         "disc_height_mm": _lst(discs, 3),  # below T1..L5 (last: L5/S1)
-        "arch_length_mm": _lst(_ARCH * scale * jit(0.05), 3),
+        "section_scale": _r(section),
+        "arch_length_mm": _lst(_ARCH * section * jit(0.05), 3),
         "spinous_droop_mm": _lst(_DROOP * scale * jit(0.1), 3),
         "kyphosis_drawn_deg": _r(kyph),
         "kyphosis_apex_index": _r(rng.uniform(5.5, 8.0)),

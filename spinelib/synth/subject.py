@@ -8,7 +8,19 @@ Two sessions of the same body are simulated: the MRI session (spine as drawn) an
 session (the same body after a small change of posture, ``posture_change_mm``). The DXA
 image is taken in its own frame, displaced from the MRI by a random planar rigid
 transform (``theta`` within +/- 6 deg, shifts of tens of mm): the true DXA -> MRI
-transform is recorded in ``truth["transform"]``.
+transform is recorded in ``truth["transform"]``. The label volume of the DXA-session
+anatomy (``seg_dxa``, same grid and labels as ``seg``) is kept too, so that evaluations can
+build targets of the anatomy the DXA actually shows.
+
+What the AP image carries about the sagittal shape is physics only: the projection of
+tilted and axially rotated vertebrae (bodies foreshortened, endplates seen obliquely as
+ellipses, pedicles off-centre). The torso's depth is drawn from the demographics, not from
+the spine (``anatomy.draw_body``), and clipped only rarely (``truth["body"]``).
+
+Version history (``GENERATOR_VERSION``, part of every subject's signature, so a cohort
+folder of another version is regenerated rather than mixed): 1, the first generator;
+2, torso depth independent of the spine, individual vertebral depth/width ratio, weak
+demographic dependence of kyphosis and lordosis, ``seg_dxa.nii.gz``.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from ..spine import LEVELS
 from ..transform import PlanarTransform
 from .anatomy import build_primitives, draw_body, make_torso, materials_for
 from .dxa import finish_dxa, project_ap, project_lateral
-from .mri import finish_mri, mri_grid, rasterise
+from .mri import finish_mri, mri_grid, rasterise, rasterise_labels
 from .population import draw_demographics
 from .shape import build_spine, draw_posture_change, draw_shape, measure_angles, place_supine
 
@@ -30,7 +42,7 @@ __all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "DX
 #: DXA field of view (rows = superior-inferior, cols = right-left) and lateral depth, mm
 DXA_FOV_MM = (760.0, 500.0)
 LATERAL_DEPTH_MM = 420.0
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def subject_id(index: int) -> str:
@@ -54,6 +66,8 @@ class Subject:
     seg: np.ndarray
     affine: np.ndarray
     truth: dict
+    #: label volume of the DXA-session anatomy (after the posture change), grid of ``seg``
+    seg_dxa: np.ndarray
 
 
 def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
@@ -65,7 +79,9 @@ def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
 def draw_subject_geometry(index: int, params: dict) -> dict:
     """Everything but the images: drawn parameters, both sessions' spines, torso, transform.
 
-    Cheap (about a millisecond); used by :func:`make_subject` and by cohort statistics.
+    Cheap (a few milliseconds); used by :func:`make_subject` and by cohort statistics.
+    ``torso_clip_fraction`` is the fraction of the torso's checked knots whose drawn
+    depth the containment rule clipped.
     """
     rs = _streams(params["seed"], index)
     rng = rs["anatomy"]
@@ -95,6 +111,7 @@ def draw_subject_geometry(index: int, params: dict) -> dict:
         "spine_mri": spine_mri,
         "spine_dxa": spine_dxa,
         "torso": torso,
+        "torso_clip_fraction": torso.clip_fraction,
         "transform": PlanarTransform(theta, tx, ty),
     }
 
@@ -128,6 +145,7 @@ def make_subject(index: int, params: dict) -> Subject:
     affine, vshape = mri_grid(lo, hi, params["mri_voxel_mm"])
     fat, water, seg = rasterise(prims_mri, torso, mats, affine, vshape)
     fat_i, water_i = finish_mri(fat, water, rs["mri_noise"])
+    seg_dxa = rasterise_labels(prims_dxa, affine, vshape)
     # --- DXA: AP and lateral in the DXA frame of the DXA session
     px = float(params["dxa_pixel_mm"])
     dshape = (int(round(DXA_FOV_MM[0] / px)), int(round(DXA_FOV_MM[1] / px)))
@@ -149,6 +167,10 @@ def make_subject(index: int, params: dict) -> Subject:
         "demographics": demo,
         "shape": {**shape, "body": body, "table_y_mm": g["table_y"], "s1_xz_mm": list(g["s1_xz"]),
                   "pitch_deg": round(spine["pitch_deg"], 4)},
+        "body": {"torso_clip_fraction": round(torso.clip_fraction, 6),
+                 "torso_knots_checked": int(np.count_nonzero(torso.checked)),
+                 "torso_knots_clipped": int(np.count_nonzero(torso.clipped))},
+        "dxa_session_seg": "seg_dxa.nii.gz",
         "materials": {k: list(v) for k, v in mats.items()},
         "transform": T.to_dict(),
         "table_y_mm": g["table_y"],
@@ -167,5 +189,5 @@ def make_subject(index: int, params: dict) -> Subject:
     return Subject(
         subject_id=subject_id(index), bone=bone, tissue=tissue, pixel_spacing_mm=np.array([px, px]),
         lateral_bone=lbone, lateral_tissue=ltissue, lateral_pixel_spacing_mm=np.array([px, px]),
-        fat=fat_i, water=water_i, seg=seg, affine=affine, truth=truth,
+        fat=fat_i, water=water_i, seg=seg, affine=affine, truth=truth, seg_dxa=seg_dxa,
     )
