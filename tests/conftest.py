@@ -15,21 +15,26 @@ import pytest
 SMOKE_SUBJECTS = 40
 
 
-def _register_pipeline_fixtures() -> None:
-    """Make ``tests/data/pipeline_fixtures.py`` importable as ``spinelib_tests_pipeline_fixtures``.
+#: Helper modules of ``tests/data`` shared by several test modules.
+DATA_MODULES: tuple[str, ...] = ("pipeline_fixtures", "ukb_zips", "totalseg_fixtures")
+
+
+def _register_data_modules() -> None:
+    """Make each ``tests/data/<name>.py`` importable as ``spinelib_tests_<name>``.
 
     ``tests`` is not a package; conftest is imported before any test module, so the test
     modules can simply ``import spinelib_tests_pipeline_fixtures as fx``.
     """
-    name = "spinelib_tests_pipeline_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / "pipeline_fixtures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+    for short in DATA_MODULES:
+        name = f"spinelib_tests_{short}"
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / f"{short}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
 
 
-_register_pipeline_fixtures()
+_register_data_modules()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ subjects, so every ingested array can be compared with the subject it came from.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import shutil
 import sys
 import zipfile
@@ -31,17 +30,7 @@ from spinelib.ingest.ukb_mri import Station, blend_stations, common_grid
 from spinelib.io import read_dxa, read_manifest, read_volume, write_nifti
 
 
-def _load_zip_writer():
-    name = "spinelib_tests_ukb_zips"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "data" / "ukb_zips.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-uz = _load_zip_writer()
+import spinelib_tests_ukb_zips as uz  # noqa: E402  (registered by conftest)
 EID = "1000001"
 
 

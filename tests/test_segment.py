@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -47,15 +45,7 @@ from spinelib.synth.subject import make_subject
 from spinelib.transform import PlanarTransform
 
 
-def _load_fixtures():
-    spec = importlib.util.spec_from_file_location(
-        "spinelib_tests_totalseg_fixtures", Path(__file__).parent / "data" / "totalseg_fixtures.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tsf = _load_fixtures()
+import spinelib_tests_totalseg_fixtures as tsf  # noqa: E402  (registered by conftest)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

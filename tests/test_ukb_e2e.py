@@ -17,7 +17,6 @@ it puts each vertebra and where the vertebra truly is is measured with the true 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -40,11 +39,6 @@ N_SUBJECTS = 40
 EID0 = 1_000_000
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"spinelib_tests_{name}", Path(__file__).parent / "data" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _centres(truth: dict, key: str) -> np.ndarray:
@@ -80,7 +74,9 @@ def _errors(run: Path, ids: dict[str, int], spacing: dict[str, tuple], truths: d
 
 
 def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path):
-    uz, tsf = _load("ukb_zips"), _load("totalseg_fixtures")
+    import spinelib_tests_totalseg_fixtures as tsf
+    import spinelib_tests_ukb_zips as uz
+
     params = get_profile("smoke", {"n_subjects": N_SUBJECTS})
     syn = read_manifest(smoke_cohort)
     assert len(syn) == N_SUBJECTS
