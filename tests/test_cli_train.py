@@ -54,9 +54,10 @@ def test_train_in_one_process_then_predict(cohort, tmp_path):
     assert rc == 0
     ck = run_paths(run)["checkpoints"]
     assert (ck / "mean_shape" / "best.pt").is_file() and (ck / "resnet" / "best.pt").is_file()
+    assert (ck / "visible_summaries" / "ridge.npz").is_file()
     assert not (ck / "resnet_bot").exists()
     summary = pd.read_csv(run_paths(run)["tables"] / "training_summary.csv")
-    assert list(summary["model"]) == ["mean_shape", "resnet"]
+    assert list(summary["model"]) == ["mean_shape", "visible_summaries", "resnet"]  # the two baselines are always fitted
     assert len(pd.read_csv(ck / "resnet" / "train_log.csv")) == 1
     # the training checkpoints (best and last) are what `spinelib predict` reads
     dxa = read_manifest(manifest)["dxa_path"].iloc[0]
@@ -110,7 +111,7 @@ def test_torchrun_two_processes(cohort, tmp_path):
         assert (ck / name / "best.pt").is_file()
     assert len(pd.read_csv(ck / "resnet_bot" / "train_log.csv")) == 1
     summary = pd.read_csv(run_paths(run)["tables"] / "training_summary.csv")
-    assert list(summary["model"]) == ["mean_shape", "resnet_bot"]
+    assert list(summary["model"]) == ["mean_shape", "visible_summaries", "resnet_bot"]
     # every file was written once, atomically: no temporary left behind by a second writer
     leftovers = [p for p in run.rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith("."))]
     assert leftovers == []

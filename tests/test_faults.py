@@ -101,7 +101,7 @@ def test_synth_killed_resumes_to_identical_cohort(tmp_path, smoke_cohort, jobs):
     assert 0 < len(done) < SMOKE_SUBJECTS, "the kill did not interrupt the generation"
     for folder in done:  # every subject folder visible is whole
         assert sorted(f.name for f in folder.iterdir()) == sorted(
-            ["dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "truth.json"])
+            ["dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "seg_dxa.nii.gz", "truth.json"])
     _finish(_spinelib(*args, cwd=tmp_path))
     ref = smoke_cohort.parent
     assert _files(out) == _files(ref)
@@ -203,9 +203,10 @@ def test_train_killed_resumes_to_identical_weights(train_run, smoke_cohort, tmp_
 
 
 # --------------------------------------------------------------------------- a notebook section
-_EARLY_METRICS = ("profile", "n_subjects", "alignment", "data_quality", "training")
+_EARLY_METRICS = ("profile", "n_subjects", "alignment", "data_quality", "truth_targets", "training")
 _EARLY_TABLES = ("alignment", "alignment_errors", "alignment_rejected", "bad_subjects", "target_noise",
-                 "training_summary", "paper_parameter_counts")
+                 "truth_targets", "target_noise_vs_truth", "training_summary", "paper_parameter_counts",
+                 "prediction_skipped", "tuned_on")
 
 
 def test_section_killed_resumes_to_identical_metrics(smoke_run, tmp_path):
