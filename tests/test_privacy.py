@@ -197,9 +197,12 @@ def test_no_raw_id_in_the_book_or_the_run_folder(hidden, real_cohort):
     assert len(align) == len(raw) and align["subject_id"].str.fullmatch(r"P[0-9a-f]{12}").all()
     assert set(per_subject["subject_id"]) <= set(align["subject_id"])
     bad = pd.read_csv(run / "tables" / "bad_subjects.csv", dtype=str)
-    assert len(bad) == 1 and bad.loc[0, "stage"] == "load"
-    hashed = bad.loc[0, "subject_id"]
-    assert f"/{hashed}/dxa.npz" in bad.loc[0, "reason"]  # the path is published hashed too
+    # the one unreadable DXA; smoke's coarse grid may also reject a genuine pair or two
+    assert set(bad["stage"]) <= {"load", "alignment"}
+    load = bad[bad["stage"] == "load"].reset_index(drop=True)
+    assert len(load) == 1
+    hashed = load.loc[0, "subject_id"]
+    assert f"/{hashed}/dxa.npz" in load.loc[0, "reason"]  # the path is published hashed too
     assert hashed in (html / "notebooks" / "01_alignment.html").read_text()
 
 
