@@ -9,12 +9,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError
 from spinelib.profiles import get_profile
 from spinelib.spine import COLUMN_LABELS, LEVELS, column_mask
 from spinelib.synth.cohort import SUBJECT_FILES, assign_splits, generate_cohort
-from spinelib.synth.subject import make_subject
+from spinelib.synth.subject import GENERATOR_VERSION, make_subject
 from spinelib.transform import PlanarTransform, dxa_pixel_to_mri
 
 N = 3
@@ -276,7 +278,7 @@ def test_seg_dxa_file_and_truth_key(cohort):
     np.testing.assert_array_equal(img.affine, seg.affine)
     assert img.shape == seg.shape and img.get_data_dtype() == np.uint8
     assert 0.0 <= truth["body"]["torso_clip_fraction"] < 1.0
-    assert truth["generator_version"] == 2
+    assert truth["generator_version"] == GENERATOR_VERSION
 
 
 def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
@@ -291,7 +293,7 @@ def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
     keep = (out / "S00000" / "truth.json").stat().st_mtime_ns
     generate_cohort(out, smoke, progress=False)
     again = json.loads(t.read_text())
-    assert again["generator_version"] == 2 and again["signature"]["generator_version"] == 2
+    assert again["generator_version"] == GENERATOR_VERSION and again["signature"]["generator_version"] == GENERATOR_VERSION
     assert (out / "S00001" / "seg_dxa.nii.gz").is_file()
     assert (out / "S00000" / "truth.json").stat().st_mtime_ns == keep
 
@@ -305,3 +307,45 @@ def test_rasterise_labels_rejects_bad_grids(subject):
     with pytest.raises(InvalidArgumentError, match="affine"):
         rasterise_labels([], -subject.affine, subject.seg.shape)
     assert not rasterise_labels([], subject.affine, (4, 4, 4)).any()
+
+
+# ----------------------------------------------------------------------------- rib cage
+
+
+@settings(max_examples=50, deadline=None)
+@given(phi=st.floats(-35, 35), psi=st.floats(-30, 30), rho=st.floats(-30, 30))
+def test_rib_frame_keeps_coronal_tilt_and_rotation_but_not_sagittal_tilt(phi, psi, rho):
+    from spinelib.synth.anatomy import rib_frame
+    from spinelib.synth.shape import vertebra_frame
+
+    F = vertebra_frame(phi, psi, rho)
+    R = rib_frame(F)
+    np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-12)
+    assert np.linalg.det(R) == pytest.approx(1.0)
+    assert R[1, 2] == pytest.approx(0.0, abs=1e-12) and R[2, 2] > 0  # no sagittal tilt left
+    # the coronal tilt stays: the superior axis leans left-right as the vertebra's does
+    assert np.arctan2(R[0, 2], R[2, 2]) == pytest.approx(np.arctan2(F[0, 2], F[2, 2]), abs=1e-9)
+    # without a coronal tilt, the rib frame is the untilted vertebra's (axial rotation kept)
+    G = vertebra_frame(phi, 0.0, rho)
+    np.testing.assert_allclose(rib_frame(G), vertebra_frame(0.0, 0.0, rho), atol=1e-9)
+
+
+def test_rib_frame_of_an_untilted_vertebra_is_the_world_frame():
+    from spinelib.synth.anatomy import rib_frame
+    from spinelib.synth.shape import vertebra_frame
+
+    np.testing.assert_allclose(rib_frame(vertebra_frame(25.0, 0.0, 0.0)), np.eye(3), atol=1e-12)
+
+
+def test_frame_scale_is_not_a_ruler_for_the_column(smoke):
+    """The anatomy around the column is sized by its own scale: given stature it says little
+    about the column's length (the generator-v2 shortcut, see GENERATOR_VERSION)."""
+    from spinelib.synth.subject import draw_subject_geometry
+
+    rows = []
+    for i in range(150):
+        g = draw_subject_geometry(i, smoke)
+        h = g["demographics"]["height_cm"] / 170.0
+        rows.append((g["body"]["frame_scale"] / h, g["shape"]["scale"] / h))
+    r = np.corrcoef(np.array(rows).T)[0, 1]
+    assert abs(r) < 0.25, r

@@ -25,7 +25,7 @@ import numpy as np
 from ..spine import DISC_LABEL, LUMBOSACRAL_DISC_LABEL, N_VERTEBRAE, POSTERIOR_LABEL, SACRUM_LABEL
 from .primitives import CYLINDER, ELLIPSOID, Primitive, cross3, frame_from_axis, from_segment
 
-__all__ = ["materials_for", "draw_body", "Torso", "make_torso", "build_primitives", "MATERIAL_NAMES"]
+__all__ = ["materials_for", "draw_body", "Torso", "make_torso", "rib_frame", "build_primitives", "MATERIAL_NAMES"]
 
 MATERIAL_NAMES = ("air", "fat", "muscle", "organ", "blood", "lung", "cortical", "marrow",
                   "posterior", "rib", "pelvis", "disc", "nucleus", "flat_bone", "csf", "visceral_fat", "bowel")
@@ -77,6 +77,21 @@ MIN_PREVERTEBRAL_MM = 20.0
 MIN_PREPUBIC_MM = 5.0
 
 
+#: individual spread (log SD) of the size of the anatomy around the spinal column -- pelvis,
+#: ribs, shoulder girdle, organs and the torso's landmark offsets -- about stature. Pelvic
+#: and thoracic dimensions correlate with stature only moderately (correlations of about
+#: 0.4-0.6 in anthropometric series), so their size is not a ruler for the column's own
+#: length (``shape["scale"]``, which follows stature to 3 %). A shared ruler would let the
+#: AP image read the column's foreshortening -- and with it the kyphosis -- to 1 %.
+FRAME_SCALE_SD = 0.05
+#: mean distances (mm, at frame scale 1) below the top of T1 of the sternum's upper end and
+#: of the scapulae's centres, and the sternum's mean length (manubrium to xiphoid, about
+#: 15-17 cm in adults)
+STERNUM_TOP_MM = 48.0
+STERNUM_LENGTH_MM = 150.0
+SCAPULA_CENTRE_MM = 105.0
+
+
 def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
     """Torso and organ parameters (JSON-able), scaled by height, BMI and sex.
 
@@ -90,6 +105,10 @@ def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
     """
     h = demo["height_cm"] / 170.0
     b = demo["bmi"] / 25.0
+    # the skeleton and organs around the column (pelvis, ribs, shoulder girdle, organs, the
+    # torso's landmarks) follow stature with their own individual spread, not the column's
+    # length: see FRAME_SCALE_SD
+    frame_scale = h * float(np.exp(rng.normal(0.0, FRAME_SCALE_SD)))
     female = demo["sex"] == "F"
     vis = (1.4 if not female else 0.8) * max(b - 0.75, 0.05)
     vis_factor = float(np.exp(rng.normal(0.0, 0.2)))
@@ -110,6 +129,14 @@ def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
         "bone_density_factor": round(float(rng.normal(1.0, 0.12)), 4),
         "marrow_fat_offset": round(float(rng.normal(0.0, 0.05)), 4),
         "pelvis_width_mm": round(float(130 * h * (1.08 if female else 1.0) * rng.normal(1, 0.04)), 3),
+        "frame_scale": round(float(frame_scale), 4),
+        # the shoulder girdle's height and the sternum's length are the subject's own, not
+        # counted in vertebrae (the manubrium lies at T2-T4, the xiphoid at T9-T11)
+        "sternum_top_mm": round(float(STERNUM_TOP_MM * frame_scale * rng.normal(1.0, 0.15)), 3),
+        "sternum_length_mm": round(float(STERNUM_LENGTH_MM * frame_scale * rng.normal(1.0, 0.08)), 3),
+        "scapula_centre_mm": round(float(SCAPULA_CENTRE_MM * frame_scale * rng.normal(1.0, 0.08)), 3),
+        # rib slope varies between people (and steepens with age): the ribs' lateral drop
+        "rib_drop_factor": round(float(rng.normal(1.0, 0.15) * (1.0 + 0.004 * (demo["age"] - 60.0))), 4),
     }
 
 
@@ -182,7 +209,7 @@ def make_torso(spine: dict, shape: dict, body: dict, demo: dict) -> Torso:
     D = np.asarray(shape["body_depth_mm"])
     z_t1 = c[0, 2] + H[0] / 2
     z_t7, z_l3, z_s1 = c[6, 2], c[14, 2], spine["s1_top"][2]
-    s = shape["scale"]
+    s = body["frame_scale"]
     z_hip = z_s1 - 95 * s
     f = shape["subcutaneous_fat_mm"]
     female = demo["sex"] == "F"
@@ -224,7 +251,7 @@ def _prim(kind, centre, rot, semi, material, **kw) -> Primitive:
 
 def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitive]:
     c = spine["centres"]
-    s = shape["scale"]
+    s = body["frame_scale"]
     W = np.asarray(shape["body_width_mm"])
     H = np.asarray(shape["body_height_mm"])
     out = []
@@ -277,7 +304,7 @@ def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitiv
 
 
 def _pelvis(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitive]:
-    s = shape["scale"]
+    s = body["frame_scale"]
     s1 = spine["s1_top"]
     sym, rad = _pubis_front_offset(s)
     # the symphysis stays a fat layer plus MIN_PREPUBIC_MM behind the skin: a shallow hip
@@ -325,15 +352,48 @@ _RIB_END = np.array([2.45, 2.5, 2.5, 2.5, 2.5, 2.5, 2.45, 2.3, 2.2, 2.05, 1.7, 1
 _RIB_DROP = np.array([22, 32, 42, 50, 56, 60, 62, 60, 55, 48, 35, 25], float)
 
 
-def _ribs(spine: dict, shape: dict, torso: Torso, n_seg: int) -> list[Primitive]:
+def rib_frame(frame: np.ndarray) -> np.ndarray:
+    """(3, 3) frame (columns lateral, anterior, superior) a rib pair is drawn in.
+
+    The vertebra's frame turned, by the smallest rotation, until its superior axis has no
+    anterior-posterior component: the rib pair keeps its vertebra's coronal tilt and axial
+    rotation (the rib cage follows scoliosis and makes its rib hump) but not its sagittal
+    tilt, because the ribs' anterior ends are held by the costal cartilages and the
+    sternum. A rib cage rigidly attached to a vertebra tilted by 20 deg would move its
+    anterior end by about 70 mm in the AP image and hand the kyphosis to anyone reading
+    the rib outline.
+
+    Parameters
+    ----------
+    frame : (3, 3) rotation, columns the vertebra's (lateral, anterior, superior) axes.
+
+    Returns
+    -------
+    (3, 3) rotation, columns (lateral, anterior, superior); the superior axis lies in the
+    world's x-z (coronal) plane.
+    """
+    f = np.asarray(frame, float)
+    u = f[:, 2]
+    v = np.array([u[0], 0.0, u[2]])
+    v /= np.linalg.norm(v)
+    axis = cross3(u, v)
+    sin, cos = np.linalg.norm(axis), float(u @ v)
+    if sin < 1e-12:
+        return f.copy()
+    k = axis / sin
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return (np.eye(3) + sin * kx + (1.0 - cos) * kx @ kx) @ f  # Rodrigues: rotate u onto v
+
+
+def _ribs(spine: dict, shape: dict, body: dict, torso: Torso, n_seg: int) -> list[Primitive]:
     out = []
-    s = shape["scale"]
+    s = body["frame_scale"]
     W = np.asarray(shape["body_width_mm"])
     D = np.asarray(shape["body_depth_mm"])
     arch = np.asarray(shape["arch_length_mm"])
     for i in range(12):
-        c, F = spine["centres"][i], spine["frames"][i]
-        lat, ant, up = F[:, 0], F[:, 1], F[:, 2]
+        c = spine["centres"][i]
+        lat, ant, up = rib_frame(spine["frames"][i])
         cx, cy, a, b, ai, bi, yclip = (float(v[0]) for v in torso.at(np.array([c[2] - 20 * s])))
         A = max((ai - 14 * s) * _RIB_WIDTH[i], W[i] / 2 + 30 * s)
         back = -(D[i] / 2 + arch[i] * 0.42)
@@ -346,7 +406,7 @@ def _ribs(spine: dict, shape: dict, torso: Torso, n_seg: int) -> list[Primitive]
         frac = (tau - tau0) / (tau[-1] - tau0)
         for side in (1, -1):
             loc = np.stack([side * A * np.sin(tau), ac - Bh * np.cos(tau),
-                            -_RIB_DROP[i] * s * frac**1.2 - 4.0 * s], axis=1)
+                            -_RIB_DROP[i] * s * body["rib_drop_factor"] * frac**1.2 - 4.0 * s], axis=1)
             pts = c + loc @ np.stack([lat, ant, up])
             joint = c + side * (W[i] / 2 + 12 * s) * lat - (D[i] / 2 + 10 * s) * ant
             pts = np.vstack([joint, pts])
@@ -359,10 +419,11 @@ def _ribs(spine: dict, shape: dict, torso: Torso, n_seg: int) -> list[Primitive]
 def _chest_wall(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitive]:
     """Sternum, clavicles and scapulae (flat bones the DXA shows over the upper thorax)."""
     c = spine["centres"]
-    s = shape["scale"]
+    s = body["frame_scale"]
     H = np.asarray(shape["body_height_mm"])
     z_t1 = c[0, 2] + H[0] / 2
-    z_top, z_bot = c[2, 2], c[8, 2]
+    z_top = z_t1 - body["sternum_top_mm"]
+    z_bot = z_top - body["sternum_length_mm"]
     front = lambda z: float(torso.front_y(np.array([z]))[0]) - float(np.interp(z, torso.z, torso.fat)) - 10 * s  # noqa: E731
     cxz = lambda z: float(np.interp(z, torso.z, torso.cx))  # noqa: E731
     up = np.array([0.0, 0.0, 1.0])
@@ -378,7 +439,7 @@ def _chest_wall(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Prim
         normal = np.array([side * np.sin(np.deg2rad(35)), -np.cos(np.deg2rad(35)), 0.0])
         R = np.stack([cross3(up, normal), up, normal], axis=1)
         R[:, 0] /= np.linalg.norm(R[:, 0])
-        centre = [c[4, 0] + side * 0.55 * ch, y_back - 6 * s, c[4, 2] - 10 * s]
+        centre = [c[4, 0] + side * 0.55 * ch, y_back - 6 * s, z_t1 - body["scapula_centre_mm"]]
         out.append(_prim(CYLINDER, centre, R, [48 * s, 75 * s, 3.0 * s], "flat_bone", name="scapula"))
     return out
 
@@ -387,7 +448,7 @@ def _vertebra(i: int, spine: dict, shape: dict) -> tuple[list, list, list]:
     """(posterior elements, canal, body) primitives of vertebra ``i``."""
     c, F = spine["centres"][i], spine["frames"][i]
     lat, ant, up = F[:, 0], F[:, 1], F[:, 2]
-    s = shape["scale"]
+    s = shape["section_scale"]
     H = shape["body_height_mm"][i]
     W = shape["body_width_mm"][i]
     D = shape["body_depth_mm"][i]
@@ -461,7 +522,7 @@ def build_primitives(spine: dict, shape: dict, body: dict, torso: Torso, *, rib_
     """All primitives of one session's anatomy, in painting order."""
     prims = _organs(spine, shape, body, torso)
     prims += _pelvis(spine, shape, body, torso)
-    prims += _ribs(spine, shape, torso, rib_segments)
+    prims += _ribs(spine, shape, body, torso, rib_segments)
     prims += _chest_wall(spine, shape, body, torso)
     posts, canals, bodies = [], [], []
     for i in range(N_VERTEBRAE):

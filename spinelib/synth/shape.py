@@ -93,6 +93,12 @@ LORDOSIS_DEG_PER_BMI = 0.25
 #: (log-normal SDs; see :func:`draw_shape`)
 DEPTH_WIDTH_RATIO_SD = 0.09
 DEPTH_WIDTH_RATIO_LEVEL_SD = 0.03
+#: relative spread (SD) of the intervertebral disc heights: per subject and per level. Disc
+#: height at a given stature varies with hydration and early degeneration by some 15-20 %
+#: between adults, well beyond the vertebral bodies' few per cent; the column's length
+#: therefore does not follow exactly from the bones' sizes
+DISC_SUBJECT_SD = 0.12
+DISC_LEVEL_SD = 0.10
 #: vertebral cross-section size (body width and depth, arch length) ~ (height / 170 cm)
 #: ** exponent * a log-normal individual factor: stature explains only a minor part of
 #: the variance of vertebral cross-sectional size (correlations of about 0.3-0.5 in
@@ -235,7 +241,9 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
     widths = _BODY_W * section * wd * jit(0.03) / np.sqrt(ratio)
     depths = _BODY_D * section * wd * jit(0.03) * np.sqrt(ratio)
     degen = 1.0 - 0.004 * max(age - 45.0, 0.0)
-    discs = _DISC * scale * rng.normal(1.0, 0.08, N_VERTEBRAE)
+    # disc heights vary between adults of the same stature far more than bone lengths do
+    # (hydration and early degeneration): a subject factor and a per-level factor
+    discs = _DISC * scale * rng.normal(1.0, DISC_SUBJECT_SD) * rng.normal(1.0, DISC_LEVEL_SD, N_VERTEBRAE)
     discs[11:] *= degen
     kyph = float(np.clip(rng.normal(KYPHOSIS_AT_45_DEG + KYPHOSIS_DEG_PER_YEAR * (age - 45.0), KYPHOSIS_SD_DEG),
                          8.0, 75.0))

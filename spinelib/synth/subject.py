@@ -20,7 +20,14 @@ the spine (``anatomy.draw_body``), and clipped only rarely (``truth["body"]``).
 Version history (``GENERATOR_VERSION``, part of every subject's signature, so a cohort
 folder of another version is regenerated rather than mixed): 1, the first generator;
 2, torso depth independent of the spine, individual vertebral depth/width ratio, weak
-demographic dependence of kyphosis and lordosis, ``seg_dxa.nii.gz``.
+demographic dependence of kyphosis and lordosis, ``seg_dxa.nii.gz``; 3, ribs that follow
+their vertebra's coronal tilt and axial rotation but not its sagittal tilt
+(``anatomy.rib_frame``), the anatomy around the column sized by its own frame scale
+(``anatomy.FRAME_SCALE_SD``) with a sternum, shoulder girdle and rib slope of the
+subject's own, and disc heights with their realistic spread (``shape.DISC_SUBJECT_SD``):
+version 2 let a ridge on the AP image's plain summaries read the kyphosis (held-out R2
+about 0.5 at the default resolution) from the rib cage swinging with the thoracic tilt
+and from anatomy that measured the column's length to 1 %.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ __all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "DX
 #: DXA field of view (rows = superior-inferior, cols = right-left) and lateral depth, mm
 DXA_FOV_MM = (760.0, 500.0)
 LATERAL_DEPTH_MM = 420.0
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 def subject_id(index: int) -> str:
