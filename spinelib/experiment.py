@@ -61,6 +61,22 @@ def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Ma
     return scans
 
 
+def has_lateral_views(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping) -> bool:
+    """Whether every listed subject's DXA holds a lateral view (what the biplanar model needs).
+
+    Raises
+    ------
+    InvalidArgumentError
+        A subject is not in the manifest.
+    """
+    by_id = manifest_df.set_index("subject_id")
+    missing = [s for s in subject_ids if s not in by_id.index]
+    if missing:
+        raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
+    allow = bool(params.get("allow_pickle", False))
+    return all(read_dxa(by_id.loc[s, "dxa_path"], allow_pickle=allow).has_lateral for s in subject_ids)
+
+
 def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]:
     return [PreparedScan(s.stack[:n_channels], s.crop) for s in scans]
 
@@ -73,7 +89,9 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     last checkpoint of an interrupted run. Every model starts from weights drawn from the
     run's seed, and sees the same crops (found from the images alone; training jitters them).
     ``visible_summaries`` (:mod:`spinelib.summaries`) is fitted on the training crops
-    without jitter, its ridge penalty chosen on the validation split.
+    without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
+    out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body
+    DXAs do not.
 
     Returns
     -------
@@ -88,6 +106,12 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
         raise InvalidArgumentError(
             f"need training and validation subjects, got {len(train_t)} and {len(val_t)} with targets"
         )
+    names = list(names)
+    if "biplanar" in names and not has_lateral_views(manifest_df, [*train_t.subject_id, *val_t.subject_id], params):
+        # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
+        # not trained rather than the section failing; the summary simply has no such row
+        log.warning("not training biplanar: the cohort's training and validation DXAs have no lateral view")
+        names.remove("biplanar")
     lateral = "biplanar" in names
     tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
     va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)

@@ -122,3 +122,24 @@ def test_torchrun_two_processes(cohort, tmp_path):
     pred = Predictor.from_checkpoint(ck / "resnet_bot" / "best.pt").predict(
         read_dxa(read_manifest(manifest)["dxa_path"].iloc[0]))
     assert pred.curves.n_levels == PARAMS["n_levels"]
+
+
+def test_has_lateral_views(cohort, tmp_path):
+    """The synthetic cohort has lateral views; a DXA written without one (as UK Biobank's
+    whole-body DXA) makes the cohort lose the biplanar model; an unknown subject is an error."""
+    from spinelib.errors import InvalidArgumentError
+    from spinelib.experiment import has_lateral_views
+    from spinelib.io import read_dxa, write_dxa
+
+    manifest, _ = cohort
+    df = read_manifest(manifest)
+    ids = list(df["subject_id"])
+    assert has_lateral_views(df, ids, PARAMS)
+    d = read_dxa(df["dxa_path"].iloc[0])
+    ap_only = write_dxa(tmp_path / "ap_only.npz", d.bone, d.tissue, d.pixel_spacing_mm)
+    mixed = df.copy()
+    mixed.loc[mixed.index[0], "dxa_path"] = str(ap_only)
+    assert not has_lateral_views(mixed, ids, PARAMS)
+    assert has_lateral_views(mixed, ids[1:], PARAMS)
+    with pytest.raises(InvalidArgumentError, match="S99999"):
+        has_lateral_views(df, ["S99999"], PARAMS)

@@ -73,7 +73,7 @@ def _errors(run: Path, ids: dict[str, int], spacing: dict[str, tuple], truths: d
     return pd.DataFrame(rows).set_index("index").sort_index()
 
 
-def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path):
+def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path, capsys):
     import spinelib_tests_totalseg_fixtures as tsf
     import spinelib_tests_ukb_zips as uz
 
@@ -103,14 +103,18 @@ def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path):
     ing = read_manifest(cohort / "manifest.csv")
     assert len(ing) == N_SUBJECTS and set(ing["truth_path"]) == {""}
 
-    # 4. alignment of both cohorts by the pipeline's alignment notebook (ids shown, not hashed,
-    #    to match subjects); only that section
-    #    (``spinelib run --sections alignment`` would run every later section too)
-    runs = {}
-    for name, manifest in (("synthetic", smoke_cohort), ("ingested", cohort / "manifest.csv")):
-        runs[name] = tmp_path / f"run-{name}"
-        run_pipeline(runs[name], profile="smoke", data=str(manifest), table=SECTIONS[:1],
-                     overrides={"show_ids": True}, stream=None, progress_bar=False)
+    # 4. the ingested cohort through the book intro's commands (ids shown, not hashed, to
+    #    match subjects): every section, then the book
+    runs = {"synthetic": tmp_path / "run-synthetic", "ingested": tmp_path / "run-ingested"}
+    assert cli.main(["run", "--profile", "smoke", "--data", str(cohort / "manifest.csv"),
+                     "--out", str(runs["ingested"]), "--show-ids"]) == 0
+    capsys.readouterr()
+    assert cli.main(["book", "--run", str(runs["ingested"])]) == 0
+    index = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    check_ingested_run(runs["ingested"], index, n_test=int((ing["split"] == "test").sum()))
+    # the synthetic cohort: its alignment section only, as the reference
+    run_pipeline(runs["synthetic"], profile="smoke", data=str(smoke_cohort), table=SECTIONS[:1],
+                 overrides={"show_ids": True}, stream=None, progress_bar=False)
     summary = compare_alignment(runs, syn, ing, subjects)
     (tmp_path / "e2e_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
@@ -118,6 +122,21 @@ def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path):
     assert abs(summary["n_trusted_ingested"] - summary["n_trusted_synthetic"]) <= 2
     assert abs(summary["error_mm_mean_ingested"] - summary["error_mm_mean_synthetic"]) <= 0.5
     assert abs(summary["paired_error_mm_mean_ingested"] - summary["paired_error_mm_mean_synthetic"]) <= 0.5
+
+
+def check_ingested_run(run: Path, index: Path, n_test: int) -> None:
+    """A real cohort's run: every section ran, the models were evaluated on its test split
+    against the (only) targets it has, those of the estimated alignment; no biplanar model (a
+    whole-body DXA has no lateral view); the book built without a missing number."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    models = metrics["models"]
+    assert set(models) == {"mean_shape", "visible_summaries", "resnet", "resnet_bot"}, sorted(models)
+    for name, block in models.items():
+        assert block["n_test"] == n_test and 0 < block["n_evaluated"] <= n_test, (name, block)
+        assert np.isfinite(block["centerline_3d_same_row_mm"]), name
+    assert index.name == "index.html" and index.is_file(), index
+    log = (index.parents[1] / "build.log").read_text()
+    assert "No key" not in log and "Traceback" not in log, [ln for ln in log.splitlines() if "WARNING" in ln][:5]
 
 
 def compare_alignment(runs: dict[str, Path], syn, ing, subjects: dict) -> dict:
