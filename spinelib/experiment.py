@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .curves import from_crop
-from .data import PreparedScan, SpineDataset, prepare_scan, sample_crop
+from .data import PreparedScan, SpineDataset, prepare_scan
 from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from .io import read_arrays, read_dxa, write_arrays
-from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, load_checkpoint, save_checkpoint
+from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, save_checkpoint
 from .runfolder import run_paths
 from .summaries import CHECKPOINT_FILE as SUMMARIES_FILE
 from .summaries import MODEL_NAME as SUMMARIES
@@ -34,8 +34,8 @@ from .train import BEST, TrainConfig, _dist_info, train_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "predict_cohort", "Predictions",
-           "write_predictions", "read_predictions", "checkpoint_path"]
+__all__ = ["TRAINED_MODELS", "load_scans", "has_lateral_views", "train_section", "trained_models", "predict_cohort",
+           "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
 #: Models that learn (``mean_shape`` and ``visible_summaries`` are fitted, not trained).
 TRAINED_MODELS: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")
@@ -191,12 +191,15 @@ def _val(model: torch.nn.Module, ds: SpineDataset, cfg: TrainConfig) -> float:
 class Predictions:
     """Predicted curves of several models for the same subjects.
 
-    ``values[name]`` (N, 6, K) mm and ``extent_mm[name]`` (N, 2), subjects in ``subject_id`` order.
+    ``values[name]`` (N, 6, K) mm and ``extent_mm[name]`` (N, 2), subjects in ``subject_id``
+    order; ``failed`` lists the subjects left out because a model could not read them
+    (``subject_id, model, reason``; not written by :func:`write_predictions`).
     """
 
     subject_id: np.ndarray
     values: dict
     extent_mm: dict
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["subject_id", "model", "reason"]))
 
     @property
     def models(self) -> list[str]:
@@ -208,54 +211,77 @@ class Predictions:
         return SpineCurves(self.values[name][i], self.extent_mm[name][i])
 
 
-@torch.no_grad()
-def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
-                   names: Sequence[str] = MODEL_NAMES, batch_size: int = 32, progress: bool = True) -> Predictions:
-    """Run every trained model of a run on the listed subjects (crops from the images alone).
+def trained_models(run_dir: str | Path) -> list[str]:
+    """The models of :data:`spinelib.models.MODEL_NAMES` the run has a checkpoint of, in that order."""
+    return [n for n in MODEL_NAMES if checkpoint_path(run_dir, n).is_file()]
 
-    ``names`` are models of :data:`spinelib.models.MODEL_NAMES`; the networks are read with
-    :func:`spinelib.models.load_checkpoint`, ``visible_summaries`` with
-    :meth:`spinelib.summaries.VisibleSummariesModel.load` (its crop recipe must be the run's).
+
+def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
+                   names: Sequence[str] | None = None, batch_size: int = 32, progress: bool = True) -> Predictions:
+    """Run trained models of a run on the listed subjects (crops from the images alone).
+
+    The scans are read and prepared once (:func:`load_scans`); every network reads them
+    through :meth:`spinelib.predict.Predictor.predict_scans`, the inference path of
+    ``spinelib predict`` too, and ``visible_summaries`` through
+    :meth:`spinelib.summaries.VisibleSummariesModel.predict_scans`. Each model's
+    checkpoint must have been trained on the crops the run's profile prepares
+    (``crop_pixel_mm``, ``image_size``). A subject a model cannot read (a prediction far
+    outside its crop) is reported in :attr:`Predictions.failed` and left out for every
+    model, so that all models are compared on the same subjects.
+
+    Parameters
+    ----------
+    names : models of :data:`spinelib.models.MODEL_NAMES`; default: every model the run
+        has a checkpoint of (:func:`trained_models`).
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown model name.
+    MissingFileError
+        A named model has no checkpoint in the run.
+    CheckpointError
+        A checkpoint trained on other crops than the profile's.
     """
+    from .predict import Predictor
+
+    names = trained_models(run_dir) if names is None else list(names)
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown:
         raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    px, size = float(params["crop_pixel_mm"]), params["image_size"]
     models = {}
     for name in names:
         path = checkpoint_path(run_dir, name)
         if not path.is_file():
             raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
-        if name == SUMMARIES:
-            ridge = VisibleSummariesModel.load(path)
-            ridge.check_recipe(float(params["crop_pixel_mm"]), params["image_size"], where=f"checkpoint {path}")
-            models[name] = ridge
+        models[name] = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
+        models[name].check_recipe(px, size, where=f"checkpoint {path}")
+    lateral = any(isinstance(m, Predictor) and m.needs_lateral for m in models.values())
+    ids = [str(s) for s in subject_ids]
+    scans = load_scans(manifest_df, ids, params, lateral=lateral, progress=progress)
+    values, extents, failed = {}, {}, []
+    for name, model in tqdm(models.items(), desc="predicting", unit="model", disable=None if progress else True,
+                            leave=False):
+        if isinstance(model, VisibleSummariesModel):
+            vecs = model.predict_scans(scans, progress=progress)
+            curves = [from_crop(v, s.crop, model.n_levels) for v, s in zip(vecs, scans)]
         else:
-            models[name] = load_checkpoint(path)[:2]
-    lateral = any(m[1].views == 2 for m in models.values() if isinstance(m, tuple))
-    scans = load_scans(manifest_df, list(subject_ids), params, lateral=lateral, progress=progress)
-    values, extents = {}, {}
-    for name, entry in models.items():
-        if isinstance(entry, VisibleSummariesModel):
-            outputs, n_levels = [entry.predict_scans(scans, progress=progress)], entry.n_levels
-            chunks = [scans]
-        else:
-            model, cfg = entry
-            n_levels, outputs, chunks = cfg.n_levels, [], []
-            for start in tqdm(range(0, len(scans), batch_size), desc=f"predict {name}", disable=None if progress else True,
-                              leave=False):
-                chunk = scans[start:start + batch_size]
-                x = torch.from_numpy(np.stack([sample_crop(s.stack[:cfg.in_chans], s.crop) for s in chunk]))
-                outputs.append(model(x).double().numpy())
-                chunks.append(chunk)
-        vs, es = [], []
-        for chunk, out in zip(chunks, outputs):
-            for s, vec in zip(chunk, out):
-                c = from_crop(vec, s.crop, n_levels)
-                vs.append(c.values)
-                es.append(c.extent_mm)
-        values[name] = np.array(vs).reshape(len(scans), 6, -1)
-        extents[name] = np.array(es).reshape(len(scans), 2)
-    return Predictions(np.asarray(subject_ids, dtype=str), values, extents)
+            out = model.predict_scans(scans, batch_size=batch_size, on_error="return", names=ids)
+            curves = [p.curves if not isinstance(p, Exception) else None for p in out]
+            failed += [{"subject_id": sid, "model": name, "reason": str(p)} for sid, p in zip(ids, out)
+                       if isinstance(p, Exception)]
+        values[name] = [c.values if c is not None else None for c in curves]
+        extents[name] = [c.extent_mm if c is not None else None for c in curves]
+    bad = {f["subject_id"] for f in failed}
+    keep = [i for i, sid in enumerate(ids) if sid not in bad]
+    for name in models:
+        values[name] = np.array([values[name][i] for i in keep]).reshape(len(keep), 6, -1)
+        extents[name] = np.array([extents[name][i] for i in keep]).reshape(len(keep), 2)
+    if failed:
+        log.warning("%d of %d subjects left out of the predictions: %s", len(bad), len(ids), failed[0]["reason"])
+    return Predictions(np.asarray([ids[i] for i in keep], dtype=str), values, extents,
+                       pd.DataFrame(failed, columns=["subject_id", "model", "reason"]))
 
 
 def write_predictions(path: str | Path, pred: Predictions) -> Path:

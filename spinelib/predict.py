@@ -422,12 +422,12 @@ class Predictor:
                             lateral=self.needs_lateral)
         return sample_crop(scan.stack, scan.crop), scan.crop
 
-    def _finish(self, dxa: DXAImage, vec: np.ndarray, crop: CropWindow, reconstruct: bool) -> Prediction:
+    def _finish(self, label: str, vec: np.ndarray, crop: CropWindow, reconstruct: bool) -> Prediction:
         lo, hi = PLAUSIBLE_CROP_RANGE
         if not (np.all(np.isfinite(vec)) and vec.min() >= lo and vec.max() <= hi):
             # also keeps the 3D grid, which spans the predicted curves, to a sane size
             raise InvalidArgumentError(
-                f"{dxa.path or 'DXA'}: the model's prediction lies outside the crop placed on the spine "
+                f"{label}: the model's prediction lies outside the crop placed on the spine "
                 f"(crop coordinates {np.nanmin(vec):.3g}..{np.nanmax(vec):.3g}, plausible {lo}..{hi}); the image "
                 "is probably not a spine DXA on the intensity scale the model was trained on (g/cm^2)"
             )
@@ -480,25 +480,98 @@ class Predictor:
         -------
         list of :class:`Prediction` (or errors, with ``on_error="return"``), in input order.
         """
+        if isinstance(dxas, DXAImage) or not isinstance(dxas, Sequence):
+            raise InvalidArgumentError(f"dxas must be a sequence of DXAImage, got {type(dxas).__name__}")
+
+        def inputs(i: int) -> tuple[np.ndarray, CropWindow]:
+            self._check(dxas[i])
+            return self.network_input(dxas[i])
+
+        return self._run(len(dxas), inputs, lambda i: dxas[i].path or "DXA", batch_size=batch_size,
+                         reconstruct=reconstruct, on_error=on_error)
+
+    def check_recipe(self, pixel_mm: float, image_size: Sequence[int], *, where: str = "the checkpoint") -> None:
+        """Refuse crops of another scale or size than the model was trained on.
+
+        A run's profile states the crop it prepares (``crop_pixel_mm``, ``image_size``); the
+        checkpoint states the crop its model was trained on. They must agree, or the model
+        would silently read a spine of the wrong size.
+
+        Raises
+        ------
+        CheckpointError
+            Naming ``where`` and both recipes.
+        """
+        size = tuple(int(v) for v in image_size)
+        if size != tuple(self.config.image_size) or not np.isclose(float(pixel_mm), self.pixel_mm):
+            raise CheckpointError(
+                f"{where} was trained on {self.config.image_size[0]}x{self.config.image_size[1]} crops of "
+                f"{self.pixel_mm:g} mm, but {size[0]}x{size[1]} crops of {float(pixel_mm):g} mm are asked for")
+
+    def predict_scans(self, scans: Sequence, *, batch_size: int = 32, on_error: str = "raise",
+                      names: Sequence[str] | None = None) -> list:
+        """Curves (no 3D mask) of scans already prepared on this model's crop grid.
+
+        The cohort path (:func:`spinelib.experiment.predict_cohort`): the scans are read,
+        checked and resampled once (:func:`spinelib.data.prepare_scan`) for every model of
+        a run; each model cuts its channels from the same stacks. Only the ``"spinelib"``
+        input recipe has prepared scans.
+
+        Parameters
+        ----------
+        scans : :class:`spinelib.data.PreparedScan` on a ``pixel_mm`` grid, with at least
+            ``config.in_chans`` channels (AP bone and tissue, then the lateral view).
+        batch_size, on_error : as in :meth:`predict_batch`.
+        names : a name per scan for error messages (default: its index).
+
+        Returns
+        -------
+        list of :class:`Prediction` (``mask`` a single empty voxel), or errors with
+        ``on_error="return"``, in input order.
+
+        Raises
+        ------
+        InvalidArgumentError
+            Another input recipe, a scan on another pixel grid or with too few channels.
+        """
+        from .data import PreparedScan
+
+        if self.input_recipe != "spinelib":
+            raise InvalidArgumentError(f"prepared scans hold the spinelib input recipe, not {self.input_recipe!r}")
+        labels = [str(i) for i in range(len(scans))] if names is None else [str(n) for n in names]
+        if len(labels) != len(scans):
+            raise InvalidArgumentError(f"{len(scans)} scans but {len(labels)} names")
+        n_ch = self.config.in_chans
+        for label, scan in zip(labels, scans):
+            if not isinstance(scan, PreparedScan):
+                raise InvalidArgumentError(f"scan {label}: expected a PreparedScan, got {type(scan).__name__}")
+            if not np.isclose(scan.crop.pixel_mm, self.pixel_mm) or scan.stack.shape[0] < n_ch:
+                raise InvalidArgumentError(
+                    f"scan {label}: {scan.stack.shape[0]} channels on a {scan.crop.pixel_mm:g} mm grid, the model "
+                    f"needs {n_ch} on {self.pixel_mm:g} mm")
+        return self._run(len(scans), lambda i: (sample_crop(scans[i].stack[:n_ch], scans[i].crop), scans[i].crop),
+                         lambda i: labels[i], batch_size=batch_size, reconstruct=False, on_error=on_error)
+
+    def _run(self, n: int, inputs, label, *, batch_size: int, reconstruct: bool, on_error: str) -> list:
+        """The one inference loop: the crops ``inputs(i)`` in batches through the network,
+        then back to curves (:meth:`_finish`); a :class:`SpineLibError` of item ``i`` is
+        raised, or with ``on_error="return"`` put in its slot."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if on_error not in ("raise", "return"):
             raise InvalidArgumentError(f"on_error must be 'raise' or 'return', got {on_error!r}")
-        if isinstance(dxas, DXAImage) or not isinstance(dxas, Sequence):
-            raise InvalidArgumentError(f"dxas must be a sequence of DXAImage, got {type(dxas).__name__}")
-        results: list = [None] * len(dxas)
+        results: list = [None] * n
 
         def fail(i: int, exc: SpineLibError) -> None:
             if on_error == "raise":
                 raise exc
             results[i] = exc
 
-        for start in range(0, len(dxas), int(batch_size)):
+        for start in range(0, n, int(batch_size)):
             idx, crops, windows = [], [], []
-            for i in range(start, min(start + int(batch_size), len(dxas))):
+            for i in range(start, min(start + int(batch_size), n)):
                 try:
-                    self._check(dxas[i])
-                    x, w = self.network_input(dxas[i])
+                    x, w = inputs(i)
                 except SpineLibError as exc:
                     fail(i, exc)
                     continue
@@ -510,7 +583,7 @@ class Predictor:
             vecs = self.forward_batch(np.stack(crops))
             for i, vec, w in zip(idx, vecs, windows):
                 try:
-                    results[i] = self._finish(dxas[i], vec, w, reconstruct)
+                    results[i] = self._finish(label(i), vec, w, reconstruct)
                 except SpineLibError as exc:
                     fail(i, exc)
         return results

@@ -445,6 +445,46 @@ def test_predict_batch_equals_predict(files, tmp_path):
         pred.predict_batch(dxas[0])
 
 
+def test_predict_scans_is_predict_batch_on_prepared_scans(files, subject):
+    """The cohort path (prepared scans, several models on the same stacks) gives what the
+    single-scan path gives; a scan the model cannot read is reported in its slot."""
+    from spinelib.data import PreparedScan
+
+    pred = Predictor.from_checkpoint(files["bot"])
+    dxas, _ = synthetic_examples(3, PARAMS)
+    scans = [prepare_scan(d, pixel_mm=PARAMS["crop_pixel_mm"], image_size=PARAMS["image_size"], lateral=True)
+             for d in dxas]  # 4 channels: the AP model cuts its 2
+    ref = pred.predict_batch(dxas, reconstruct=False)
+    got = pred.predict_scans(scans, batch_size=2)
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(b.curves.values, a.curves.values, atol=1e-4)
+        assert a.crop == b.crop and b.mask.shape == (1, 1, 1)
+    bright = PreparedScan(scans[1].stack * 1e4, scans[1].crop)
+    mixed = pred.predict_scans([scans[0], bright, scans[2]], on_error="return", names=["a", "b", "c"])
+    assert isinstance(mixed[1], InvalidArgumentError) and str(mixed[1]).startswith("b: ")
+    np.testing.assert_allclose(mixed[2].curves.values, got[2].curves.values, atol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="outside the crop"):
+        pred.predict_scans([bright])
+    coarse = prepare_scan(dxas[0], pixel_mm=2 * PARAMS["crop_pixel_mm"], image_size=PARAMS["image_size"])
+    for bad, match in (([coarse], "mm grid"), ([PreparedScan(scans[0].stack[:1], scans[0].crop)], "channels"),
+                       ([dxas[0]], "PreparedScan")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            pred.predict_scans(bad)
+    with pytest.raises(InvalidArgumentError, match="names"):
+        pred.predict_scans(scans, names=["a"])
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        pred.predict_scans(scans, batch_size=0)
+
+
+def test_check_recipe_refuses_crops_of_another_scale(files):
+    pred = Predictor.from_checkpoint(files["bot"])
+    pred.check_recipe(PARAMS["crop_pixel_mm"], PARAMS["image_size"])
+    with pytest.raises(CheckpointError, match=r"^bot.pt was trained on 96x64 crops of 6.6 mm, but 96x64 crops of 3.3 mm"):
+        pred.check_recipe(3.3, PARAMS["image_size"], where="bot.pt")
+    with pytest.raises(CheckpointError, match="192x96"):
+        pred.check_recipe(PARAMS["crop_pixel_mm"], (192, 96))
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, subject):
     """A folder of 3 good scans (<id>/dxa.npz), an upside-down one and a text file posing as a DXA."""

@@ -36,7 +36,8 @@ from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..atomic import atomic_path, write_json_atomic
 from ..errors import InvalidArgumentError, MissingFileError, SpineLibError, UnreadableFileError
-from ..experiment import Predictions, checkpoint_path, predict_cohort, read_predictions, write_predictions
+from ..experiment import (Predictions, checkpoint_path, predict_cohort, read_predictions, trained_models,
+                          write_predictions)
 from ..io import read_dxa, read_manifest, read_truth
 from ..models import MODEL_NAMES
 from ..runfolder import run_paths
@@ -408,7 +409,7 @@ def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], na
 
 
 def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[str, Any], *,
-                names: Sequence[str] = MODEL_NAMES, jobs: int = 1, progress: bool = True,
+                names: Sequence[str] | None = None, jobs: int = 1, progress: bool = True,
                 reference: str = "headline") -> EvalSet:
     """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
 
@@ -420,7 +421,9 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
     same inputs reads the cache; any change recomputes it. Every subject counts whatever
     its split column says (the models never trained on this cohort). ``reference`` as in
-    :func:`test_set` (``"headline"``: truth where the cohort has it).
+    :func:`test_set` (``"headline"``: truth where the cohort has it). ``names``: the models
+    to predict with, by default every model the run trained
+    (:func:`spinelib.experiment.trained_models`).
 
     Raises
     ------
@@ -437,6 +440,7 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
         raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
     mp = mp.resolve()
     manifest = read_manifest(mp)
+    names = trained_models(run) if names is None else list(names)
     sp = shifted_paths(run)
     key = _shift_key(run, mp, params, names)
     files = ("targets", "truth_targets", "alignment", "truth_table", "predictions")
