@@ -286,8 +286,8 @@ def test_evaluate_3d_parallel_equals_serial_and_block(column_subject):
 
 # --------------------------------------------------------------------------- clinical
 def test_severity_bins_and_classification():
-    labels = ev.severity_bins(np.array([0.0, 9.99, 10.0, 24.9, 25.0, 40.0, 60.0]))
-    assert list(labels) == [ev.SEVERITY_LABELS[i] for i in (0, 0, 1, 1, 2, 3, 3)]
+    labels = ev.severity_bins(np.array([0.0, 9.99, 10.0, 19.9, 20.0, 29.9, 30.0, 60.0]))
+    assert list(labels) == [ev.SEVERITY_LABELS[i] for i in (0, 0, 1, 1, 2, 2, 3, 3)]
     with pytest.raises(InvalidArgumentError):
         ev.severity_bins(np.array([np.nan]))
     angles = pd.DataFrame({"subject_id": ["a", "b", "c", "d"], "model": "resnet_bot", "angle": "cobb",
@@ -327,6 +327,14 @@ def test_angle_table_straight_spine_and_errors():
     assert "hd95_mm" not in bot and bot["cobb_mae_deg"] > 10.0 and bot["scoliosis_class_accuracy"] == 0.0
     with pytest.raises(InvalidArgumentError):
         ev.angle_table("not a set")
+    ce = ev.cobb_errors(a)
+    assert list(ce.columns) == ["subject_id", "model", "cobb_abs_error_deg"] and len(ce) == 3 * 2
+    got = ce.set_index(["model", "subject_id"])["cobb_abs_error_deg"]
+    want = (cobb.set_index("subject_id")["predicted_deg"] - ref).abs()
+    np.testing.assert_allclose(got.loc["resnet_bot"].loc[want.index], want)
+    np.testing.assert_allclose(got.loc["mean_shape"], [1.0, 2.0, 0.0], atol=1e-6)  # flat spine: |0 - reference|
+    with pytest.raises(InvalidArgumentError, match="angle_table"):
+        ev.cobb_errors(a.drop(columns="reference_cobb_deg"))
 
 
 def test_group_summary_orders_and_counts():

@@ -13,7 +13,7 @@ extent errors, against the true spine column),
 """
 
 from .clinical import (ANGLES, SCOLIOSIS_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table,
-                       classification_scores, group_summary, reference_cobb, region_table, scoliosis_block,
+                       classification_scores, cobb_errors, group_summary, reference_cobb, region_table, scoliosis_block,
                        scoliosis_classification, severity_bins)
 from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, dxa_geometry, eval_set, evaluation_block,
                      has_truth_targets, loadable_dxa, ordered_models, shifted_paths, shifted_set, take_predictions,
@@ -31,7 +31,7 @@ __all__ = [
     "curve_error_table", "curve_error_summary", "level_error_table", "hardest_region", "pick_subjects",
     "compare_models", "curve_metrics_block", "pixel_sizes",
     "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "mask_scores", "reconstruction_metrics_block",
-    "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "reference_cobb",
+    "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "cobb_errors", "reference_cobb",
     "scoliosis_classification", "classification_scores", "scoliosis_block", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",
 ]

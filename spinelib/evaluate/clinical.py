@@ -20,7 +20,7 @@ from .cohort import EvalSet, ordered_models
 from .stats import bland_altman
 
 __all__ = ["ANGLES", "SCOLIOSIS_DEG", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "TARGET_CURVES",
-           "severity_bins", "angle_table", "reference_cobb", "angle_error_summary",
+           "severity_bins", "angle_table", "cobb_errors", "reference_cobb", "angle_error_summary",
            "scoliosis_classification", "classification_scores", "scoliosis_block", "group_summary",
            "region_table"]
 
@@ -28,8 +28,8 @@ ANGLES: tuple[str, ...] = ("cobb", "kyphosis", "lordosis")
 #: Cobb angle from which a spine counts as scoliotic (degrees).
 SCOLIOSIS_DEG = 10.0
 #: Severity classes by Cobb angle: none, mild, moderate, severe.
-SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 25.0, 40.0)
-SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-25 (mild)", "25-40 (moderate)", ">=40 (severe)")
+SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 20.0, 30.0)
+SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-20", "20-30", ">=30")
 #: Name of the target curves in the error tables (measured against the generator's truth).
 TARGET_CURVES = "target curves"
 
@@ -90,6 +90,25 @@ def angle_table(es: EvalSet, truth: pd.DataFrame | None = None) -> pd.DataFrame:
                              "severity": sev})
     return pd.DataFrame(rows, columns=["subject_id", "model", "angle", "predicted_deg", "target_deg",
                                        "truth_deg", "reference_cobb_deg", "severity"])
+
+
+def cobb_errors(angles: pd.DataFrame) -> pd.DataFrame:
+    """Absolute Cobb angle error of every (subject, model) against the reference Cobb angle.
+
+    The reference is :func:`angle_table`'s ``reference_cobb_deg`` (the generator's angle
+    where known, else the target curves'), the one the severity classes are drawn from.
+
+    Returns
+    -------
+    DataFrame ``subject_id, model, cobb_abs_error_deg`` (deg).
+    """
+    need = {"subject_id", "model", "angle", "predicted_deg", "reference_cobb_deg"}
+    if not need <= set(angles.columns):
+        raise InvalidArgumentError(f"angles must have columns {sorted(need)} (angle_table)")
+    c = angles[angles["angle"] == "cobb"]
+    return pd.DataFrame({"subject_id": c["subject_id"].to_numpy(), "model": c["model"].to_numpy(),
+                         "cobb_abs_error_deg": np.abs(c["predicted_deg"].to_numpy(float)
+                                                      - c["reference_cobb_deg"].to_numpy(float))})
 
 
 def reference_cobb(angles: pd.DataFrame) -> pd.DataFrame:
