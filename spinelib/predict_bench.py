@@ -12,8 +12,9 @@ Entries (registered in :data:`spinelib.bench.ENTRIES`):
     the ``spinelib predict`` command as a subprocess (interpreter start, imports,
     checkpoint load, prediction, the four output files).
 ``train_throughput``
-    training images per second at the profile's ``resnet_bot`` model and crop size
-    (one epoch of :func:`spinelib.train.train_model` on synthetic scans).
+    training images per second of each trained model at the profile's crop size (one
+    epoch of :func:`spinelib.train.train_model` on synthetic scans), against the bare
+    training step of the same network on the same batch.
 
 :func:`cohort_speedup` compares cohort prediction (``spinelib predict FOLDER``: one warm
 model) with one cold ``spinelib predict DXA`` process per scan.
@@ -51,6 +52,7 @@ __all__ = [
     "warm_default_workload",
     "warm_paper_workload",
     "cold_workload",
+    "bare_step_images_per_second",
     "train_throughput_workload",
     "cohort_speedup",
 ]
@@ -215,11 +217,55 @@ def cold_workload(workdir: Path, profile: str) -> BenchWorkload:
                          description=f"`spinelib predict` as a subprocess, {profile} resnet_bot, four outputs written")
 
 
-def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32) -> BenchWorkload:
-    """``train_throughput``: one epoch of ``n_images`` augmented crops at ``profile``'s ``resnet_bot``."""
+def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps: int = 4) -> float:
+    """Images per second of the bare training step of ``model`` on one fixed batch.
+
+    The step is what :func:`spinelib.train.train_model` does per batch without the data
+    pipeline and bookkeeping: zero the gradients, forward, L1 loss, backward, Adam step,
+    on channels-last inputs. Two warm-up steps are not timed.
+
+    Parameters
+    ----------
+    model : the network, in training mode after the call.
+    batch : ``(images (B, C, H, W) tensor, targets (B, D) tensor)``.
+    steps : timed steps (>= 1).
+    """
     import torch
 
-    from .data import SpineDataset, prepare_scan
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
+    x, y = batch
+    x = x.contiguous(memory_format=torch.channels_last)
+    model.train().to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.l1_loss(model(x), y).backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(int(steps)):
+        step()
+    return int(steps) * len(x) / (time.perf_counter() - t0)
+
+
+def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32,
+                              models: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")) -> BenchWorkload:
+    """``train_throughput``: one epoch of ``n_images`` augmented crops per trained model, set
+    against the bare training step of the same network on one batch of the same crops.
+
+    ``extra[model]`` holds, per repeat, ``train_loop_images_per_second`` (the epoch's loop
+    as :func:`spinelib.train.train_model` reports it: data, step and bookkeeping, without
+    validation and checkpoints), ``bare_images_per_second``
+    (:func:`bare_step_images_per_second`) and their ``ratio`` (the goal is >= 0.8: the
+    loop wastes little beside the network's own arithmetic).
+    """
+    import torch
+
+    from .data import PreparedScan, SpineDataset, prepare_scan
     from .models import build_model, config_from_profile
     from .train import TrainConfig, train_model
 
@@ -227,33 +273,47 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
     workdir = Path(workdir)
     n_subj = 8
     dxas, curves = synthetic_examples(n_subj + 2, params)
-    scans = [prepare_scan(d, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"]) for d in dxas]
+    scans = [prepare_scan(d, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"], lateral=True)
+             for d in dxas]
     reps = -(-n_images // n_subj)
-    train_ds = SpineDataset((scans[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
-                            augment=True, seed=int(params["seed"]))
-    val_ds = SpineDataset(scans[n_subj:], curves[n_subj:])
-    cfg = config_from_profile(params, "resnet_bot")
     tcfg = TrainConfig.from_profile({**params, "epochs": 1})
-    extra: dict = {"model": cfg.describe(), "batch_size": tcfg.batch_size, "num_threads": tcfg.num_threads,
-                   "train_loop_images_per_second": []}
+    configs = {m: config_from_profile(params, m) for m in models}
+    extra: dict = {"batch_size": tcfg.batch_size, "num_threads": tcfg.num_threads,
+                   **{m: {"model": c.describe(), "train_loop_images_per_second": [], "bare_images_per_second": [],
+                          "ratio": []} for m, c in configs.items()}}
     state = {"repeat": 0}
 
-    def run() -> int:
-        torch.manual_seed(int(params["seed"]))
-        model = build_model(cfg)
-        out = workdir / f"run{state['repeat']}"
-        state["repeat"] += 1
-        res = train_model(model, cfg, train_ds, val_ds, out, tcfg, resume=False, progress=False,
-                          meta={"crop_pixel_mm": float(params["crop_pixel_mm"])})
-        # the loop alone, without validation and checkpoint writing
-        extra["train_loop_images_per_second"].append(float(res.history["images_per_second"].iloc[-1]))
-        shutil.rmtree(out, ignore_errors=True)
-        return len(train_ds)
+    def datasets(n_ch: int) -> tuple[SpineDataset, SpineDataset]:
+        views = [PreparedScan(sc.stack[:n_ch], sc.crop) for sc in scans]
+        return (SpineDataset((views[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
+                             augment=True, seed=int(params["seed"])),
+                SpineDataset(views[n_subj:], curves[n_subj:]))
 
+    def run() -> int:
+        for name, cfg in configs.items():
+            train_ds, val_ds = datasets(cfg.in_chans)
+            torch.manual_seed(int(params["seed"]))
+            out = workdir / f"{name}-{state['repeat']}"
+            res = train_model(build_model(cfg), cfg, train_ds, val_ds, out, tcfg, resume=False, progress=False,
+                              meta={"crop_pixel_mm": float(params["crop_pixel_mm"])})
+            loop = float(res.history["images_per_second"].iloc[-1])
+            items = [train_ds[i] for i in range(min(tcfg.batch_size, len(train_ds)))]
+            batch = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
+            torch.manual_seed(int(params["seed"]))
+            bare = bare_step_images_per_second(build_model(cfg), batch, lr=tcfg.lr)
+            for key, value in (("train_loop_images_per_second", loop), ("bare_images_per_second", bare),
+                               ("ratio", loop / bare)):
+                extra[name][key].append(value)
+            shutil.rmtree(out, ignore_errors=True)
+        state["repeat"] += 1
+        return len(configs) * n_images
+
+    names = ", ".join(f"{m} ({c.backbone})" for m, c in configs.items())
     return BenchWorkload(run=run, unit="images", teardown=lambda: shutil.rmtree(workdir, True), extra=extra,
-                         description=f"training, {profile} resnet_bot ({cfg.backbone}, {cfg.image_size[0]}x"
-                                     f"{cfg.image_size[1]}), batch {tcfg.batch_size}, {n_images} images per epoch, "
-                                     "with validation and checkpoints")
+                         description=f"training, {profile}: {names} at {params['image_size'][0]}x"
+                                     f"{params['image_size'][1]}, batch {tcfg.batch_size}, {n_images} images per "
+                                     "epoch each (with validation and checkpoints); per model the loop's images/s "
+                                     "against the bare step's")
 
 
 def cohort_speedup(workdir: str | Path, *, profile: str = "default", n_scans: int = 200, n_cold: int = 5,

@@ -181,7 +181,8 @@ def train_model(
     out = ensure_writable_dir(out_dir) if rank == 0 else Path(out_dir)
     last_path, best_path, log_path = out / LAST, out / BEST, out / LOG
 
-    model = model.to(device)
+    # oneDNN runs NHWC convolutions natively: channels-last weights and inputs train faster on CPU
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
@@ -227,7 +228,7 @@ def train_model(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=True if not progress or rank != 0 else None, unit="batch")
         for step, (x, y) in enumerate(bar):
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             # the rate is a function of the position in the run, so a resumed run follows it exactly
             for group in optimiser.param_groups:
                 group["lr"] = config.lr_at((epoch * steps + step) / (config.epochs * steps))
