@@ -491,15 +491,15 @@ def _ap_scan_and_angles(index: int, params: dict):
 
 
 def test_visible_summaries_do_not_give_away_the_sagittal_angles():
-    """On 600 synthetic subjects of the default profile (its resolution: the smoke profile's
+    """On 900 synthetic subjects of the default profile (its resolution: the smoke profile's
     coarser crop hides cues the default one shows), a ridge on the AP crop's plain summaries
-    explains at most a quarter of the held-out variance (200 subjects) of kyphosis and of
+    explains at most a quarter of the held-out variance (300 subjects) of kyphosis and of
     lordosis (DXA session truth): the generator hands no shortcut through body thickness,
     vertebral width, the rib cage or the anatomy's sizes."""
     from spinelib.profiles import get_profile
 
     params = get_profile("default")
-    n = 600
+    n = 900
     t0 = time.perf_counter()
     feats, angles = [], []
     for i in range(n):

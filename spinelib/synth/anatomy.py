@@ -84,10 +84,22 @@ MIN_PREPUBIC_MM = 5.0
 #: length (``shape["scale"]``, which follows stature to 3 %). A shared ruler would let the
 #: AP image read the column's foreshortening -- and with it the kyphosis -- to 1 %.
 FRAME_SCALE_SD = 0.05
+#: thickness (mm, at section scale 1) of the vertebral body's cortical shell and of its bony
+#: endplates: microCT of human vertebral bodies finds a shell of about 0.2-0.5 mm and
+#: endplates of about 0.5-0.8 mm. A thicker shell (version 2 had 1.2 mm) makes the body's
+#: edges far brighter than its middle in the AP projection, an exaggerated cue of the tilt.
+CORTICAL_SHELL_MM = 0.5
+ENDPLATE_MM = 0.6
 #: mean distances (mm, at frame scale 1) below the top of T1 of the sternum's upper end and
 #: of the scapulae's centres, and the sternum's mean length (manubrium to xiphoid, about
 #: 15-17 cm in adults)
 STERNUM_TOP_MM = 48.0
+#: mean height of the lung fields below the top of T1 (mm at frame scale 1; the diaphragm's
+#: dome lies at T9-T11 and varies between people and with breathing)
+LUNG_HEIGHT_MM = 200.0
+#: heights of the torso's knots at L3, L1, T11 and T7 of an average spine, as fractions of
+#: the trunk from the S1 endplate (0) to the top of T1 (1)
+TORSO_KNOT_FRACTIONS = (0.2, 0.34, 0.44, 0.71)
 STERNUM_LENGTH_MM = 150.0
 SCAPULA_CENTRE_MM = 105.0
 
@@ -135,6 +147,7 @@ def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
         "sternum_top_mm": round(float(STERNUM_TOP_MM * frame_scale * rng.normal(1.0, 0.15)), 3),
         "sternum_length_mm": round(float(STERNUM_LENGTH_MM * frame_scale * rng.normal(1.0, 0.08)), 3),
         "scapula_centre_mm": round(float(SCAPULA_CENTRE_MM * frame_scale * rng.normal(1.0, 0.08)), 3),
+        "lung_height_mm": round(float(LUNG_HEIGHT_MM * frame_scale * rng.normal(1.0, 0.08)), 3),
         # rib slope varies between people (and steepens with age): the ribs' lateral drop
         "rib_drop_factor": round(float(rng.normal(1.0, 0.15) * (1.0 + 0.004 * (demo["age"] - 60.0))), 4),
     }
@@ -208,16 +221,19 @@ def make_torso(spine: dict, shape: dict, body: dict, demo: dict) -> Torso:
     H = np.asarray(shape["body_height_mm"])
     D = np.asarray(shape["body_depth_mm"])
     z_t1 = c[0, 2] + H[0] / 2
-    z_t7, z_l3, z_s1 = c[6, 2], c[14, 2], spine["s1_top"][2]
+    z_s1 = spine["s1_top"][2]
     s = body["frame_scale"]
     z_hip = z_s1 - 95 * s
+    # the trunk's landmarks (waist, lower ribs, chest) at fixed fractions of the trunk, not
+    # at given vertebrae: body shape does not follow the column's inner curvature
+    z_l3, z_l1, z_t11, z_t7 = z_s1 + np.asarray(TORSO_KNOT_FRACTIONS) * (z_t1 - z_s1)
     f = shape["subcutaneous_fat_mm"]
     female = demo["sex"] == "F"
     table = spine["table_y"]
     flat = body["table_flattening"]
     # knots from the bottom (upper thighs) to the top (neck)
-    zk = np.array([z_hip - 170 * s, z_hip - 60 * s, z_hip, z_s1 + 40 * s, z_l3, c[12, 2],
-                   c[10, 2], z_t7, z_t1 - 20 * s, z_t1 + 15 * s, z_t1 + 45 * s, z_t1 + 75 * s,
+    zk = np.array([z_hip - 170 * s, z_hip - 60 * s, z_hip, z_s1 + 40 * s, z_l3, z_l1,
+                   z_t11, z_t7, z_t1 - 20 * s, z_t1 + 15 * s, z_t1 + 45 * s, z_t1 + 75 * s,
                    z_t1 + 140 * s])
     hw, ch, wa, hp = (body["shoulder_half_width_mm"], body["chest_half_width_mm"],
                       body["waist_half_width_mm"], body["hip_half_width_mm"])
@@ -257,8 +273,11 @@ def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitiv
     out = []
     I = np.eye(3)
     z_t1 = c[0, 2] + H[0] / 2
-    z_t9 = c[8, 2]
-    zm = 0.5 * (z_t1 + z_t9)
+    # the lungs, heart and liver hang from the top of the thorax and the diaphragm, not from
+    # given vertebrae (an anchor at T9 would let the lung fields measure the thoracic
+    # column's foreshortening, i.e. its kyphosis)
+    z_base = z_t1 - body["lung_height_mm"]
+    zm = 0.5 * (z_t1 + z_base)
     cx, cy, a, b, ai, bi, yclip = torso.at(np.array([zm]))
     cx, cy, ai, bi = float(cx[0]), float(cy[0]), float(ai[0]), float(bi[0])
     x_sp = float(np.interp(zm, c[::-1, 2], c[::-1, 0]))
@@ -270,19 +289,18 @@ def _organs(spine: dict, shape: dict, body: dict, torso: Torso) -> list[Primitiv
     half_d = max((front - back) / 2, 40.0)
     yc = (front + back) / 2
     wmid = float(np.interp(zm, c[::-1, 2], W[::-1]))
-    half_z = (z_t1 - z_t9) / 2 + 5 * s
+    half_z = (z_t1 - z_base) / 2 + 5 * s
     for side in (1, -1):
         sx = max((ai - 18 * s - wmid / 2 - 10 * s) / 2, 25.0)
         centre = [x_sp + side * (wmid / 2 + 10 * s + sx), yc + 5 * s, zm - 5 * s]
         out.append(_prim(ELLIPSOID, centre, I, [sx, 0.82 * half_d, half_z], "lung", name="lung"))
-    z_t7 = c[6, 2]
-    out.append(_prim(ELLIPSOID, [x_sp - 28 * s, yc + 0.35 * half_d, z_t7 - 15 * s], I,
+    out.append(_prim(ELLIPSOID, [x_sp - 28 * s, yc + 0.35 * half_d, z_t1 - 160 * s], I,
                      [55 * s, min(45 * s, 0.5 * half_d), 60 * s], "blood", name="heart"))
     # abdomen
-    z_t11, z_l1, z_l3 = c[10, 2], c[12, 2], c[14, 2]
+    z_l1, z_l3 = c[12, 2], c[14, 2]
     cxa, cya, aa, ba, aia, bia, yca = (float(v[0]) for v in torso.at(np.array([z_l1])))
     y_l1 = c[12, 1]
-    out.append(_prim(ELLIPSOID, [x_sp + 55 * s, y_l1 + 0.45 * (cya + bia - y_l1), z_t11 + 10 * s],
+    out.append(_prim(ELLIPSOID, [x_sp + 55 * s, y_l1 + 0.45 * (cya + bia - y_l1), z_base - 44 * s],
                      I, [min(85 * s, 0.8 * aia), 0.35 * (cya + bia - y_l1), 65 * s], "organ", name="liver"))
     for side in (1, -1):
         out.append(_prim(ELLIPSOID, [c[12, 0] + side * (W[12] / 2 + 42 * s), y_l1 + 5 * s, z_l1 - 5 * s], I,
@@ -487,7 +505,8 @@ def _vertebra(i: int, spine: dict, shape: dict) -> tuple[list, list, list]:
                    name="canal")]
     body = [
         _prim(CYLINDER, c, F, [W / 2, D / 2, H / 2], "cortical", label=i + 1, paint_label=True, name="body"),
-        _prim(CYLINDER, c, F, [W / 2 - 1.2 * s, D / 2 - 1.2 * s, H / 2 - 0.9 * s], "marrow",
+        _prim(CYLINDER, c, F, [W / 2 - CORTICAL_SHELL_MM * s, D / 2 - CORTICAL_SHELL_MM * s,
+                               H / 2 - ENDPLATE_MM * s], "marrow",
               parent="cortical", name="body_marrow"),
     ]
     return prims, canal, body

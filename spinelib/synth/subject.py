@@ -24,7 +24,10 @@ demographic dependence of kyphosis and lordosis, ``seg_dxa.nii.gz``; 3, ribs tha
 their vertebra's coronal tilt and axial rotation but not its sagittal tilt
 (``anatomy.rib_frame``), the anatomy around the column sized by its own frame scale
 (``anatomy.FRAME_SCALE_SD``) with a sternum, shoulder girdle and rib slope of the
-subject's own, and disc heights with their realistic spread (``shape.DISC_SUBJECT_SD``):
+subject's own, lungs, heart, liver and the torso's landmarks placed from the top of the
+thorax and the trunk's length rather than at given vertebrae, a vertebral cortical shell of
+realistic thickness (``anatomy.CORTICAL_SHELL_MM``) and disc heights with their realistic
+spread (``shape.DISC_SUBJECT_SD``):
 version 2 let a ridge on the AP image's plain summaries read the kyphosis (held-out R2
 about 0.5 at the default resolution) from the rib cage swinging with the thoracic tilt
 and from anatomy that measured the column's length to 1 %.
