@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "INPUT_SCALE",
     "resample_image",
+    "SPINE_MIDLINE_SD_MM",
+    "spine_ridge",
     "find_spine_crop",
     "sample_crop",
     "rotate_curves",
@@ -99,15 +101,72 @@ def resample_image(image: np.ndarray, spacing_mm: Sequence[float], pixel_mm: flo
     ).astype(np.float32)
 
 
+#: Spread (SD, mm) of the prior on the spine's column about the skeleton's bone-weighted
+#: centre column. The spine runs down the body's midline, which the symmetric skeleton
+#: (ribs, shoulder girdle, pelvis, limbs) centres the bone mass on; a scoliotic spine's
+#: mean column stays within a few centimetres of it. Without the prior, the lateral edge
+#: of the rib cage lined up with a scapula and an ilium can make a straighter ridge than a
+#: curved, faint spine.
+SPINE_MIDLINE_SD_MM = 60.0
+
+
+def spine_ridge(bone: np.ndarray, *, pixel_mm: float) -> tuple[np.ndarray, int, int, int]:
+    """Find the spine in a bone image: its column and the rows it spans.
+
+    The spine is the bright vertical ridge of the bone channel: the column whose
+    horizontally high-passed bone signal (smoothed at 4 mm, background over 90 mm) is
+    largest over most rows, weighted by a Gaussian prior (SD :data:`SPINE_MIDLINE_SD_MM`)
+    about the image's bone-weighted centre column. It spans the rows where the mean bone
+    signal of a 30 mm band on that column exceeds half its typical (median) value.
+
+    Parameters
+    ----------
+    bone : (H, W) bone image on a square grid of ``pixel_mm``.
+    pixel_mm : pixel size in mm.
+
+    Returns
+    -------
+    (smooth (H, W) float32 smoothed bone image, column, first row, last row) in pixels.
+
+    Raises
+    ------
+    ShapeError, NonFiniteError
+        ``bone`` is not a finite 2D image.
+    InvalidArgumentError
+        No ridge (a blank or uniform image).
+    """
+    b = np.asarray(bone, dtype=np.float32)
+    if b.ndim != 2:
+        raise ShapeError(f"bone must be 2D, got shape {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise NonFiniteError("bone image holds NaN or infinite values")
+    px = _check_px(pixel_mm)
+    smooth = ndimage.gaussian_filter(b, 4.0 / px)
+    # high-pass across columns: the spine is narrower (~30-50 mm) than rib cage and pelvis
+    background = ndimage.uniform_filter1d(smooth, max(3, int(round(90.0 / px))), axis=1)
+    ridge = np.clip(smooth - background, 0, None)
+    if not np.any(ridge > 0):
+        raise InvalidArgumentError("no spine ridge found in the bone image (blank or uniform image)")
+    col_score = np.median(ridge, axis=0) + 0.25 * ridge.mean(axis=0)
+    cols = np.arange(b.shape[1])
+    mass = np.clip(smooth, 0, None).sum(axis=0)
+    midline = float((mass * cols).sum() / mass.sum())
+    prior = np.exp(-0.5 * ((cols - midline) * px / SPINE_MIDLINE_SD_MM) ** 2)
+    centre = int(np.argmax(ndimage.uniform_filter1d(col_score, max(3, int(round(20.0 / px)))) * prior))
+    half = max(1, int(round(15.0 / px)))
+    band = smooth[:, max(0, centre - half): centre + half + 1].mean(axis=1)
+    typical = np.median(band[band > 0.25 * band.max()])
+    on = np.nonzero(band > 0.5 * typical)[0]
+    top, bottom = (int(on[0]), int(on[-1])) if on.size else (0, b.shape[0] - 1)
+    return smooth, centre, top, bottom
+
+
 def find_spine_crop(bone: np.ndarray, *, pixel_mm: float, image_size: Sequence[int],
                     top_margin: float = 0.06) -> CropWindow:
     """Place the network's crop on the spine using the bone image alone.
 
-    The spine is the one bright vertical ridge of the bone channel: the column whose
-    horizontally high-passed bone signal is largest over most rows. Its top is the first
-    row, going down that ridge, whose bone signal exceeds half the ridge's typical
-    (median) value; the crop starts ``top_margin`` of its height above it, centred on the
-    ridge.
+    The crop is centred on the spine's column (:func:`spine_ridge`) and starts
+    ``top_margin`` of its height above the spine's first row.
 
     Parameters
     ----------
@@ -119,29 +178,11 @@ def find_spine_crop(bone: np.ndarray, *, pixel_mm: float, image_size: Sequence[i
     -------
     CropWindow with integer ``row0``/``col0`` (may extend past the image: padded by zeros).
     """
-    b = np.asarray(bone, dtype=np.float32)
-    if b.ndim != 2:
-        raise ShapeError(f"bone must be 2D, got shape {b.shape}")
-    if not np.all(np.isfinite(b)):
-        raise NonFiniteError("bone image holds NaN or infinite values")
-    px = _check_px(pixel_mm)
     rows, cols = _check_size(image_size)
-    smooth = ndimage.gaussian_filter(b, 4.0 / px)
-    # high-pass across columns: the spine is narrower (~30-50 mm) than rib cage and pelvis
-    background = ndimage.uniform_filter1d(smooth, max(3, int(round(90.0 / px))), axis=1)
-    ridge = np.clip(smooth - background, 0, None)
-    if not np.any(ridge > 0):
-        raise InvalidArgumentError("no spine ridge found in the bone image (blank or uniform image)")
-    col_score = np.median(ridge, axis=0) + 0.25 * ridge.mean(axis=0)
-    centre = int(np.argmax(ndimage.uniform_filter1d(col_score, max(3, int(round(20.0 / px))))))
-    half = max(2, int(round(15.0 / px)))
-    band = smooth[:, max(0, centre - half): centre + half + 1].mean(axis=1)
-    typical = np.median(band[band > 0.25 * band.max()])
-    above = np.nonzero(band > 0.5 * typical)[0]
-    top = int(above[0]) if above.size else 0
+    _, centre, top, _ = spine_ridge(bone, pixel_mm=pixel_mm)
     row0 = top - int(round(top_margin * rows))
     col0 = centre - cols // 2
-    return CropWindow(row0=float(row0), col0=float(col0), rows=rows, cols=cols, pixel_mm=px)
+    return CropWindow(row0=float(row0), col0=float(col0), rows=rows, cols=cols, pixel_mm=_check_px(pixel_mm))
 
 
 def sample_crop(stack: np.ndarray, crop: CropWindow, *, angle_deg: float = 0.0,

@@ -48,7 +48,7 @@ import torch
 from scipy import ndimage
 
 from .curves import CropWindow, SpineCurves, from_crop
-from .data import find_spine_crop, prepare_scan, resample_image, sample_crop
+from .data import find_spine_crop, prepare_scan, resample_image, sample_crop, spine_ridge
 from .errors import CheckpointError, InvalidArgumentError, SpineLibError, UnreadableFileError
 from .io import DXAImage, read_dxa
 from .metrics import clinical_measures
@@ -118,10 +118,10 @@ def flip_dxa(dxa: DXAImage, *, vertical: bool = False, horizontal: bool = False)
 def orientation_ratio(dxa: DXAImage) -> float | None:
     """How head-up a scan looks: soft tissue beside the lower half of the spine over the upper half.
 
-    The spine is the bone image's brightest vertical ridge (as :func:`spinelib.data.find_spine_crop`
-    finds it) and its extent the rows where that ridge is at least half its typical
-    brightness. In bands 25-100 mm either side of it, the mean soft-tissue areal density
-    of the lower half of that extent is divided by that of the upper half. In a head-up scan
+    The spine and the rows it spans are found by :func:`spinelib.data.spine_ridge` (the
+    crop is placed from the same). In bands 25-100 mm either side of it, the mean
+    soft-tissue areal density of the lower half of that extent is divided by that of the
+    upper half. In a head-up scan
     the lungs lie beside the upper (thoracic) half, so the ratio is above 1; upside down it
     is below 1.
 
@@ -137,21 +137,12 @@ def orientation_ratio(dxa: DXAImage) -> float | None:
     px = _ORIENT_PX_MM
     bone = resample_image(dxa.bone, dxa.pixel_spacing_mm, px)
     tissue = resample_image(dxa.tissue, dxa.pixel_spacing_mm, px)
-    smooth = ndimage.gaussian_filter(bone, 1.0)
-    ridge = np.clip(smooth - ndimage.uniform_filter1d(smooth, max(3, int(round(90.0 / px))), axis=1), 0, None)
-    if not np.any(ridge > 0):
+    try:
+        _, centre, top, bottom = spine_ridge(bone, pixel_mm=px)
+    except InvalidArgumentError:  # no ridge at all
         return None
-    score = np.median(ridge, axis=0) + 0.25 * ridge.mean(axis=0)
-    centre = int(np.argmax(ndimage.uniform_filter1d(score, max(3, int(round(20.0 / px))))))
-    half = max(1, int(round(15.0 / px)))
-    band = smooth[:, max(0, centre - half): centre + half + 1].mean(axis=1)
-    if not band.max() > 0:
+    if bottom - top < 3:
         return None
-    typical = np.median(band[band > 0.25 * band.max()])
-    on = np.nonzero(band > 0.5 * typical)[0]
-    if on.size < 4:
-        return None
-    top, bottom = int(on[0]), int(on[-1])
     mid = (top + bottom + 1) // 2
     lo, hi = (int(round(v / px)) for v in _ORIENT_BAND_MM)
     cols = np.r_[max(0, centre - hi): max(0, centre - lo), min(tissue.shape[1], centre + lo): min(tissue.shape[1], centre + hi)]

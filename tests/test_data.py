@@ -62,6 +62,29 @@ def test_crop_found_from_image_alone():
     assert abs(top_row - c.extent_mm[0]) <= 2 * PX
 
 
+def test_spine_ridge_prefers_the_midline_to_a_straighter_lateral_ridge():
+    """A curved spine at the skeleton's midline, a brighter straight line of bone (rib-cage
+    edge, scapula, ilium) 100 mm to one side and its fainter mirror on the other: the spine
+    is the ridge found, and it spans the spine's rows."""
+    from spinelib.data import spine_ridge
+
+    c = _curves(bend=25.0)
+    img = _phantom(c)
+    for col, gain in ((300.0, 1.3), (100.0, 1.1)):
+        img[10:135, int(col / PX) - 2: int(col / PX) + 3] += gain
+    _, centre, top, bottom = spine_ridge(img, pixel_mm=PX)
+    assert abs(centre * PX - 212.0) <= 4 * PX  # the bend's mean column, not 300 mm
+    assert top * PX <= c.extent_mm[0] + 2 * PX and bottom * PX >= c.extent_mm[1] - 2 * PX
+    with pytest.raises(InvalidArgumentError, match="no spine ridge"):
+        spine_ridge(np.zeros((40, 30), np.float32), pixel_mm=PX)
+    with pytest.raises(ShapeError):
+        spine_ridge(np.zeros(30, np.float32), pixel_mm=PX)
+    with pytest.raises(NonFiniteError):
+        spine_ridge(np.full((40, 30), np.nan, np.float32), pixel_mm=PX)
+    with pytest.raises(InvalidArgumentError, match="pixel"):
+        spine_ridge(img, pixel_mm=0.0)
+
+
 def test_targets_round_trip_without_augmentation():
     c = _curves()
     img = _phantom(c)

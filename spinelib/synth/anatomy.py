@@ -6,8 +6,8 @@ are clipped by the table), with a subcutaneous fat layer whose thickness follows
 sex, and muscle / organs inside. The skeleton and organs are a list of
 :class:`~spinelib.synth.primitives.Primitive` painted in order (later ones win in the MRI):
 organs (lungs, heart, liver, kidneys, bowel in visceral fat), pelvis and femora, 12 rib
-pairs attached to the thoracic vertebrae (so the rib cage follows scoliosis and axial
-rotation), posterior elements (pedicles, laminae, spinous and transverse processes), the
+pairs attached to the thoracic vertebrae (the rib cage follows their scoliosis and axial
+rotation, not their sagittal tilt: :func:`rib_frame`), posterior elements (pedicles, laminae, spinous and transverse processes), the
 spinal canal (CSF), the discs and the vertebral bodies (tilted elliptic cylinders: a
 cortical shell around trabecular marrow, so that tilted endplates project as ellipses).
 
@@ -94,14 +94,14 @@ ENDPLATE_MM = 0.6
 #: of the scapulae's centres, and the sternum's mean length (manubrium to xiphoid, about
 #: 15-17 cm in adults)
 STERNUM_TOP_MM = 48.0
+SCAPULA_CENTRE_MM = 105.0
+STERNUM_LENGTH_MM = 150.0
 #: mean height of the lung fields below the top of T1 (mm at frame scale 1; the diaphragm's
 #: dome lies at T9-T11 and varies between people and with breathing)
 LUNG_HEIGHT_MM = 200.0
 #: heights of the torso's knots at L3, L1, T11 and T7 of an average spine, as fractions of
 #: the trunk from the S1 endplate (0) to the top of T1 (1)
 TORSO_KNOT_FRACTIONS = (0.2, 0.34, 0.44, 0.71)
-STERNUM_LENGTH_MM = 150.0
-SCAPULA_CENTRE_MM = 105.0
 
 
 def draw_body(rng: np.random.Generator, demo: dict, shape: dict) -> dict:
