@@ -51,7 +51,7 @@ Examples
 >>> from spinelib.profiles import get_profile
 >>> cfg = config_from_profile(get_profile("default"), "resnet_bot")
 >>> cfg.backbone, cfg.n_levels, cfg.image_size, cfg.output_size
-('resnet18d', 64, (192, 96), 386)
+('resnet10t', 64, (192, 96), 386)
 >>> cfg.feat_size
 (6, 3)
 """
