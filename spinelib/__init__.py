@@ -1,8 +1,8 @@
 """spinelib: the runnable companion of *3D Spine Shape Estimation from Single 2D DXA*
 (Bourigault, Jamaludin, Zisserman, MICCAI 2024).
 
-The package holds every algorithm; notebooks only call it. See ``DESIGN.md`` in the
-shared folder and the book for the architecture and conventions.
+The package holds every algorithm; notebooks only call it. Each module's docstring states
+its conventions and file formats; the book tells the study end to end.
 """
 
 from .errors import SpineLibError

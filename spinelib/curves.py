@@ -10,7 +10,7 @@ plus the vertical extent ``(top, bottom)`` in DXA row-mm of the top of the T1 bo
 the bottom of the L5 body. Level ``k`` is the slab ``[top + k h, top + (k + 1) h)`` with
 ``h = (bottom - top) / K``; its nominal position (``levels_mm``) is the slab's middle.
 "Row-mm" and "column-mm" are DXA pixel indices times the pixel spacing, so pixel
-``(0, 0)``'s centre is at ``(0, 0)`` mm (CONTRACTS.md).
+``(0, 0)``'s centre is at ``(0, 0)`` mm.
 
 Coordinates used here (the *DXA-aligned 3D frame*, shared with ``spinelib.reconstruct``)::
 
@@ -547,7 +547,7 @@ def column_curves(
 
 @dataclass(frozen=True)
 class CropWindow:
-    """The crop of a DXA image that the network sees (CONTRACTS.md, "The model's view").
+    """The crop of a DXA image that the network sees ("the model's view").
 
     Attributes
     ----------
@@ -587,7 +587,7 @@ def to_crop(curves: SpineCurves, crop: Any) -> np.ndarray:
 
     Layout: the six curves one after the other (``values.ravel()``), then the extent.
     Coronal ``c -> (c / pixel_mm - col0) / cols``; sagittal ``d -> d / (pixel_mm * cols)``;
-    extent ``r -> (r / pixel_mm - row0) / rows`` (CONTRACTS.md).
+    extent ``r -> (r / pixel_mm - row0) / rows``.
     """
     if not isinstance(curves, SpineCurves):
         raise InvalidArgumentError(f"curves must be SpineCurves, got {type(curves).__name__}")

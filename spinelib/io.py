@@ -3,7 +3,7 @@
 One topic: moving cohort data between files and arrays, validating it once on
 the way, with an error from :mod:`spinelib.errors` whose message names the file.
 
-File formats (``DESIGN.md`` "Files", ``CONTRACTS.md``)::
+File formats::
 
     manifest.csv      subject_id, split, dxa_path, mri_fat_path, mri_water_path,
                       seg_path, truth_path   (paths relative to the manifest's folder)
@@ -97,7 +97,7 @@ __all__ = [
     "check_cohort",
 ]
 
-#: Columns of ``manifest.csv``, in file order (``CONTRACTS.md``).
+#: Columns of ``manifest.csv``, in file order.
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "subject_id",
     "split",

@@ -7,13 +7,13 @@ the names. Every function validates its inputs once (``_check_*`` helpers) and r
 References
 ----------
 * Bourigault, Jamaludin, Zisserman, *3D Spine Shape Estimation from Single 2D DXA*, MICCAI
-  2024 (PAPER.md "Metrics", "Clinical measures").
+  2024 (its evaluation section: curve MAE, 3D curve deviation, IoU; clinical measures).
 * MONAI ``monai.metrics.hausdorff_distance`` / ``surface_distance`` and DeepMind
   ``surface-distance`` (Nikolov et al. 2018): surfaces as the boundary voxels of each mask,
   distances by Euclidean distance transforms with the voxel spacing.
 * Cobb, *Outline for the study of scoliosis*, AAOS Instr. Course Lect. 5 (1948); the
-  tangent-angle formulation of the Cobb angle on a centreline (e.g. the automated methods
-  reviewed in PAPER.md "Clinical measures").
+  tangent-angle formulation of the Cobb angle on a centreline, as automated methods use it
+  on spine centrelines.
 
 Examples
 --------
@@ -138,7 +138,7 @@ def curve_errors(pred, true, *, pixel_mm: float) -> dict[str, dict[str, float]]:
 
     For each curve ``n`` of ``spine.CURVE_NAMES`` with errors ``e_k = pred[n, k] - true[n, k]``:
     ``mae_mm = mean |e|``, ``mae_px = mae_mm / pixel_mm``, ``rmse_mm = sqrt(mean e^2)``,
-    ``max_mm = max |e|`` (PAPER.md: 2D curve accuracy is reported as MAE in mm and pixels).
+    ``max_mm = max |e|`` (the paper reports 2D curve accuracy as MAE in mm and pixels).
 
     Parameters
     ----------
@@ -193,7 +193,7 @@ def centreline_deviation_mm(pred, true) -> float:
 
     The centreline of a curve set is ``(levels_mm, coronal_centre, sagittal_centre)`` per
     level (``reconstruct.centreline_points``), so errors of the vertical extent count too
-    (PAPER.md "Metrics": centreline deviation).
+    (the paper's centreline deviation).
 
     Parameters
     ----------
@@ -279,7 +279,7 @@ def extent_errors_mm(pred, true) -> tuple[float, float]:
 
 
 def iou_3d(a, b) -> float:
-    """Intersection over union ``|A & B| / |A | B|`` of two boolean masks (PAPER.md).
+    """Intersection over union ``|A & B| / |A | B|`` of two boolean masks (the paper's 3D IoU).
 
     Raises
     ------
@@ -452,8 +452,7 @@ def cobb_angle(
     (:func:`tangent_angles_deg`); its extrema (the curve's inflection points, i.e. the end
     vertebrae; the two ends of the column count as extrema; swings smaller than
     ``min_swing_deg`` are ignored as noise) split the spine into curves, and the Cobb
-    angle is the largest difference between consecutive extrema (PAPER.md "Clinical
-    measures"; Cobb 1948). The apex is the level of that curve furthest from the chord
+    angle is the largest difference between consecutive extrema (Cobb 1948). The apex is the level of that curve furthest from the chord
     joining its two end levels.
 
     Parameters
@@ -566,8 +565,8 @@ def kyphosis_deg(
     The tangent angle ``phi = atan(d depth / d row)`` of the sagittal centre (depth above
     the table, anterior positive; row increasing inferiorly) is taken at the top of the
     column (T1 superior) and at the thoracolumbar boundary (``thoracic_fraction`` of the
-    T1-L5 height, T12 inferior); kyphosis is ``phi(boundary) - phi(top)`` (PAPER.md
-    "Clinical measures"; the same tangent difference as the generator's endplate-tilt
+    T1-L5 height, T12 inferior); kyphosis is ``phi(boundary) - phi(top)`` (the
+    same tangent difference as the generator's endplate-tilt
     kyphosis). Positive for a posteriorly convex thoracic spine. End levels that are
     partial sections are left out and the end tangent is extrapolated to the column's
     top by the quadratic fit over the top ``window_mm``.

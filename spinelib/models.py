@@ -29,8 +29,8 @@ AP image plainly shows, :mod:`spinelib.summaries`), is not a network: it has no
 :class:`ModelConfig` and its own checkpoint format. :data:`MODEL_NAMES` lists all five in
 the order of the tables, :data:`NETWORK_NAMES` the four built here.
 
-Input and output (``.notes/CONTRACTS.md``, "The model's view")
----------------------------------------------------------------
+Input and output ("the model's view")
+-------------------------------------
 Input: a float tensor ``(B, in_chans, rows, cols)`` with ``(rows, cols) ==
 config.image_size``; channels (AP bone, AP tissue) for single-view models and (AP bone,
 AP tissue, lateral bone, lateral tissue) for ``biplanar`` (``in_chans = 4``). The

@@ -1,11 +1,11 @@
 """The 3D spine rebuilt from the two orthogonal curve sets, and the true column in the same frame.
 
-Everything here lives in the *DXA-aligned 3D frame* (CONTRACTS.md): axes
+Everything here lives in the *DXA-aligned 3D frame*: axes
 ``(row_mm, col_mm, depth_mm)`` = (DXA row-mm, DXA column-mm, depth above the table). A
 :class:`Grid3D` samples that frame; voxel ``(i, j, k)`` has its centre at
 ``origin_mm + (i, j, k) * spacing_mm``.
 
-The reconstruction (DESIGN.md, CONTRACTS.md): level ``k`` is an ellipse in the
+The reconstruction: level ``k`` is an ellipse in the
 (col, depth) plane centred at ``(coronal_centre, sagittal_centre)`` with semi-axes
 ``(coronal_right - coronal_left) / 2`` and ``(sagittal_anterior - sagittal_posterior) / 2``,
 extruded over the level's slab ``[top + k h, top + (k + 1) h)``. The true mask used for IoU
@@ -137,7 +137,7 @@ def ellipse_mask(curves: SpineCurves, grid: Grid3D) -> np.ndarray:
 
     A grid voxel (centre ``(r, c, d)``) is inside when ``r`` falls in some level's slab
     ``[top + k h, top + (k + 1) h)`` and ``((c - cc_k) / a_k)^2 + ((d - dc_k) / b_k)^2 <= 1``
-    with the level's centre ``(cc_k, dc_k)`` and semi-axes ``(a_k, b_k)`` (CONTRACTS.md).
+    with the level's centre ``(cc_k, dc_k)`` and semi-axes ``(a_k, b_k)``.
     A zero semi-axis gives a degenerate (empty or line) section.
     """
     if not isinstance(curves, SpineCurves):

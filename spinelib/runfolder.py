@@ -1,6 +1,6 @@
 """The run folder: one place per run for parameters, metrics, tables and figures.
 
-Notebooks resolve every path from a single run folder (DESIGN.md). ``metrics.json``
+Notebooks resolve every path from a single run folder. ``metrics.json``
 is shared by several notebooks, each writing its own block; updates are merged
 and written atomically so that an interrupted section never leaves it broken.
 """

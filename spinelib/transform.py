@@ -1,6 +1,6 @@
 """Planar geometry shared by every module: DXA pixels, the DXA<->MRI rigid transform.
 
-Conventions (see DESIGN.md):
+Conventions:
 
 * World coordinates are millimetres, RAS+ (+x patient Right, +y Anterior, +z Superior).
 * A DXA image is indexed ``[row, col]``; row 0 is superior, column 0 at the patient's

@@ -1,4 +1,4 @@
-"""Write a synthetic cohort to disk: subject folders, then ``manifest.csv`` (CONTRACTS.md).
+"""Write a synthetic cohort to disk: subject folders, then ``manifest.csv`` (formats in :mod:`spinelib.io`).
 
 * Deterministic: subject ``i`` depends only on ``(seed, i)`` and the profile's sizes, and
   every file writer is byte-deterministic, so two runs give identical files whatever

@@ -62,7 +62,7 @@ def subject_id(index: int) -> str:
 
 @dataclass
 class Subject:
-    """Arrays and truth of one synthetic subject (see CONTRACTS.md for the file layout)."""
+    """Arrays and truth of one synthetic subject (the file layout is in :mod:`spinelib.io`)."""
 
     subject_id: str
     bone: np.ndarray
