@@ -110,7 +110,7 @@ def resample_image(image: np.ndarray, spacing_mm: Sequence[float], pixel_mm: flo
 SPINE_MIDLINE_SD_MM = 60.0
 
 
-def spine_ridge(bone: np.ndarray, *, pixel_mm: float) -> tuple[np.ndarray, int, int, int]:
+def spine_ridge(bone: np.ndarray, *, pixel_mm: float) -> tuple[int, int, int]:
     """Find the spine in a bone image: its column and the rows it spans.
 
     The spine is the bright vertical ridge of the bone channel: the column whose
@@ -126,7 +126,7 @@ def spine_ridge(bone: np.ndarray, *, pixel_mm: float) -> tuple[np.ndarray, int, 
 
     Returns
     -------
-    (smooth (H, W) float32 smoothed bone image, column, first row, last row) in pixels.
+    (column, first row, last row) of the spine, in pixels.
 
     Raises
     ------
@@ -158,7 +158,7 @@ def spine_ridge(bone: np.ndarray, *, pixel_mm: float) -> tuple[np.ndarray, int, 
     typical = np.median(band[band > 0.25 * band.max()])
     on = np.nonzero(band > 0.5 * typical)[0]
     top, bottom = (int(on[0]), int(on[-1])) if on.size else (0, b.shape[0] - 1)
-    return smooth, centre, top, bottom
+    return centre, top, bottom
 
 
 def find_spine_crop(bone: np.ndarray, *, pixel_mm: float, image_size: Sequence[int],
@@ -179,7 +179,7 @@ def find_spine_crop(bone: np.ndarray, *, pixel_mm: float, image_size: Sequence[i
     CropWindow with integer ``row0``/``col0`` (may extend past the image: padded by zeros).
     """
     rows, cols = _check_size(image_size)
-    _, centre, top, _ = spine_ridge(bone, pixel_mm=pixel_mm)
+    centre, top, _ = spine_ridge(bone, pixel_mm=pixel_mm)
     row0 = top - int(round(top_margin * rows))
     col0 = centre - cols // 2
     return CropWindow(row0=float(row0), col0=float(col0), rows=rows, cols=cols, pixel_mm=_check_px(pixel_mm))

@@ -138,7 +138,7 @@ def orientation_ratio(dxa: DXAImage) -> float | None:
     bone = resample_image(dxa.bone, dxa.pixel_spacing_mm, px)
     tissue = resample_image(dxa.tissue, dxa.pixel_spacing_mm, px)
     try:
-        _, centre, top, bottom = spine_ridge(bone, pixel_mm=px)
+        centre, top, bottom = spine_ridge(bone, pixel_mm=px)
     except InvalidArgumentError:  # no ridge at all
         return None
     if bottom - top < 3:

@@ -72,7 +72,7 @@ def test_spine_ridge_prefers_the_midline_to_a_straighter_lateral_ridge():
     img = _phantom(c)
     for col, gain in ((300.0, 1.3), (100.0, 1.1)):
         img[10:135, int(col / PX) - 2: int(col / PX) + 3] += gain
-    _, centre, top, bottom = spine_ridge(img, pixel_mm=PX)
+    centre, top, bottom = spine_ridge(img, pixel_mm=PX)
     assert abs(centre * PX - 212.0) <= 4 * PX  # the bend's mean column, not 300 mm
     assert top * PX <= c.extent_mm[0] + 2 * PX and bottom * PX >= c.extent_mm[1] - 2 * PX
     with pytest.raises(InvalidArgumentError, match="no spine ridge"):
