@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .curves import from_crop
-from .data import PreparedScan, SpineDataset, prepare_scan
+from .data import AP_CHANNELS, PreparedScan, SpineDataset, prepare_scan
 from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from .io import read_arrays, read_dxa, write_arrays
 from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, save_checkpoint
@@ -34,7 +34,7 @@ from .train import BEST, TrainConfig, _dist_info, train_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "has_lateral_views", "train_section", "trained_models", "predict_cohort",
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "trained_models", "predict_cohort",
            "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
 #: Models that learn (``mean_shape`` and ``visible_summaries`` are fitted, not trained).
@@ -47,8 +47,13 @@ def checkpoint_path(run_dir: str | Path, name: str) -> Path:
 
 
 def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
-               lateral: bool, progress: bool = True) -> list[PreparedScan]:
-    """Read and prepare the DXA of each listed subject (crop found from the image alone)."""
+               lateral: bool | None, progress: bool = True) -> list[PreparedScan]:
+    """Read and prepare the DXA of each listed subject (crop found from the image alone).
+
+    ``lateral``: True, prepare the lateral view too (an error where a DXA has none); False,
+    the AP view only; None, the lateral view of each DXA that has one (the stacks then
+    have 2 or 4 channels).
+    """
     by_id = manifest_df.set_index("subject_id")
     missing = [s for s in subject_ids if s not in by_id.index]
     if missing:
@@ -56,25 +61,9 @@ def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Ma
     scans = []
     for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=None if progress else True, leave=False):
         dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=bool(params.get("allow_pickle", False)))
-        scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]),
-                                  image_size=params["image_size"], lateral=lateral))
+        scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"],
+                                  lateral=dxa.has_lateral if lateral is None else lateral))
     return scans
-
-
-def has_lateral_views(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping) -> bool:
-    """Whether every listed subject's DXA holds a lateral view (what the biplanar model needs).
-
-    Raises
-    ------
-    InvalidArgumentError
-        A subject is not in the manifest.
-    """
-    by_id = manifest_df.set_index("subject_id")
-    missing = [s for s in subject_ids if s not in by_id.index]
-    if missing:
-        raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
-    allow = bool(params.get("allow_pickle", False))
-    return all(read_dxa(by_id.loc[s, "dxa_path"], allow_pickle=allow).has_lateral for s in subject_ids)
 
 
 def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]:
@@ -107,14 +96,15 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
             f"need training and validation subjects, got {len(train_t)} and {len(val_t)} with targets"
         )
     names = list(names)
-    if "biplanar" in names and not has_lateral_views(manifest_df, [*train_t.subject_id, *val_t.subject_id], params):
+    lateral = None if "biplanar" in names else False  # the lateral views where the DXAs have them
+    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
+    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+    if "biplanar" in names and not all(s.stack.shape[0] > AP_CHANNELS for s in (*tr_scans, *va_scans)):
         # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
         # not trained rather than the section failing; the summary simply has no such row
         log.warning("not training biplanar: the cohort's training and validation DXAs have no lateral view")
         names.remove("biplanar")
-    lateral = "biplanar" in names
-    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
-    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+        tr_scans, va_scans = _views(tr_scans, AP_CHANNELS), _views(va_scans, AP_CHANNELS)
     tr_curves = [train_t.curves(i) for i in range(len(train_t))]
     va_curves = [val_t.curves(i) for i in range(len(val_t))]
     cfg = TrainConfig.from_profile(params)

@@ -124,22 +124,25 @@ def test_torchrun_two_processes(cohort, tmp_path):
     assert pred.curves.n_levels == PARAMS["n_levels"]
 
 
-def test_has_lateral_views(cohort, tmp_path):
+def test_load_scans_takes_the_lateral_views_where_they_exist(cohort, tmp_path):
     """The synthetic cohort has lateral views; a DXA written without one (as UK Biobank's
-    whole-body DXA) makes the cohort lose the biplanar model; an unknown subject is an error."""
+    whole-body DXA) has none, so the cohort loses the biplanar model; an unknown subject is an error."""
     from spinelib.errors import InvalidArgumentError
-    from spinelib.experiment import has_lateral_views
+    from spinelib.experiment import load_scans
     from spinelib.io import read_dxa, write_dxa
 
     manifest, _ = cohort
     df = read_manifest(manifest)
     ids = list(df["subject_id"])
-    assert has_lateral_views(df, ids, PARAMS)
+    assert all(s.stack.shape[0] == 4 for s in load_scans(df, ids, PARAMS, lateral=None, progress=False))
     d = read_dxa(df["dxa_path"].iloc[0])
     ap_only = write_dxa(tmp_path / "ap_only.npz", d.bone, d.tissue, d.pixel_spacing_mm)
     mixed = df.copy()
     mixed.loc[mixed.index[0], "dxa_path"] = str(ap_only)
-    assert not has_lateral_views(mixed, ids, PARAMS)
-    assert has_lateral_views(mixed, ids[1:], PARAMS)
+    assert [s.stack.shape[0] for s in load_scans(mixed, ids, PARAMS, lateral=None, progress=False)] == \
+        [2] + [4] * (len(ids) - 1)
+    assert all(s.stack.shape[0] == 2 for s in load_scans(mixed, ids, PARAMS, lateral=False, progress=False))
+    with pytest.raises(InvalidArgumentError, match="lateral view"):
+        load_scans(mixed, ids[:1], PARAMS, lateral=True, progress=False)
     with pytest.raises(InvalidArgumentError, match="S99999"):
-        has_lateral_views(df, ["S99999"], PARAMS)
+        load_scans(df, ["S99999"], PARAMS, lateral=None, progress=False)
