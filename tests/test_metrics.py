@@ -285,6 +285,71 @@ def test_tangent_angles_of_a_line():
     np.testing.assert_allclose(tangent_angles_deg(np.tan(np.radians(10)) * r, r), 10.0, atol=1e-9)
 
 
+@st.composite
+def _savgol_case(draw):
+    n = draw(st.integers(3, 200))
+    half = draw(st.integers(1, (n - 1) // 2))
+    delta = draw(st.floats(1e-3, 1e3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, draw(st.floats(1e-3, 1e3)), n) + draw(st.floats(-1e3, 1e3))
+    return x, 2 * half + 1, delta
+
+
+@given(_savgol_case())
+@settings(max_examples=200, deadline=None)
+def test_savgol_deriv1_matches_scipy(case):
+    """Our numpy Savitzky-Golay derivative (kept out of scipy.signal for import time) gives
+    scipy's numbers: interior convolution and the polynomial fits at both ends."""
+    from scipy.signal import savgol_filter
+
+    from spinelib.metrics import _savgol_deriv1
+
+    x, win, delta = case
+    ref = savgol_filter(x, window_length=win, polyorder=2, deriv=1, delta=delta, mode="interp")
+    got = _savgol_deriv1(x, win, delta=delta)
+    assert got.shape == x.shape and got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * np.max(np.abs(ref)))
+
+
+def test_savgol_deriv1_exact_on_a_parabola():
+    from spinelib.metrics import _savgol_deriv1
+
+    t = np.arange(11) * 2.5
+    np.testing.assert_allclose(_savgol_deriv1(3 * t**2 - t + 7, 5, delta=2.5), 6 * t - 1, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "x, win, delta",
+    [
+        (np.zeros((4, 4)), 3, 1.0),  # not 1-D
+        (np.zeros(10), 4, 1.0),  # even window
+        (np.zeros(10), 1, 1.0),  # window too short for a quadratic
+        (np.zeros(10), 11, 1.0),  # window longer than the data
+        (np.zeros(10), 5.0, 1.0),  # window not an int
+        (np.zeros(10), 5, 0.0),  # spacing not positive
+        (np.zeros(10), 5, float("nan")),
+        (np.zeros(10), 5, "1"),
+    ],
+)
+def test_savgol_deriv1_bad_inputs(x, win, delta):
+    from spinelib.metrics import _savgol_deriv1
+
+    with pytest.raises(InvalidArgumentError):
+        _savgol_deriv1(x, win, delta=delta)
+
+
+def test_clinical_measures_do_not_import_scipy_signal():
+    """scipy.signal costs about 0.3 s of a cold ``spinelib predict``: the metrics must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from spinelib.metrics import cobb_angle; r = np.linspace(0, 450, 40); "
+            "cobb_angle(20 * np.sin(r / 100), r); assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def _sagittal(kyph, lord, k=96, length=450.0, frac=0.66):
     """Depth curve whose tangent angle rises by ``kyph`` over the thoracic part and falls by
     ``lord`` over the lumbar part, smoothly (zero tangent-angle slope at the boundary):
