@@ -37,6 +37,8 @@ class BenchWorkload:
     unit : what an item is ("subjects", "pairs", "images", ...).
     description : one line shown with the results.
     teardown : called once after all repeats.
+    extra : figures of the entry beyond the common ones (merged into its results).
+    report : a further line for the terminal from the entry's results (e.g. per-subject costs).
     """
 
     run: Callable[[], int]
@@ -44,6 +46,7 @@ class BenchWorkload:
     description: str = ""
     teardown: Callable[[], None] | None = None
     extra: dict = field(default_factory=dict)
+    report: Callable[[dict], str] | None = None
 
 
 #: name -> "module:factory". Later capabilities append their own entries here.
@@ -54,6 +57,10 @@ ENTRIES: dict[str, str] = {
     "predict_warm_paper": "spinelib.predict_bench:warm_paper_workload",
     "predict_cold": "spinelib.predict_bench:cold_workload",
     "train_throughput": "spinelib.predict_bench:train_throughput_workload",
+    "stage_synth": "spinelib.stage_bench:synth_workload",
+    "stage_align_targets": "spinelib.stage_bench:align_workload",
+    "stage_predict": "spinelib.stage_bench:predict_workload",
+    "stage_evaluate_3d": "spinelib.stage_bench:evaluate_workload",
 }
 
 
@@ -179,6 +186,8 @@ def run_bench(
                 f"max {entry['seconds']['max']:.3f})  {entry['items_per_second']['median']:.2f} {wl.unit}/s  "
                 f"peak {entry['peak_rss_mb']['max']:.0f} MiB"
             )
+            if wl.report is not None:
+                echo(wl.report(entry))
     if out is not None:
         from .atomic import write_json_atomic
 

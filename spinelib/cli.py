@@ -33,15 +33,40 @@ def command(name: str, help: str):
     return deco
 
 
+# --------------------------------------------------------------------------- fan-out flags
+def _fanout_args(p: argparse.ArgumentParser, *, what: str = "subjects") -> None:
+    """``--jobs``, ``--engine``, ``--scheduler`` and ``--shard`` of a per-subject command."""
+    g = p.add_argument_group("where the work runs (spinelib.workers)")
+    g.add_argument("--jobs", type=int, default=1, help="worker processes (or LocalCluster workers with --engine dask)")
+    g.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="local processes (default) or a Dask cluster")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://host:8786 (implies --engine dask)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help=f"do only shard I of N of the {what} (0-based; a SLURM array of N tasks covers them once)")
+
+
+def _engine(ns: argparse.Namespace):
+    from .workers import Engine
+
+    return Engine.from_params({"jobs": ns.jobs, "engine": ns.engine, "scheduler": ns.scheduler})
+
+
+def _shard(ns: argparse.Namespace):
+    from .workers import Shard
+
+    return Shard.parse(ns.shard) if ns.shard else None
+
+
 # --------------------------------------------------------------------------- synth
 def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="cohort folder to write (created; resumable)")
     p.add_argument("--n", type=int, default=None, help="number of subjects (profile's n_subjects by default)")
     p.add_argument("--seed", type=int, default=None, help="cohort seed (profile's seed by default)")
     p.add_argument("--profile", default="default", help="smoke | default | paper")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override one profile parameter")
+    _fanout_args(p)
 
 
 @command("synth", "generate a synthetic paired DXA/MRI cohort")(_synth_args)
@@ -55,8 +80,11 @@ def _synth(ns: argparse.Namespace) -> int:
     if ns.seed is not None:
         overrides["seed"] = ns.seed
     params = get_profile(ns.profile, overrides)
-    manifest = generate_cohort(ns.out, params, jobs=ns.jobs)
-    log.info("cohort written: %s", manifest)
+    manifest = generate_cohort(ns.out, params, jobs=_engine(ns), shard=_shard(ns))
+    if manifest is None:
+        log.info("shard %s written to %s; the manifest comes with the last shard", ns.shard, ns.out)
+    else:
+        log.info("cohort written: %s", manifest)
     return 0
 
 
@@ -72,7 +100,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                      help="segmentations: DIR/<id>/seg.nii.gz, or TotalSegmentator's DIR/<id>/vertebrae_mr.nii.gz "
                           "and DIR/<id>/total_mr.nii.gz")
     ukb.add_argument("--out", required=True, help="cohort folder to write (created; a rerun resumes)")
-    ukb.add_argument("--jobs", type=int, default=1, help="worker processes")
+    _fanout_args(ukb, what="participant visits (then run once without --shard to write the manifest)")
     ukb.add_argument("--seed", type=int, default=0, help="seed of the participant-level train/val/test split")
     ukb.add_argument("--no-id-check", action="store_true",
                      help="accept DICOM PatientIDs that differ from the eid in the file names")
@@ -82,9 +110,12 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 def _ingest(ns: argparse.Namespace) -> int:
     from .ingest import ingest_ukb
 
-    report = ingest_ukb(ns.dxa_zips, ns.mri_zips, ns.out, seg_dir=ns.seg, jobs=ns.jobs, seed=ns.seed,
-                        check_ids=not ns.no_id_check)
+    shard = _shard(ns)
+    report = ingest_ukb(ns.dxa_zips, ns.mri_zips, ns.out, seg_dir=ns.seg, jobs=_engine(ns), seed=ns.seed,
+                        check_ids=not ns.no_id_check, shard=shard)
     print(report.summary())
+    if shard is not None and not shard.is_whole:
+        return 0 if report.ingested or not report.failures else 1
     return 0 if report.manifest_path is not None else 1
 
 
@@ -129,6 +160,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                    help="flip the image left-right first (a mirrored scan cannot be detected)")
     p.add_argument("--batch-size", type=int, default=8, help="cohort: scans per forward pass")
     p.add_argument("--no-progress", action="store_true", help="cohort: no progress bar")
+    _fanout_args(p, what="scans (cohort)")
 
 
 def _is_cohort_source(path: str) -> bool:
@@ -147,7 +179,7 @@ def _predict(ns: argparse.Namespace) -> int:
         # one warm model for the whole cohort; a bad scan is listed, the others go on
         res = predict_scans(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
                             pixel_spacing_mm=ns.pixel_spacing, batch_size=ns.batch_size,
-                            progress=not ns.no_progress, **flips)
+                            progress=not ns.no_progress, jobs=_engine(ns), shard=_shard(ns), **flips)
         print(res.summary(), file=sys.stderr if res.n_failed else sys.stdout)
         return 0 if res.n_failed == 0 else 1
     paths = predict_file(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
@@ -168,6 +200,40 @@ def _convert(ns: argparse.Namespace) -> int:
     from .paper_checkpoint import convert_paper_checkpoint
 
     print(convert_paper_checkpoint(ns.paper_checkpoint, ns.out))
+    return 0
+
+
+# --------------------------------------------------------------------------- align
+def _align_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder whose alignment section will read the results")
+    p.add_argument("--data", required=True, help="manifest.csv of the cohort")
+    p.add_argument("--profile", default=None,
+                   help="smoke | default | paper (default: the run folder's, else default)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override one profile parameter (repeatable)")
+    _fanout_args(p)
+
+
+@command("align", "align every subject and read its targets into the run's cache "
+                  "(the alignment section's per-subject half; shardable)")(_align_args)
+def _align(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline import _previous_params, resolve_params
+    from .privacy import run_manifest
+    from .profiles import parse_override
+    from .targets import align_cohort_targets, target_store
+
+    run_dir = Path(ns.run)
+    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
+    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    params = resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+    manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
+    store = target_store(run_dir, params)
+    out = align_cohort_targets(manifest, params, jobs=_engine(ns), shard=_shard(ns), store=store)
+    trusted = sum(bool(r["trusted"]) for r, _, _ in out)
+    failed = [r for r, _, _ in out if str(r["reason"]).startswith(("failed:", "load failed:"))]
+    print(f"{len(out)} subjects aligned into {store}: {trusted} trusted, {len(failed)} failed to load or run")
     return 0
 
 

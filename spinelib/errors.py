@@ -28,6 +28,8 @@ __all__ = [
     "OutputError",
     "IncompleteScanError",
     "ParticipantMismatchError",
+    "ClusterError",
+    "SubjectsFailedError",
 ]
 
 
@@ -108,3 +110,11 @@ class IncompleteScanError(UnreadableFileError):
 
 class ParticipantMismatchError(SpineLibError, ValueError):
     """Files that should describe one participant name different participants."""
+
+
+class ClusterError(SpineLibError, RuntimeError):
+    """The Dask cluster of a fan-out cannot be started or reached."""
+
+
+class SubjectsFailedError(SpineLibError, RuntimeError):
+    """Some subjects of a stage that needs every one of them failed (listed with their reasons)."""

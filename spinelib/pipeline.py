@@ -105,6 +105,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("curve_accuracy", "03_curve_accuracy_2d.ipynb", "2D curve accuracy"),
     Section("reconstruction", "04_reconstruction_3d.ipynb", "3D reconstruction"),
     Section("qualitative", "05_qualitative.ipynb", "Qualitative results"),
+    Section("scaling", "06_scaling.ipynb", "Scaling to UK Biobank"),
 )
 SECTION_NAMES: tuple[str, ...] = tuple(s.name for s in SECTIONS)
 

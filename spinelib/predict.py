@@ -41,7 +41,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -54,9 +54,12 @@ from .io import DXAImage, read_dxa
 from .metrics import clinical_measures
 from .reconstruct import Grid3D, ellipse_mask, grid_for
 
+if TYPE_CHECKING:
+    from .workers import Engine, Shard
+
 log = logging.getLogger(__name__)
 
-__all__ = ["Prediction", "Predictor", "frame_to_ras_affine", "predict_file", "write_prediction",
+__all__ = ["Prediction", "Predictor", "frame_to_ras_affine", "predict_file", "write_prediction", "curves_csv",
            "predict_scans", "list_scans", "CohortPrediction", "flip_dxa", "orientation_ratio",
            "check_orientation", "OrientationError", "INPUT_RECIPES", "UPSIDE_DOWN_RATIO",
            "MIN_SPINE_FOV_MM", "MAX_FOV_MM", "PLAUSIBLE_CROP_RANGE"]
@@ -595,40 +598,53 @@ def _measures_record(pred: Prediction, *, source: str, model: str, flipped: Sequ
     }
 
 
+def curves_csv(curves: SpineCurves) -> str:
+    """``curves.csv`` of :func:`write_prediction`: ``level``, ``level_row_mm`` and the six
+    curves (:data:`spinelib.spine.CURVE_NAMES`), one row per level, ``%.4f`` (curves are finite).
+
+    The same bytes as ``pandas.DataFrame.to_csv(index=False, float_format="%.4f")``,
+    without importing pandas (a fifth of a second of a cold ``spinelib predict``).
+    """
+    from .spine import CURVE_NAMES
+
+    if not isinstance(curves, SpineCurves):
+        raise InvalidArgumentError(f"curves must be SpineCurves, got {type(curves).__name__}")
+    cols = [np.asarray(curves.levels_mm, float), *np.asarray(curves.values, float)]
+    lines = [",".join(["level", "level_row_mm", *CURVE_NAMES])]
+    for k in range(curves.n_levels):
+        lines.append(",".join([str(k), *("%.4f" % c[k] for c in cols)]))
+    return "\n".join(lines) + "\n"
+
+
 def write_prediction(pred: Prediction, out_dir: str | Path, *, source: str = "", model: str = "",
-                     flipped: Sequence[str] = ()) -> dict[str, Path]:
+                     flipped: Sequence[str] = (), record: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write the four outputs of a prediction into ``out_dir``; returns their paths.
 
     ``curves``: ``curves.csv``; ``mask``: ``spine3d.nii.gz`` (uint8, affine
     :func:`frame_to_ras_affine`); ``html``: ``spine3d.html`` (plotly.js inside);
     ``measures``: ``measures.json`` (``flipped`` lists the flips applied to the stored
-    image, ``"vertical"`` / ``"horizontal"``: the curves are in the flipped image's frame).
-    Each file is written atomically.
+    image, ``"vertical"`` / ``"horizontal"``: the curves are in the flipped image's frame;
+    ``record``, when given, is written instead of the prediction's own measures record).
+    Each file is written atomically; ``measures.json`` last, so that it marks a complete folder.
     """
     if not isinstance(pred, Prediction):
         raise InvalidArgumentError(f"pred must be a Prediction, got {type(pred).__name__}")
-    import pandas as pd
-
-    from .atomic import atomic_path, ensure_writable_dir, write_json_atomic
+    from .atomic import ensure_writable_dir, write_json_atomic, write_text_atomic
     from .io import write_nifti
     from .reconstruct import surface_mesh
-    from .spine import CURVE_NAMES
     from .viz.spine3d import PRED_COLOUR, SpineMesh, rotating_spines_figure, write_figure_html
 
     out = ensure_writable_dir(out_dir, min_free_mb=20)
     paths = {k: out / n for k, n in (("curves", "curves.csv"), ("mask", "spine3d.nii.gz"),
                                       ("html", "spine3d.html"), ("measures", "measures.json"))}
-    c = pred.curves
-    table = pd.DataFrame({"level": np.arange(c.n_levels), "level_row_mm": c.levels_mm,
-                          **{n: c.values[i] for i, n in enumerate(CURVE_NAMES)}})
-    with atomic_path(paths["curves"]) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    write_text_atomic(paths["curves"], curves_csv(pred.curves))
     write_nifti(paths["mask"], pred.mask.astype(np.uint8), frame_to_ras_affine(pred.grid))
     verts, faces = surface_mesh(pred.mask, pred.grid)
     fig = rotating_spines_figure([SpineMesh(verts, faces, "predicted spine", PRED_COLOUR)],
                                  title=f"Predicted 3D spine{': ' + source if source else ''}")
     write_figure_html(fig, paths["html"], self_contained=True)
-    write_json_atomic(paths["measures"], _measures_record(pred, source=source, model=model, flipped=flipped))
+    write_json_atomic(paths["measures"], dict(record) if record is not None else
+                      _measures_record(pred, source=source, model=model, flipped=flipped))
     return paths
 
 
@@ -808,11 +824,97 @@ class CohortPrediction:
                 f"measures: {self.measures_csv}" + (f"; failures: {self.failures_csv}" if self.n_failed else ""))
 
 
+_WORKER_PREDICTORS: dict[tuple[str, str], "Predictor"] = {}
+
+
+def _worker_predictor(checkpoint: str, digest: str) -> "Predictor":
+    """The model of ``checkpoint``, loaded once per worker process."""
+    key = (str(checkpoint), digest)
+    if key not in _WORKER_PREDICTORS:
+        _WORKER_PREDICTORS.clear()  # one model at a time: a worker's memory is the cluster's
+        _WORKER_PREDICTORS[key] = Predictor.from_checkpoint(checkpoint)
+    return _WORKER_PREDICTORS[key]
+
+
+def _scan_row(rec: Mapping[str, Any], sid: str, path: Path, out: Path) -> dict:
+    """The ``measures.csv`` row of a scan from its ``measures.json`` record."""
+    return {"scan": sid, "source": str(path),
+            **{k: v for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k != "n_levels"},
+            "extent_top_mm": rec["extent_mm"][0], "extent_bottom_mm": rec["extent_mm"][1], "output": str(out / sid)}
+
+
+def _failure_row(sid: str, path: Path, error: str, reason: str) -> dict:
+    log.warning("scan %s (%s) failed: %s", sid, path, reason)
+    return {"scan": sid, "source": str(path), "error": error, "reason": reason}
+
+
+def _predict_group(item: Mapping[str, Any]) -> list[dict]:
+    """Fan-out item: predict a group of scans in one batch and write their outputs.
+
+    Returns one row per scan, a ``measures.csv`` row or a ``failures.csv`` row (it has
+    ``"error"``). Runs in a worker, which loads the model once (:func:`_worker_predictor`)
+    unless the item carries a warm ``predictor`` (in this process only), on one thread:
+    a worker is one core (``--jobs`` sets how many).
+    """
+    predictor = item.get("predictor") or _worker_predictor(item["checkpoint"], item["digest"])
+    threads = torch.get_num_threads()
+    # one intra-op thread whatever the backend: a convolution's last bits depend on the
+    # thread count, and a scan must get the same numbers from any --jobs, cluster or shard
+    torch.set_num_threads(1)
+    try:
+        return _predict_group_with(predictor, item)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _predict_group_with(predictor: "Predictor", item: Mapping[str, Any]) -> list[dict]:
+    opts, out, flipped = item["options"], Path(item["out"]), _flips(item["options"]["flip_vertical"],
+                                                                     item["options"]["flip_horizontal"])
+    model = predictor.config.describe()
+    rows, ok, dxas = [], [], []
+    for sid, path in item["scans"]:
+        path = Path(path)
+        try:
+            dxas.append(_read_checked(path, **opts))
+            ok.append((sid, path))
+        except SpineLibError as exc:
+            rows.append(_failure_row(sid, path, type(exc).__name__, str(exc)))
+    for (sid, path), res in zip(ok, predictor.predict_batch(dxas, batch_size=max(1, len(dxas)), on_error="return")):
+        try:
+            if isinstance(res, BaseException):
+                raise res
+            rec = _measures_record(res, source=str(path), model=model, flipped=flipped)
+            rec["checkpoint_sha256"] = item["digest"]
+            write_prediction(res, out / sid, source=path.name, model=model, flipped=flipped, record=rec)
+            rows.append(_scan_row(rec, sid, path, out))
+        except SpineLibError as exc:
+            rows.append(_failure_row(sid, path, type(exc).__name__, str(exc)))
+    order = {sid: k for k, (sid, _) in enumerate(item["scans"])}
+    return sorted(rows, key=lambda r: order[r["scan"]])
+
+
+def _stored_row(out: Path, sid: str, path: Path, digest: str, flipped: Sequence[str]) -> dict | None:
+    """A scan's row from the ``measures.json`` an earlier run wrote with the same model and flips."""
+    import json
+
+    try:
+        rec = json.loads((out / sid / "measures.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = all((out / sid / n).is_file() for n in ("curves.csv", "spine3d.nii.gz", "spine3d.html"))
+    if (done and digest and isinstance(rec, dict) and rec.get("checkpoint_sha256") == digest
+            and rec.get("source") == str(path) and rec.get("flipped") == list(flipped)):
+        return _scan_row(rec, sid, path, out)
+    return None
+
+
 def predict_scans(source: str | Path, checkpoint: str | Path, out_dir: str | Path, *,
                   allow_pickle: bool = False, pixel_spacing_mm=None, flip_vertical: bool = False,
                   flip_horizontal: bool = False, batch_size: int = 8, progress: bool = True,
-                  predictor: Predictor | None = None) -> CohortPrediction:
-    """``spinelib predict`` for a cohort: one warm model, one output folder per scan.
+                  predictor: Predictor | None = None, jobs: "int | Engine" = 1,
+                  shard: "Shard | None" = None) -> CohortPrediction:
+    """``spinelib predict`` for a cohort: one warm model per worker, one output folder per scan.
 
     Parameters
     ----------
@@ -821,12 +923,20 @@ def predict_scans(source: str | Path, checkpoint: str | Path, out_dir: str | Pat
     out_dir : gets ``<scan id>/`` with the four outputs of :func:`write_prediction` per
         scan, ``measures.csv`` (one row per predicted scan: ``scan``, ``source``, the
         measures of ``measures.json``, ``output``) and ``failures.csv`` (``scan``,
-        ``source``, ``error``, ``reason``; header only when none failed).
+        ``source``, ``error``, ``reason``; header only when none failed). A rerun with the
+        same checkpoint keeps the scans already written (``measures.json`` records the
+        checkpoint's SHA-256). With a ``shard``, the tables are ``measures.shard-I-of-N.csv``
+        and ``failures.shard-I-of-N.csv``.
     allow_pickle, pixel_spacing_mm, flip_vertical, flip_horizontal : as in
         :func:`predict_file`, for every scan.
-    batch_size : scans per forward pass (:meth:`Predictor.predict_batch`).
+    batch_size : scans per forward pass (:meth:`Predictor.predict_batch`), and per task.
     progress : show a tqdm progress bar.
-    predictor : an already loaded model (e.g. warm in a notebook).
+    predictor : an already loaded model (e.g. warm in a notebook); only with ``jobs=1``.
+    jobs : worker processes, or an :class:`~spinelib.workers.Engine` (a Dask cluster); each
+        worker loads the checkpoint once and computes on one thread (so that every path
+        gives a scan the same numbers): give as many jobs as cores.
+    shard : predict only this :class:`~spinelib.workers.Shard` of the batches (of
+        ``batch_size`` scans, in :func:`list_scans` order).
 
     Returns
     -------
@@ -835,62 +945,61 @@ def predict_scans(source: str | Path, checkpoint: str | Path, out_dir: str | Pat
     Raises
     ------
     MissingFileError, UnreadableFileError, InvalidArgumentError
-        A bad ``source`` (:func:`list_scans`).
+        A bad ``source`` (:func:`list_scans`), or a ``predictor`` with several workers.
     MissingCheckpointError, CorruptCheckpointError, CheckpointError
         A bad checkpoint. A bad scan does not raise: it is listed in ``failures.csv``.
     """
+    import hashlib
+
     import pandas as pd
-    from tqdm import tqdm  # console bars: no notebook-widget detection
 
     from .atomic import atomic_path, ensure_writable_dir
+    from .workers import Engine, Failed, Shard, fan_out
 
     t0 = time.perf_counter()
-    scans = list_scans(source)
-    if predictor is None:
-        predictor = Predictor.from_checkpoint(checkpoint)
-    elif not isinstance(predictor, Predictor):
-        raise InvalidArgumentError(f"predictor must be a Predictor, got {type(predictor).__name__}")
+    engine, shard = Engine.of(jobs), shard or Shard()
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    every = list_scans(source)
+    # shards take whole batches: a scan's numbers depend (in the last bits) on the batch it
+    # is computed in, so every path must batch the scans alike
+    batches = [every[k:k + int(batch_size)] for k in range(0, len(every), int(batch_size))]
+    scans = [scan for i in shard.positions(len(batches)) for scan in batches[i]]
+    if predictor is not None and not isinstance(predictor, Predictor):
+        raise InvalidArgumentError(f"predictor must be a Predictor, got {type(predictor).__name__}")
+    if predictor is not None and (engine.kind != "local" or engine.jobs != 1):
+        raise InvalidArgumentError("a warm predictor runs in this process only: use jobs=1, or pass the checkpoint")
+    digest = ""
+    if predictor is None:
+        loaded = Predictor.from_checkpoint(checkpoint)  # a bad checkpoint fails here, not once per worker
+        digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+        if engine.kind == "local" and engine.jobs == 1:
+            predictor = loaded
     out = ensure_writable_dir(out_dir, min_free_mb=20)
+    options = dict(allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm, flip_vertical=flip_vertical,
+                   flip_horizontal=flip_horizontal)
     flipped = _flips(flip_vertical, flip_horizontal)
-    model = predictor.config.describe()
-    rows: list[dict] = []
-    failures: list[dict] = []
-
-    def failed(sid: str, path: Path, exc: BaseException) -> None:
-        failures.append({"scan": sid, "source": str(path), "error": type(exc).__name__, "reason": str(exc)})
-        log.warning("scan %s (%s) failed: %s", sid, path, exc)
-
-    bar = tqdm(total=len(scans), desc="predicting", unit="scan", disable=None if progress else True)
-    for start in range(0, len(scans), int(batch_size)):
-        chunk, dxas = [], []
-        for sid, path in scans[start:start + int(batch_size)]:
-            try:
-                dxas.append(_read_checked(path, allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm,
-                                          flip_vertical=flip_vertical, flip_horizontal=flip_horizontal))
-                chunk.append((sid, path))
-            except SpineLibError as exc:
-                failed(sid, path, exc)
-                bar.update(1)
-        for (sid, path), res in zip(chunk, predictor.predict_batch(dxas, batch_size=int(batch_size),
-                                                                      on_error="return")):
-            try:
-                if isinstance(res, BaseException):
-                    raise res
-                write_prediction(res, out / sid, source=path.name, model=model, flipped=flipped)
-                rec = _measures_record(res, source=str(path), model=model, flipped=flipped)
-                rows.append({"scan": sid, "source": str(path),
-                             **{k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "n_levels"},
-                             "extent_top_mm": rec["extent_mm"][0], "extent_bottom_mm": rec["extent_mm"][1],
-                             "output": str(out / sid)})
-            except SpineLibError as exc:
-                failed(sid, path, exc)
-            bar.update(1)
-    bar.close()
-    paths = {"measures": out / "measures.csv", "failures": out / "failures.csv"}
+    stored = {sid: _stored_row(out, sid, Path(p), digest, flipped) for sid, p in scans}
+    groups = [g for g in ([(sid, str(p)) for sid, p in batches[i] if stored[sid] is None]
+                          for i in shard.positions(len(batches))) if g]
+    items = [{"scans": g, "checkpoint": str(checkpoint), "digest": digest, "out": str(out),
+              "options": options, **({"predictor": predictor} if predictor else {})} for g in groups]
+    # one task is one batch: chunks of one keep a worker's memory to one batch of scans
+    engine = Engine(jobs=engine.jobs, kind=engine.kind, scheduler=engine.scheduler, chunk=1)
+    done = fan_out(_predict_group, items, keys=[g[0][0] for g in groups], engine=engine, desc="predicting",
+                   unit="batch", progress=progress, spawn=True)
+    new: dict[str, dict] = {}
+    for g, res in zip(groups, done):
+        if isinstance(res, Failed):  # the whole batch was lost (a worker died)
+            res = [_failure_row(sid, Path(p), "WorkerError", res.reason) for sid, p in g]
+        new.update({r["scan"]: r for r in res})
+    rows = [stored[sid] or new[sid] for sid, _ in scans]
+    good = [r for r in rows if "error" not in r]
+    failures = [r for r in rows if "error" in r]
+    suffix = "" if shard.is_whole else f".shard-{shard.index}-of-{shard.count}"
+    paths = {"measures": out / f"measures{suffix}.csv", "failures": out / f"failures{suffix}.csv"}
     with atomic_path(paths["measures"]) as tmp:
-        pd.DataFrame(rows, columns=None if rows else ["scan", "source", "output"]).to_csv(
+        pd.DataFrame(good, columns=None if good else ["scan", "source", "output"]).to_csv(
             tmp, index=False, float_format="%.4f")
     with atomic_path(paths["failures"]) as tmp:
         pd.DataFrame(failures, columns=["scan", "source", "error", "reason"]).to_csv(tmp, index=False)

@@ -19,7 +19,9 @@ __all__ = ["PROFILES", "PROFILE_NAMES", "TUNED_ON", "get_profile", "parse_overri
 _BASE: dict[str, Any] = {
     # -- reproducibility and resources
     "seed": 0,
-    "jobs": 2,  # worker processes for cohort-wide loops (generation, alignment)
+    "jobs": 2,  # worker processes for cohort-wide loops (generation, alignment, 3D evaluation)
+    "engine": "local",  # where those loops run: "local" processes or "dask" (spinelib.workers)
+    "scheduler": "",  # a running Dask scheduler's address ("" with engine dask: a LocalCluster of `jobs`)
     "allow_pickle": False,  # read DXA pickles (UK Biobank preprocessing); unpickling runs code
     # -- synthetic cohort (spinelib.synth)
     "n_subjects": 1000,
@@ -60,6 +62,10 @@ _BASE: dict[str, Any] = {
     "eval_grid_mm": 2.0,  # voxel size of the common 3D grid of IoU, Dice and surface distances
     "n_bootstrap": 2000,  # bootstrap resamples (over subjects) of the paired model comparisons
     "shifted_data": "",  # manifest of a shifted cohort to evaluate on too ("" = skip)
+    # -- scaling page (spinelib.stage_bench)
+    "scale_participants": 50000,  # participants the per-subject costs are multiplied out for
+    "scale_workers": 100,  # single-core cluster workers of the cluster estimate
+    "bench_repeat": 3,  # timed repeats of each stage entry
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -83,6 +89,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "eval_grid_mm": 4.0,
         "n_bootstrap": 200,
+        "bench_repeat": 1,
     },
     "default": dict(_BASE),
     "paper": {

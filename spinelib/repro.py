@@ -9,9 +9,11 @@ and compares the two::
 
     spinelib run --check results/smoke            # -> results/smoke-check/check_report.json
 
-Wall-clock measurements (``seconds``, ``images_per_second``, ...) differ from one run to
-the next by nature; they are listed in :data:`TIMING_KEYS` and left out of the comparison
-(reported as ``ignored``) unless the caller passes ``ignore=()``.
+Measurements of the machine -- wall clock (``seconds``, ``images_per_second``, ...), and
+the scaling page's memory, I/O and their multiples (``peak_rss_*``, ``mib_*``,
+``core_hours``, ...) -- differ from one run to the next by nature; they are listed in
+:data:`TIMING_KEYS` and left out of the comparison (reported as ``ignored``) unless the
+caller passes ``ignore=()``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Names (fnmatch patterns, matched against a metrics key or a table column) of wall-clock
 #: measurements: they are not results and are not compared by default.
-TIMING_KEYS: tuple[str, ...] = ("seconds", "*_seconds", "seconds_*", "images_per_second", "elapsed_s")
+TIMING_KEYS: tuple[str, ...] = ("seconds", "*_seconds", "seconds_*", "images_per_second", "elapsed_s",
+                                 "core_hours", "days_*", "hours_*", "mib_*", "tib_*", "peak_rss_*")
 #: The report :func:`check_run` writes into the new run folder.
 CHECK_REPORT = "check_report.json"
 #: Parameters that locate a run rather than define it (not carried over by a check).

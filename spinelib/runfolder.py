@@ -43,6 +43,7 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
         "figures": root / "figures",
         "checkpoints": root / "checkpoints",
         "notebooks": root / "notebooks",
+        "cache": root / "cache",  # per-subject results of the fan-outs (spinelib.workers); safe to delete
     }
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,11 +36,15 @@ from .errors import InvalidArgumentError, ShapeError, SpineLibError, UnreadableF
 from .io import read_arrays, write_arrays
 from .transform import PlanarTransform
 
+if TYPE_CHECKING:
+    from .workers import Engine, Shard
+
 log = logging.getLogger(__name__)
 
 __all__ = ["TargetSet", "CohortTargets", "ANATOMY_DXA", "ANATOMY_MRI", "TRUTH_TARGETS_FILE",
            "TRUTH_TABLE_COLUMNS", "write_targets", "read_targets", "subject_record", "subject_targets",
-           "dxa_session_seg_path", "truth_curves", "prepare_cohort", "prepare_cohort_targets"]
+           "dxa_session_seg_path", "truth_curves", "prepare_cohort", "prepare_cohort_targets",
+           "align_cohort_targets", "target_store", "STORE_PARAMS"]
 
 #: ``TargetSet.anatomy`` of curves read off the DXA-session spine (``seg_dxa.nii.gz``).
 ANATOMY_DXA = "dxa_session"
@@ -299,8 +303,102 @@ def subject_record(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[d
     return rec, est
 
 
-def _one(args: tuple[dict, dict]) -> tuple[dict, tuple | None, dict]:
-    return subject_targets(*args)
+#: Profile parameters a subject's targets depend on (with its files): they name the store.
+STORE_PARAMS: tuple[str, ...] = ("align_pixel_mm", "align_angle_range_deg", "align_min_score",
+                                 "align_min_stage1_score", "n_levels", "allow_pickle")
+
+
+def _cohort_item(args: tuple[dict, dict]) -> tuple[dict, tuple | None, dict]:
+    """Fan-out item: :func:`subject_targets` as a plain record (curves as their arrays)."""
+    rec, est, trec = subject_targets(*args)
+    if "curves" in trec:
+        trec["curves"] = {"values": trec["curves"].values, "extent_mm": trec["curves"].extent_mm}
+    if est is not None:
+        est = tuple(np.asarray(v, dtype=float) for v in est)
+    return rec, est, trec
+
+
+def _file_key(row: Mapping[str, Any]) -> str:
+    """The identity of a subject's files (paths, sizes, modification times), for the store.
+
+    A cohort rewritten in place (another generator version, a re-ingested visit) changes
+    the key, so a stored result never outlives the files it was computed from.
+    """
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for col in ("dxa_path", "mri_fat_path", "mri_water_path", "seg_path", "truth_path"):
+        path = str(row.get(col) or "")
+        h.update(f"{col}={path}".encode())
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        h.update(b"-" if st is None else f":{st.st_size}:{st.st_mtime_ns}".encode())
+    # the DXA-session labels named by truth.json are written with it (one atomic folder)
+    return "s" + h.hexdigest()[:32]
+
+
+def target_store(run_dir: str | Path, params: Mapping[str, Any]) -> Path:
+    """Where a run keeps each subject's alignment and targets (``cache/targets-<digest>``)."""
+    from .runfolder import run_paths
+    from .workers import store_folder
+
+    return store_folder(run_paths(run_dir)["cache"], "targets", {k: params.get(k) for k in STORE_PARAMS})
+
+
+def _check_cohort_args(params: Mapping[str, Any]) -> None:
+    missing = [k for k in STORE_PARAMS if k not in params and k != "allow_pickle"]
+    if missing:
+        raise InvalidArgumentError(f"params lack {', '.join(missing)}")
+
+
+def align_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1,
+                         shard: "Shard | None" = None, store: str | Path | None = None,
+                         progress: bool = True) -> list[tuple[dict, tuple | None, dict]]:
+    """Align and read the targets of the manifest rows of ``shard``; one result per row.
+
+    The per-subject half of :func:`prepare_cohort_targets`, which a cluster runs shard by
+    shard (``spinelib align --shard I/N``) into a shared ``store``.
+
+    Parameters
+    ----------
+    manifest_df : manifest DataFrame (:func:`spinelib.io.read_manifest`).
+    params : profile parameters (:data:`STORE_PARAMS`).
+    jobs : worker processes, or an :class:`~spinelib.workers.Engine`.
+    shard : the rows to do (all by default).
+    store : folder of stored per-subject results (:func:`target_store`): read when there,
+        written when computed.
+
+    Returns
+    -------
+    list of ``(alignment record, targets or None, truth record)`` (:func:`subject_targets`,
+    curves as ``{"values", "extent_mm"}``), one per row of the shard, in manifest order.
+    """
+    from .align.cohort import align_loaded
+    from .workers import Failed, Shard, fan_out
+
+    _check_cohort_args(params)
+    p = {k: params[k] for k in params if k in STORE_PARAMS}
+    p.setdefault("allow_pickle", False)
+    every = [dict(r) for r in manifest_df.to_dict(orient="records")]
+    rows = [every[i] for i in (shard or Shard()).positions(len(every))]
+    res = fan_out(_cohort_item, [(r, p) for r in rows], keys=[_file_key(r) for r in rows], engine=jobs,
+                  desc="align + targets", unit="subject", progress=progress, store=store)
+    out = []
+    for row, r in zip(rows, res):
+        if isinstance(r, Failed):
+            rec = align_loaded(None, row, p)
+            rec["reason"] = f"failed: {r.reason}"
+            r = (rec, None, {"subject_id": rec["subject_id"], "split": rec["split"], "has_truth_targets": False,
+                             "anatomy": "", "table_plane": "", "reason": rec["reason"]})
+        rec, est, trec = r
+        # a stored result may come from a run that saw other (pseudonymised) ids
+        for d in (rec, trec):
+            d.update(subject_id=str(row["subject_id"]), split=str(row["split"]))
+        out.append((rec, est, trec))
+    return out
 
 
 @dataclass(frozen=True)
@@ -337,50 +435,39 @@ def _target_set(ok: Sequence[tuple[dict, tuple]], k: int) -> TargetSet:
     )
 
 
-def prepare_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1,
-                           progress: bool = True) -> CohortTargets:
+def prepare_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1,
+                           progress: bool = True, store: str | Path | None = None) -> CohortTargets:
     """Align every subject, read its targets and, on synthetic cohorts, its truth targets.
 
     Parameters
     ----------
     manifest_df : manifest DataFrame (:func:`spinelib.io.read_manifest`).
     params : profile parameters (alignment settings and ``n_levels``).
-    jobs : worker processes.
+    jobs : worker processes, or an :class:`~spinelib.workers.Engine` (a Dask cluster).
+    store : folder of stored per-subject results (:func:`target_store`); a killed run
+        resumes from it, and the shards of ``spinelib align --shard`` fill it.
 
     Returns
     -------
     :class:`CohortTargets`.
     """
     import pandas as pd
-    from tqdm import tqdm  # console bars: no notebook-widget detection
 
     from .align.cohort import ALIGNMENT_COLUMNS
 
-    if isinstance(jobs, bool) or int(jobs) < 1:
-        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs}")
-    if "n_levels" not in params:
-        raise InvalidArgumentError("params lack n_levels")
-    rows = [dict(r) for r in manifest_df.to_dict(orient="records")]
-    bar = dict(total=len(rows), desc="align + targets", unit="subject", disable=None if progress else True)
-    if int(jobs) == 1 or len(rows) < 2:
-        out = [subject_targets(r, params) for r in tqdm(rows, **bar)]
-    else:
-        from .workers import process_pool  # workers die with this process
-
-        with process_pool(int(jobs)) as ex:
-            out = list(tqdm(ex.map(_one, [(r, dict(params)) for r in rows], chunksize=2), **bar))
+    out = align_cohort_targets(manifest_df, params, jobs=jobs, store=store, progress=progress)
     table = pd.DataFrame.from_records([r for r, _, _ in out], columns=list(ALIGNMENT_COLUMNS))
     table["trusted"] = table["trusted"].astype(bool)
     k = int(params["n_levels"])
     targets = _target_set([(r, t) for r, t, _ in out if t is not None], k)
-    truth_ok = [(tr, (tr["curves"].values, tr["curves"].extent_mm, tr["table_y_mm"], tr["curves"].values,
-                      tr["curves"].extent_mm, tr["anatomy"])) for _, _, tr in out if tr["has_truth_targets"]]
+    truth_ok = [(tr, (tr["curves"]["values"], tr["curves"]["extent_mm"], tr["table_y_mm"], tr["curves"]["values"],
+                      tr["curves"]["extent_mm"], tr["anatomy"])) for _, _, tr in out if tr["has_truth_targets"]]
     truth = _target_set(truth_ok, k)
     truth_table = pd.DataFrame.from_records([{c: tr[c] for c in TRUTH_TABLE_COLUMNS} for _, _, tr in out],
                                             columns=list(TRUTH_TABLE_COLUMNS))
     truth_table["has_truth_targets"] = truth_table["has_truth_targets"].astype(bool)
     log.info("%d of %d subjects aligned and targeted; %d rejected; %d with truth targets", len(targets),
-             len(rows), len(rows) - len(targets), len(truth))
+             len(out), len(out) - len(targets), len(truth))
     return CohortTargets(table, targets, truth, truth_table)
 
 

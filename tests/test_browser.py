@@ -230,7 +230,7 @@ def test_real_smoke_book_renders_offline_with_a_drawn_3d_spine(smoke_book, brows
     page, outside, errors = browser_page
     chapters = sorted((html / "notebooks").glob("*.html"))
     assert [p.stem for p in chapters] == ["01_alignment", "02_training", "03_curve_accuracy_2d",
-                                          "04_reconstruction_3d", "05_qualitative"]
+                                          "04_reconstruction_3d", "05_qualitative", "06_scaling"]
     noise = {}
     for path in _pages(html):
         page.goto(path.as_uri(), wait_until="load")

@@ -409,21 +409,33 @@ def test_visits_of_one_participant_share_a_split(subject, zips, tmp_path):
 # --------------------------------------------------------------------------- CLI and workers
 
 
-def test_cli_ingest_ukb_with_two_jobs_matches_one_job(subject, zips, tmp_path, capsys):
+def test_cli_ingest_ukb_jobs_dask_and_shards_match_one_job(subject, zips, tmp_path, capsys):
     from spinelib.cli import main
 
     dxa, mri = _copy_inputs(zips, tmp_path)
-    shutil.copy(dxa / uz.dxa_zip_name(EID), dxa / uz.dxa_zip_name("1000002"))
-    shutil.copy(mri / uz.mri_zip_name(EID), mri / uz.mri_zip_name("1000002"))
+    for other in ("1000002", "1000003"):
+        shutil.copy(dxa / uz.dxa_zip_name(EID), dxa / uz.dxa_zip_name(other))
+        shutil.copy(mri / uz.mri_zip_name(EID), mri / uz.mri_zip_name(other))
     seg = _seg_dir(subject, tmp_path)
     write_nifti(seg / "1000002" / "seg.nii.gz", subject.seg, subject.affine)
     common = ["ingest", "ukb", "--dxa-zips", str(dxa), "--mri-zips", str(mri), "--seg", str(seg), "--seed", "3",
               "--no-id-check"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
     assert main(common + ["--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    assert main(common + ["--out", str(tmp_path / "dask"), "--jobs", "2", "--engine", "dask"]) == 0
     assert "manifest:" in capsys.readouterr().out
-    for rel in ("manifest.csv", f"{EID}/dxa.npz", f"{EID}/mri_fat.nii.gz", "1000002/seg.nii.gz"):
-        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
+    # two array tasks, then the gathering run; shard 0/2 holds the participant without a segmentation
+    assert main(common + ["--out", str(tmp_path / "shards"), "--shard", "0/2"]) == 0
+    assert not (tmp_path / "shards" / "manifest.csv").exists()
+    assert main(common + ["--out", str(tmp_path / "shards"), "--shard", "1/2"]) == 0
+    assert "1000003" in (tmp_path / "shards" / "ingest_failures.shard-0-of-2.csv").read_text()
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir() if p.is_dir()) == ["1000001", "1000002", "1000003"]
+    assert main(common + ["--out", str(tmp_path / "shards")]) == 0
+    assert "(2 already there)" in capsys.readouterr().out  # the gathering run recomputed nothing
+    for out in ("two", "dask", "shards"):
+        for rel in ("manifest.csv", "ingest_failures.csv", f"{EID}/dxa.npz", f"{EID}/mri_fat.nii.gz",
+                    "1000002/seg.nii.gz", "1000003/mri_water.nii.gz"):
+            assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / out / rel).read_bytes(), (out, rel)
 
 
 def test_cli_reports_errors_and_missing_segmentations(zips, tmp_path, capsys):

@@ -27,10 +27,10 @@ def executions(run: Path) -> list[str]:
 
 def test_sections_declared_in_order():
     assert SECTION_NAMES == ("alignment", "training", "curve_accuracy", "reconstruction",
-                             "qualitative")
+                             "qualitative", "scaling")
     assert [s.notebook for s in SECTIONS] == [
         "01_alignment.ipynb", "02_training.ipynb", "03_curve_accuracy_2d.ipynb",
-        "04_reconstruction_3d.ipynb", "05_qualitative.ipynb"]
+        "04_reconstruction_3d.ipynb", "05_qualitative.ipynb", "06_scaling.ipynb"]
     assert [s.name for s in resolve_sections("reconstruction,alignment")] == [
         "alignment", "reconstruction"]
     with pytest.raises(InvalidArgumentError, match="unknown section 'nope'"):

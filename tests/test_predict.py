@@ -573,3 +573,24 @@ def test_bad_cohort_sources(files, tmp_path):
     dup = tmp_path / "dup.txt"
     dup.write_text("a/dxa.npz\nb/a.npz\na/dxa.npz\n")
     assert [s for s, _ in list_scans(dup)] == ["a", "a-2", "a-3"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(3, 40), scale=st.sampled_from([1e-3, 1.0, 37.0, 1e4]), seed=st.integers(0, 2**16))
+def test_curves_csv_has_the_bytes_pandas_would_write(k, scale, seed):
+    from spinelib.curves import SpineCurves
+    from spinelib.predict import curves_csv
+    from spinelib.spine import CURVE_NAMES
+
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(0.0, scale, (2, k))
+    half = np.abs(rng.normal(0.0, scale, (2, k)))
+    values = np.stack([centre[0] - half[0], centre[0], centre[0] + half[0],  # left, centre, right
+                       centre[1] - half[1], centre[1], centre[1] + half[1]])  # posterior, centre, anterior
+    values[1, 0] = -0.0  # pandas keeps the sign of a negative zero
+    c = SpineCurves(values, np.array([10.0, 10.0 + 17.3 * k]))
+    ref = pd.DataFrame({"level": np.arange(k), "level_row_mm": c.levels_mm,
+                        **{n: c.values[i] for i, n in enumerate(CURVE_NAMES)}}).to_csv(index=False, float_format="%.4f")
+    assert curves_csv(c) == ref
+    with pytest.raises(InvalidArgumentError):
+        curves_csv(values)

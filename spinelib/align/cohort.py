@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from ..errors import InvalidArgumentError, SpineLibError
 from ..spine import LEVELS
 from ..transform import PlanarTransform, transform_error_mm
 from .pair import align_pair
+
+if TYPE_CHECKING:
+    from ..workers import Engine
 
 __all__ = ["ALIGNMENT_COLUMNS", "align_loaded", "align_subject", "align_cohort", "summarize_alignment"]
 
@@ -121,7 +124,7 @@ def _one(args: tuple[dict, dict]) -> dict[str, Any]:
     return align_subject(*args)
 
 
-def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, progress: bool = True):
+def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1, progress: bool = True):
     """Align every subject of a manifest.
 
     Parameters
@@ -129,7 +132,7 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, 
     manifest_df : a manifest DataFrame (:func:`spinelib.io.read_manifest`: absolute paths).
     params : profile parameters; uses ``align_pixel_mm``, ``align_angle_range_deg``,
         ``align_min_score``, ``align_min_stage1_score``.
-    jobs : worker processes (1: in this process).
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`.
     progress : show a progress bar over subjects.
 
     Returns
@@ -139,24 +142,24 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1, 
     with the reason.
     """
     import pandas as pd
-    from tqdm import tqdm  # console bars: no notebook-widget detection
 
-    if int(jobs) < 1:
-        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs}")
+    from ..workers import Engine, Failed, fan_out
+
+    engine = Engine.of(jobs)
     missing = [k for k in _PARAMS if k not in params]
     if missing:
         raise InvalidArgumentError(f"params lack {', '.join(missing)}")
     p = {k: params[k] for k in _PARAMS}
     p.update({k: params.get(k, v) for k, v in _OPTIONAL.items()})
     rows = [dict(r) for r in manifest_df.to_dict(orient="records")]
-    bar = dict(total=len(rows), desc="align", unit="subject", disable=None if progress else True)
-    if int(jobs) == 1 or len(rows) < 2:
-        recs = [align_subject(r, p) for r in tqdm(rows, **bar)]
-    else:
-        from ..workers import process_pool  # workers die with this process
-
-        with process_pool(int(jobs)) as ex:
-            recs = list(tqdm(ex.map(_one, [(r, p) for r in rows], chunksize=1), **bar))
+    res = fan_out(_one, [(r, p) for r in rows], keys=[str(r["subject_id"]) for r in rows], engine=engine,
+                  desc="align", unit="subject", progress=progress)
+    recs = []
+    for row, r in zip(rows, res):
+        if isinstance(r, Failed):
+            r = align_loaded(None, row, p)
+            r["reason"] = f"failed: {res[len(recs)].reason}"
+        recs.append(r)
     df = pd.DataFrame.from_records(recs, columns=list(ALIGNMENT_COLUMNS))
     df["trusted"] = df["trusted"].astype(bool)
     return df

@@ -28,7 +28,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from ..targets import (ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, dxa_session_s
 from ..transform import PlanarTransform
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from ..workers import Engine
 
 __all__ = ["EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry",
            "truth_angles", "ordered_models", "REFERENCES", "REFERENCE_LABELS", "loadable_dxa",
@@ -409,7 +412,7 @@ def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], na
 
 
 def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[str, Any], *,
-                names: Sequence[str] | None = None, jobs: int = 1, progress: bool = True,
+                names: Sequence[str] | None = None, jobs: "int | Engine" = 1, progress: bool = True,
                 reference: str = "headline") -> EvalSet:
     """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
 

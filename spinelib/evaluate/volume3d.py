@@ -35,18 +35,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..curves import SpineCurves, world_to_frame
-from ..errors import EmptySegmentationError, InvalidArgumentError
+from ..errors import EmptySegmentationError, InvalidArgumentError, SpineLibError, SubjectsFailedError
 from ..io import read_dxa, read_volume
-from ..errors import SpineLibError
 from ..metrics import (THORACIC_FRACTION, centreline_deviation_mm, centreline_same_row_mm, dice_3d,
                        extent_errors_mm, iou_3d, surface_distances_mm)
 from ..paper import PAPER_RESULTS
 from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import vertebra_label
 from ..transform import PlanarTransform
+from ..workers import Engine, Failed, fan_out
 from .cohort import EvalSet
 
 log = logging.getLogger(__name__)
@@ -220,7 +219,7 @@ def _jobs(es: EvalSet, grid_mm: float, allow_pickle: bool = False) -> list[dict[
     return out
 
 
-def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = True,
+def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: "int | Engine" = 1, progress: bool = True,
                 allow_pickle: bool = False) -> pd.DataFrame:
     """3D scores of every model and the ceiling for every subject of ``es``.
 
@@ -228,7 +227,7 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
     ----------
     es : the evaluation subjects.
     grid_mm : voxel size (mm) of each subject's evaluation grid (``eval_grid_mm``).
-    jobs : worker processes (1: in this process).
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`.
     allow_pickle : read DXAs stored as pickles (the run's ``allow_pickle``; unpickling runs code).
 
     Returns
@@ -239,19 +238,16 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: int = 1, progress: bool = 
     """
     if not isinstance(es, EvalSet):
         raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
-    if isinstance(jobs, bool) or int(jobs) < 1:
-        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs!r}")
+    engine = Engine.of(jobs)
     if not np.isfinite(grid_mm) or grid_mm <= 0:
         raise InvalidArgumentError(f"grid_mm must be positive, got {grid_mm!r}")
     work = _jobs(es, grid_mm, allow_pickle)
-    bar = dict(total=len(work), desc=f"3D evaluation ({es.name})", unit="subject", disable=None if progress else True)
-    if int(jobs) == 1 or len(work) < 2:
-        results = [evaluate_subject(j) for j in tqdm(work, **bar)]
-    else:
-        from ..workers import process_pool  # workers die with this process
-
-        with process_pool(int(jobs)) as ex:
-            results = list(tqdm(ex.map(evaluate_subject, work), **bar))
+    results = fan_out(evaluate_subject, work, keys=[j["subject_id"] for j in work], engine=engine,
+                      desc=f"3D evaluation ({es.name})", unit="subject", progress=progress)
+    failed = [r for r in results if isinstance(r, Failed)]
+    if failed:  # every test subject is evaluated, or the numbers would silently cover fewer
+        raise SubjectsFailedError(f"3D evaluation failed for {len(failed)} of {len(work)} subjects: "
+                                  + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
     cols = ["subject_id", "model", "region_boundary_mm", "grid_mm", *SCORE_COLUMNS]
     df = pd.DataFrame([r for rows in results for r in rows], columns=cols)
     df["empty_mask"] = df["empty_mask"].astype(bool)

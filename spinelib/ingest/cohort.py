@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from ..errors import (
     ParticipantMismatchError,
     SpineLibError,
 )
+from ..workers import Engine, Failed, Shard, fan_out
 from .dicomzip import DXA_FIELD, MRI_FIELD, parse_bulk_name
 
 __all__ = ["IngestReport", "ingest_ukb", "NO_SEGMENTATION", "FAILURES_FILE", "split_participants",
@@ -310,7 +310,8 @@ def _ingest_one(job: dict) -> tuple[str, str, str]:
 
 
 def _check_args(jobs, seed, split_fractions) -> None:
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+    if not isinstance(jobs, Engine) and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))
+                                         or jobs < 1):
         raise InvalidArgumentError(f"jobs must be a positive integer, got {jobs!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InvalidArgumentError(f"seed must be an integer, got {seed!r}")
@@ -320,7 +321,7 @@ def _check_args(jobs, seed, split_fractions) -> None:
             f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions!r}")
 
 
-def _write_failures(out: Path, failures: dict[str, str]) -> None:
+def _write_failures(out: Path, failures: dict[str, str], name: str = FAILURES_FILE) -> None:
     import csv
     import io
 
@@ -329,7 +330,7 @@ def _write_failures(out: Path, failures: dict[str, str]) -> None:
     w.writerow(["subject_id", "reason"])
     for k in sorted(failures):
         w.writerow([k, failures[k]])
-    write_text_atomic(out / FAILURES_FILE, buf.getvalue())
+    write_text_atomic(out / name, buf.getvalue())
 
 
 def ingest_ukb(
@@ -338,11 +339,12 @@ def ingest_ukb(
     out: str | Path,
     *,
     seg_dir: str | Path | None = None,
-    jobs: int = 1,
+    jobs: "int | Engine" = 1,
     seed: int = 0,
     split_fractions=(0.7, 0.1, 0.2),
     progress: bool = True,
     check_ids: bool = True,
+    shard: Shard | None = None,
 ) -> IngestReport:
     """Ingest UK Biobank bulk zips (DXA field 20158, Dixon MRI field 20201) into a cohort.
 
@@ -352,12 +354,15 @@ def ingest_ukb(
     out : cohort folder (created); rerunning resumes
     seg_dir : folder of segmentations, ``<id>/seg.nii.gz`` (ours) or TotalSegmentator's
         ``<id>/vertebrae_mr.nii.gz`` + ``<id>/total_mr.nii.gz``
-    jobs : worker processes
+    jobs : worker processes, or an :class:`~spinelib.workers.Engine` (a Dask cluster)
     seed : seed of the participant-level split
     split_fractions : (train, val, test), summing to 1
     progress : tqdm progress bar
     check_ids : refuse a visit whose DICOM PatientIDs differ from each other or from the
         eid in the file names (turn off only for files whose PatientID is not the eid)
+    shard : ingest only this :class:`~spinelib.workers.Shard` of the participant visits
+        (sorted by id); it writes ``ingest_failures.shard-I-of-N.csv`` and no manifest,
+        which a rerun without a shard writes (resuming every ingested subject)
 
     Returns
     -------
@@ -382,37 +387,31 @@ def ingest_ukb(
         raise MissingFileError(f"segmentation folder {seg_dir} does not exist")
     pairs, ignored = find_bulk_zips(dxa_zips, mri_zips)
     dest = ensure_writable_dir(out, probe=True)
-    _remove_stale_temporaries(dest)
+    shard = shard or Shard()
+    if shard.is_whole:  # shards run at once: another one's temporaries are not stale
+        _remove_stale_temporaries(dest)
     jobs_list = [{"sid": sid, "eid": e["eid"], "visit": e["visit"], "folder": str(dest / sid),
                   "dxa": e["dxa"], "mri": e["mri"], "seg_dir": None if seg_dir is None else Path(seg_dir),
                   "check_ids": bool(check_ids), "dxa_dir": str(dxa_zips), "mri_dir": str(mri_zips)}
                  for sid, e in sorted(pairs.items())]
-    log.info("ingest: %d participant visit(s) from %s and %s into %s, %d job(s)", len(jobs_list), dxa_zips,
-             mri_zips, dest, jobs)
-    results: list[tuple[str, str, str]] = []
-    bar = None
-    if progress and jobs_list:
-        from tqdm import tqdm  # console bars: no notebook-widget detection
-
-        bar = tqdm(total=len(jobs_list), desc="ingest", unit="subj", disable=None)
-    try:
-        if int(jobs) == 1 or len(jobs_list) <= 1:
-            for job in jobs_list:
-                results.append(_ingest_one(job))
-                if bar is not None:
-                    bar.update(1)
-        else:
-            from ..workers import process_pool  # workers die with this process
-
-            with process_pool(min(int(jobs), len(jobs_list))) as ex:
-                futures = [ex.submit(_ingest_one, job) for job in jobs_list]
-                for fut in as_completed(futures):
-                    results.append(fut.result())
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    log.info("ingest: %d participant visit(s) from %s and %s into %s, shard %s, on %s", len(jobs_list), dxa_zips,
+             mri_zips, dest, shard, Engine.of(jobs).describe())
+    mine = [jobs_list[i] for i in shard.positions(len(jobs_list))]
+    done = fan_out(_ingest_one, mine, keys=[j["sid"] for j in mine], engine=Engine.of(jobs), desc="ingest",
+                   unit="subj", progress=progress)
+    results = [(j["sid"], "failed", r.reason) if isinstance(r, Failed) else r for j, r in zip(mine, done)]
+    if not shard.is_whole:
+        # the split is drawn over every participant: the manifest waits for an unsharded rerun
+        report = IngestReport(out=dest, manifest_path=None)
+        for sid, state, reason in sorted(results):
+            if state in ("ingested", "resumed"):
+                report.ingested.append(sid)
+            else:
+                report.failures[sid] = reason
+        _write_failures(dest, report.failures, name=f"ingest_failures.shard-{shard.index}-of-{shard.count}.csv")
+        log.info("ingest shard %s: %d ingested, %d not; run once without --shard to write the manifest", shard,
+                 len(report.ingested), len(report.failures))
+        return report
 
     report = IngestReport(out=dest, manifest_path=None)
     report.failures.update(ignored)

@@ -3,6 +3,8 @@
 * Deterministic: subject ``i`` depends only on ``(seed, i)`` and the profile's sizes, and
   every file writer is byte-deterministic, so two runs give identical files whatever
   ``jobs`` is.
+* Fanned out by :func:`spinelib.workers.fan_out` (local processes or a Dask cluster) and
+  shardable (``Shard``): N shards write disjoint subjects; the manifest comes last.
 * Resumable: each subject folder is written whole or not at all (``atomic_dir``); a
   complete folder whose ``truth.json`` matches the request is skipped on the next run.
   The manifest is written last, atomically.
@@ -14,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import as_completed
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_dir, ensure_writable_dir, write_json_atomic
 from ..errors import InvalidArgumentError
+from ..workers import Shard
 from .subject import GENERATOR_VERSION, make_subject, subject_id
 
 __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subject_mb", "SUBJECT_FILES"]
@@ -101,23 +103,9 @@ def _write(folder: str | Path, s, params: dict) -> str:
     return s.subject_id
 
 
-def _work_chunk(args: tuple[list[tuple[str, int]], dict]) -> list[str]:
-    """Generate a chunk of subjects; each one is written by a background thread while the
-    next is computed (compression and fsync then overlap the computation)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items, params = args
-    done: list[str] = []
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for folder, index in items:
-            s = make_subject(index, params)
-            if pending is not None:
-                done.append(pending.result())
-            pending = writer.submit(_write, folder, s, params)
-        if pending is not None:
-            done.append(pending.result())
-    return done
+def _write_item(item: tuple[str, int, dict]) -> str:
+    """Fan-out item: write one subject folder (:func:`write_subject`)."""
+    return write_subject(*item)
 
 
 def estimate_subject_mb(params: dict) -> float:
@@ -149,7 +137,8 @@ def _remove_stale_temporaries(out: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int = 1, progress: bool = True) -> Path:
+def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" = 1, shard: Shard | None = None,
+                    progress: bool = True) -> Path | None:
     """Generate ``params["n_subjects"]`` subjects into ``out_dir``; returns ``manifest.csv``'s path.
 
     Parameters
@@ -158,20 +147,35 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int = 1, progres
     params : a profile (``spinelib.profiles.get_profile``): uses ``n_subjects``, ``seed``,
         ``split_fractions``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity``,
         ``posture_change_mm``.
-    jobs : worker processes (1: in this process).
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`
+        (a Dask cluster).
+    shard : write only this shard's subjects (:class:`~spinelib.workers.Shard`); the
+        manifest is written by whichever shard finds every subject complete.
     progress : show a tqdm progress bar.
+
+    Returns
+    -------
+    The manifest's path, or ``None`` when subjects of other shards are still missing.
+
+    Raises
+    ------
+    SubjectsFailedError
+        Some subjects could not be written (each listed with its reason; the others were).
     """
+    from ..errors import SubjectsFailedError
     from ..io import write_manifest
+    from ..workers import Engine, Failed, fan_out
 
     n = int(params["n_subjects"])
     if n < 1:
         raise InvalidArgumentError(f"n_subjects must be >= 1, got {n}")
-    if int(jobs) < 1:
-        raise InvalidArgumentError(f"jobs must be >= 1, got {jobs}")
+    engine = Engine.of(jobs)
+    shard = shard or Shard()
     out = ensure_writable_dir(out_dir, probe=True)
-    _remove_stale_temporaries(out)
+    if shard.is_whole:  # shards run at once: another one's temporaries are not stale
+        _remove_stale_temporaries(out)
     splits = assign_splits(n, int(params["seed"]), params.get("split_fractions", [0.7, 0.1, 0.2]))
-    todo = [i for i in range(n) if not _is_complete(out / subject_id(i), i, params)]
+    todo = [i for i in shard.positions(n) if not _is_complete(out / subject_id(i), i, params)]
     if todo:
         # the old manifest may describe subjects of another generator version or profile:
         # until every subject is rewritten, no manifest should present a mixed cohort
@@ -179,34 +183,16 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int = 1, progres
             (out / stale).unlink(missing_ok=True)
     # fail before any work when the subjects still to write will not fit
     ensure_writable_dir(out, min_free_mb=estimate_subject_mb(params) * len(todo))
-    log.info("cohort %s: %d subjects, %d to generate, %d jobs", out, n, len(todo), jobs)
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm  # console bars: no notebook-widget detection
-
-        bar = tqdm(total=len(todo), desc="synth", unit="subj", disable=None)
-    items = [(str(out / subject_id(i)), i) for i in todo]
-    chunk = 4
-    chunks = [items[k:k + chunk] for k in range(0, len(items), chunk)]
-    try:
-        if int(jobs) == 1 or len(chunks) <= 1:
-            for c in chunks:
-                _work_chunk((c, dict(params)))
-                if bar is not None:
-                    bar.update(len(c))
-        else:
-            workers = min(int(jobs), len(chunks))
-            from ..workers import process_pool  # workers die with this process
-
-            with process_pool(workers) as ex:
-                futures = {ex.submit(_work_chunk, (c, dict(params))): len(c) for c in chunks}
-                for fut in as_completed(futures):
-                    fut.result()
-                    if bar is not None:
-                        bar.update(futures[fut])
-    finally:
-        if bar is not None:
-            bar.close()
+    log.info("cohort %s: %d subjects, shard %s, %d to generate on %s", out, n, shard, len(todo), engine.describe())
+    results = fan_out(_write_item, [(str(out / subject_id(i)), i, dict(params)) for i in todo],
+                      keys=[subject_id(i) for i in todo], engine=engine, desc="synth", unit="subj", progress=progress)
+    failed = [r for r in results if isinstance(r, Failed)]
+    if failed:
+        raise SubjectsFailedError(f"{len(failed)} of {len(todo)} subjects could not be written to {out} (a rerun "
+                                  "resumes): " + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
+    if not shard.is_whole and not all(_is_complete(out / subject_id(i), i, params) for i in range(n)):
+        log.info("shard %s done; the manifest is written when every shard is", shard)
+        return None
     rows = []
     for i in range(n):
         sid = subject_id(i)
