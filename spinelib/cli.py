@@ -204,6 +204,17 @@ def _convert(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- align
+def _run_params(ns: argparse.Namespace, run_dir) -> dict:
+    """The parameters of a run folder's command (``--profile``, ``--data``, ``-p``), as ``spinelib run``
+    resolves them (:func:`spinelib.pipeline.resolve_params`)."""
+    from .pipeline import _previous_params, resolve_params
+    from .profiles import parse_override
+
+    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
+    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    return resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+
+
 def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder whose alignment section will read the results")
     p.add_argument("--data", required=True, help="manifest.csv of the cohort")
@@ -219,15 +230,11 @@ def _align_args(p: argparse.ArgumentParser) -> None:
 def _align(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .pipeline import _previous_params, resolve_params
     from .privacy import run_manifest
-    from .profiles import parse_override
     from .targets import align_cohort_targets, target_store
 
     run_dir = Path(ns.run)
-    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
-    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
-    params = resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+    params = _run_params(ns, run_dir)
     manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
     store = target_store(run_dir, params)
     out = align_cohort_targets(manifest, params, jobs=_engine(ns), shard=_shard(ns), store=store)
@@ -259,9 +266,7 @@ def _train(ns: argparse.Namespace) -> int:
 
     from .errors import InvalidArgumentError
     from .experiment import TRAINED_MODELS, train_section
-    from .pipeline import _previous_params, resolve_params
     from .privacy import run_manifest
-    from .profiles import parse_override
     from .runfolder import run_paths, update_metrics, write_table
     from .targets import read_targets
 
@@ -273,9 +278,7 @@ def _train(ns: argparse.Namespace) -> int:
     bad = [n for n in names if n not in TRAINED_MODELS]
     if not names or bad:
         raise InvalidArgumentError(f"--models: cannot train {bad or names}; choose from {','.join(TRAINED_MODELS)}")
-    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
-    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
-    params = resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+    params = _run_params(ns, run_dir)
     targets = read_targets(run_paths(run_dir)["targets"])
     if targets.n_levels != int(params["n_levels"]):
         raise InvalidArgumentError(

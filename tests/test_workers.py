@@ -206,3 +206,34 @@ def test_dask_leaves_this_process_environment_alone():
     before = dict(os.environ)
     assert fan_out(math.sqrt, [9.0, 1.0], keys=["a", "b"], engine=DASK, desc="t", progress=False) == [3.0, 1.0]
     assert dict(os.environ) == before
+
+
+def test_cli_align_shards_fill_the_store_the_alignment_section_reads(tmp_path, smoke_cohort, capsys):
+    from spinelib.cli import main
+    from spinelib.io import read_manifest
+    from spinelib.targets import prepare_cohort_targets, target_store
+
+    small = tmp_path / "small.csv"  # six subjects of the session's cohort
+    manifest = read_manifest(smoke_cohort)
+    rows = pd.read_csv(smoke_cohort).iloc[:6]
+    rows.assign(**{c: [str(smoke_cohort.parent / p) for p in rows[c]]
+                   for c in ("dxa_path", "mri_fat_path", "mri_water_path", "seg_path", "truth_path")}
+                ).to_csv(small, index=False)
+    run = tmp_path / "run"
+    for i in range(2):
+        assert main(["align", "--run", str(run), "--data", str(small), "--profile", "smoke", "--shard", f"{i}/2"]) == 0
+        assert "3 subjects aligned into" in capsys.readouterr().out
+    params = get_profile("smoke")
+    store = target_store(run, params)
+    written = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    assert len(written) == 6
+    # what the alignment section calls: everything read from the store, nothing recomputed
+    got = prepare_cohort_targets(read_manifest(small), params, store=store, progress=False)
+    assert written == {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    want = prepare_cohort_targets(manifest.iloc[:6], params, progress=False)
+    pd.testing.assert_frame_equal(got.alignment.drop(columns="seconds"), want.alignment.drop(columns="seconds"))
+    assert np.array_equal(got.truth.values, want.truth.values)
+    # another parameter is another store: nothing stale is read
+    assert target_store(run, {**params, "n_levels": 16}) != store
+    assert main(["align", "--run", str(run), "--data", str(small), "--shard", "2/2"]) == 2
+    assert "shard index must be in 0..1" in capsys.readouterr().err
