@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "INPUT_SCALE",
+    "input_recipe",
     "resample_image",
     "SPINE_MIDLINE_SD_MM",
     "spine_ridge",
@@ -53,6 +54,17 @@ __all__ = [
 
 #: Divisors bringing bone and soft-tissue areal densities (g/cm^2) to about [0, 1].
 INPUT_SCALE = {"bone": 2.0, "tissue": 40.0}
+
+
+def input_recipe(pixel_mm: float) -> dict:
+    """What a checkpoint must record of the inputs it was trained on (besides its
+    :class:`~spinelib.models.ModelConfig`: image size, channels, K): the crop's pixel size
+    (mm), the recipe's name (``"spinelib"``: :func:`prepare_scan`) and its channel scaling
+    (:data:`INPUT_SCALE`), so that no reader feeds it crops of another scale."""
+    if isinstance(pixel_mm, bool) or not isinstance(pixel_mm, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(pixel_mm) or pixel_mm <= 0:
+        raise InvalidArgumentError(f"pixel_mm must be a positive number, got {pixel_mm!r}")
+    return {"crop_pixel_mm": float(pixel_mm), "input_recipe": "spinelib", "input_scale": dict(INPUT_SCALE)}
 
 #: Channels of the AP view (bone, tissue) at the front of a prepared stack; any further
 #: channels are the lateral view (:func:`prepare_scan`).

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .curves import from_crop
-from .data import AP_CHANNELS, PreparedScan, SpineDataset, prepare_scan
+from .data import AP_CHANNELS, PreparedScan, SpineDataset, input_recipe, prepare_scan
 from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from .io import read_arrays, read_dxa, write_arrays
 from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, save_checkpoint
@@ -108,7 +108,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     tr_curves = [train_t.curves(i) for i in range(len(train_t))]
     va_curves = [val_t.curves(i) for i in range(len(val_t))]
     cfg = TrainConfig.from_profile(params)
-    meta = {"crop_pixel_mm": float(params["crop_pixel_mm"]), "profile": str(params.get("profile", ""))}
+    meta = {**input_recipe(float(params["crop_pixel_mm"])), "profile": str(params.get("profile", ""))}
     rows = []
 
     # the floor: the training set's mean target in crop coordinates

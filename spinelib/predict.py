@@ -48,7 +48,7 @@ import torch
 from scipy import ndimage
 
 from .curves import CropWindow, SpineCurves, from_crop
-from .data import find_spine_crop, prepare_scan, resample_image, sample_crop, spine_ridge
+from .data import INPUT_SCALE, find_spine_crop, prepare_scan, resample_image, sample_crop, spine_ridge
 from .errors import CheckpointError, InvalidArgumentError, SpineLibError, UnreadableFileError
 from .io import DXAImage, read_dxa
 from .metrics import clinical_measures
@@ -235,6 +235,16 @@ def _check_spacing_plausible(dxa: DXAImage) -> None:
         )
 
 
+def _plain_scale(scale: Any) -> Any:
+    """A recorded channel scaling as plain floats (checkpoints hand numbers back as tensors)."""
+    if not isinstance(scale, Mapping):
+        return scale
+    try:
+        return {str(k): float(v) for k, v in scale.items()}
+    except (TypeError, ValueError):
+        return dict(scale)
+
+
 class Predictor:
     """A trained model ready to read DXA scans (load once, predict many).
 
@@ -339,6 +349,11 @@ class Predictor:
         if recipe not in INPUT_RECIPES:
             raise CheckpointError(f"checkpoint {path} records an unknown input recipe {recipe!r} "
                                   f"(known: {', '.join(INPUT_RECIPES)})")
+        # checkpoints written before the scaling was recorded used today's INPUT_SCALE
+        scale = extra.get("input_scale", INPUT_SCALE) if recipe == "spinelib" else INPUT_SCALE
+        if _plain_scale(scale) != INPUT_SCALE:
+            raise CheckpointError(f"checkpoint {path} was trained on inputs scaled by {scale!r}; this version of "
+                                  f"spinelib prepares them scaled by {INPUT_SCALE!r}: retrain it")
         return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe)
 
     @property

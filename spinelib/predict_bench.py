@@ -114,6 +114,7 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
     """
     import torch
 
+    from .data import input_recipe
     from .models import build_model, config_from_profile, save_checkpoint
 
     cfg = config_from_profile(dict(params), name)
@@ -121,7 +122,7 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
     model = build_model(cfg)
     if cfg.head == "mean":
         model.fit(np.full((1, cfg.output_size), 0.5))
-    return save_checkpoint(path, model, cfg, {"crop_pixel_mm": float(params["crop_pixel_mm"]),
+    return save_checkpoint(path, model, cfg, {**input_recipe(float(params["crop_pixel_mm"])),
                                               "profile": str(params.get("profile", ""))})
 
 

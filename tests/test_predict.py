@@ -220,6 +220,24 @@ def test_checkpoint_without_crop_pixel_size(tmp_path):
         Predictor.from_checkpoint(ckpt)
 
 
+def test_checkpoint_carries_its_input_scaling(files, tmp_path):
+    from spinelib.data import INPUT_SCALE, input_recipe
+
+    extra = torch.load(files["bot"], weights_only=True)["extra"]
+    assert extra["input_recipe"] == "spinelib" and extra["crop_pixel_mm"] == PARAMS["crop_pixel_mm"]
+    assert {k: float(v) for k, v in extra["input_scale"].items()} == INPUT_SCALE
+    cfg = config_from_profile(PARAMS, "resnet")
+    other = {**input_recipe(PARAMS["crop_pixel_mm"]), "input_scale": {"bone": 1.0, "tissue": 40.0}}
+    ckpt = save_checkpoint(tmp_path / "scaled.pt", build_model(cfg), cfg, other)
+    with pytest.raises(CheckpointError, match="scaled by"):
+        Predictor.from_checkpoint(ckpt)
+    # a checkpoint from before the scaling was recorded is read with today's
+    old = save_checkpoint(tmp_path / "old.pt", build_model(cfg), cfg, {"crop_pixel_mm": PARAMS["crop_pixel_mm"]})
+    assert Predictor.from_checkpoint(old).input_recipe == "spinelib"
+    with pytest.raises(InvalidArgumentError, match="pixel_mm"):
+        input_recipe(0.0)
+
+
 def test_biplanar_checkpoint_needs_a_lateral_view(files, tmp_path, subject):
     dxa, _ = subject
     ckpt = random_checkpoint(tmp_path / "bi.pt", PARAMS, "biplanar")
