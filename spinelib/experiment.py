@@ -127,6 +127,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, progress=progress))
 
     for name in names:
+        cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
         mcfg = config_from_profile(params, name)
         n_ch = mcfg.in_chans
         torch.manual_seed(int(params["seed"]))
@@ -140,7 +141,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
         t0 = time.perf_counter()
         res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
                           progress=progress, meta=meta)
-        rows.append({"model": name, **_count(model), "epochs": cfg.epochs, "best_epoch": res.best_epoch,
+        rows.append({"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
                      "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
                      "images_per_second": res.images_per_second})
     return pd.DataFrame(rows)

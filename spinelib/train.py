@@ -48,7 +48,8 @@ LOG = "train_log.csv"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (the profile's ``epochs``, ``batch_size``, ``lr``, ...).
+    """Optimisation settings (the profile's ``epochs``, ``batch_size``, ``lr`` or the model's
+    ``lr_by_model`` entry, ...).
 
     The paper: Adam, lr 1e-5, betas (0.9, 0.999), weight decay 1e-4, batch 8, L1 loss
     on targets normalised by the crop size.
@@ -81,11 +82,21 @@ class TrainConfig:
         return self.lr
 
     @classmethod
-    def from_profile(cls, params: dict) -> "TrainConfig":
+    def from_profile(cls, params: dict, model: str | None = None) -> "TrainConfig":
+        """The settings of ``model`` in a profile: its ``lr_by_model`` entry, else ``lr``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``lr_by_model`` is not a mapping of model names to learning rates.
+        """
+        by_model = params.get("lr_by_model") or {}
+        if not isinstance(by_model, dict) or not all(isinstance(k, str) for k in by_model):
+            raise InvalidArgumentError(f"lr_by_model must map model names to learning rates, got {by_model!r}")
         return cls(
             epochs=int(params["epochs"]),
             batch_size=int(params["batch_size"]),
-            lr=float(params["lr"]),
+            lr=float(by_model.get(model, params["lr"])),
             weight_decay=float(params["weight_decay"]),
             seed=int(params["seed"]),
             num_threads=int(params.get("num_threads", 2)),

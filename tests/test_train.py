@@ -140,3 +140,15 @@ def test_ddp_two_cpu_processes(tmp_path):
         assert torch.equal(r0[k], saved[k]), k
         if k in params:
             assert torch.equal(r0[k], r1[k]), k
+
+
+def test_a_model_gets_its_own_learning_rate_from_the_profile():
+    from spinelib.profiles import get_profile
+    from spinelib.train import TrainConfig
+
+    params = get_profile("smoke", {"lr": 1e-3, "lr_by_model": {"resnet_bot": 5e-4}})
+    assert TrainConfig.from_profile(params, "resnet_bot").lr == 5e-4
+    assert TrainConfig.from_profile(params, "resnet").lr == 1e-3 and TrainConfig.from_profile(params).lr == 1e-3
+    for bad in ([5e-4], {"resnet_bot": -1.0}, {1: 1e-3}):
+        with pytest.raises(InvalidArgumentError):
+            TrainConfig.from_profile({**params, "lr_by_model": bad}, "resnet_bot")
