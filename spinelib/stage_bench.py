@@ -125,7 +125,11 @@ def _align(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
     from .targets import subject_targets
 
     rows = _rows(workdir, params, n)
-    return lambda i: subject_targets(rows[i], params) and None
+
+    def stage(i: int) -> None:
+        subject_targets(rows[i], params)
+
+    return stage
 
 
 def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
@@ -163,7 +167,10 @@ def _evaluate(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
                      "transform": (true.theta_deg, true.tx_mm, true.ty_mm), "table_y_mm": float(truth["table_y_mm"]),
                      "target": (curves.values, curves.extent_mm), "predictions": {"model": (shifted, curves.extent_mm)},
                      "grid_mm": float(params["eval_grid_mm"]), "allow_pickle": False})
-    return lambda i: evaluate_subject(jobs[i]) and None
+    def stage(i: int) -> None:
+        evaluate_subject(jobs[i])
+
+    return stage
 
 
 def synth_workload(workdir: Path, profile: str) -> BenchWorkload:

@@ -157,8 +157,9 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | En
     recs = []
     for row, r in zip(rows, res):
         if isinstance(r, Failed):
-            r = align_loaded(None, row, p)
-            r["reason"] = f"failed: {res[len(recs)].reason}"
+            rec = align_loaded(None, row, p)
+            rec["reason"] = f"failed: {r.reason}"
+            r = rec
         recs.append(r)
     df = pd.DataFrame.from_records(recs, columns=list(ALIGNMENT_COLUMNS))
     df["trusted"] = df["trusted"].astype(bool)
