@@ -30,7 +30,7 @@ from .summaries import CHECKPOINT_FILE as SUMMARIES_FILE
 from .summaries import MODEL_NAME as SUMMARIES
 from .summaries import VisibleSummariesModel
 from .targets import TargetSet
-from .train import BEST, TrainConfig, _dist_info, train_model
+from .train import BEST, TrainConfig, _dist_info, evaluate_loss, l1_loss, train_model
 
 log = logging.getLogger(__name__)
 
@@ -156,14 +156,17 @@ def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_
                                   image_size=tuple(params["image_size"]))
     val_ds = SpineDataset(_views(va_scans, 2), va_curves)
     val_targets = np.stack([val_ds[i][1].numpy() for i in range(len(val_ds))])
-    model.fit(model.features(tr_scans, progress=progress), train_targets,
-              model.features(va_scans, progress=progress), val_targets)
+    val_features = model.features(va_scans, progress=progress)
+    model.fit(model.features(tr_scans, progress=progress), train_targets, val_features, val_targets)
+    # the training summary's loss is the networks' (extent outputs weighted as they train)
+    weights = TrainConfig.from_profile(params).loss_weights(val_targets.shape[1])
+    val_l1 = float(l1_loss(torch.from_numpy(model.predict(val_features)), torch.from_numpy(val_targets), weights))
     log.info("fitted %s (alpha chosen on validation from %s)", model.describe(), model.alphas)
     if _dist_info()[1] == 0:
         model.save(checkpoint_path(run_dir, SUMMARIES))
     n = model.n_parameters
     return {"model": SUMMARIES, "params_trunk": 0, "params_transformer": 0, "params_head": n, "params_total": n,
-            "epochs": 0, "best_epoch": -1, "best_val_l1": model.best_val_l1,
+            "epochs": 0, "best_epoch": -1, "best_val_l1": val_l1,
             "seconds": time.perf_counter() - t0, "images_per_second": float("nan")}
 
 
@@ -173,9 +176,8 @@ def _count(model: torch.nn.Module) -> dict[str, int]:
 
 @torch.no_grad()
 def _val(model: torch.nn.Module, ds: SpineDataset, cfg: TrainConfig) -> float:
-    from .train import evaluate_loss
-
-    return evaluate_loss(model, ds, batch_size=cfg.batch_size, device=torch.device("cpu"))
+    return evaluate_loss(model, ds, batch_size=cfg.batch_size, device=torch.device("cpu"),
+                         weights=cfg.loss_weights(model.config.output_size))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The loop is model-agnostic: it trains any model built by :func:`spinelib.models.build_model`
 on any map-style dataset whose items are ``(image, target)`` tensors (targets in crop
-coordinates, CONTRACTS of spinelib.data), with the L1 loss of the paper and Adam.
+coordinates, :func:`spinelib.curves.to_crop`), with the paper's L1 loss (its extent outputs
+weighted by ``extent_weight``, :class:`TrainConfig`) and Adam.
 
 Determinism: every source of randomness is derived from ``(seed, epoch)`` -- the
 shuffling order, the augmentation of each sample (datasets with ``set_epoch``) and
@@ -38,7 +39,7 @@ from .models import ModelConfig, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "l1_loss", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -63,6 +64,10 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     num_threads: int = 2
     schedule: str = "constant"
+    #: Loss weight of each of the two extent outputs (top, bottom), a curve value weighing 1.
+    #: The extent is 2 of the 6 K + 2 outputs, so with weight 1 it steers the trunk's
+    #: features hardly at all; the paper weighs every output alike (1).
+    extent_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -71,6 +76,8 @@ class TrainConfig:
             )
         if not (self.lr > 0 and math.isfinite(self.lr)) or self.weight_decay < 0:
             raise InvalidArgumentError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if not (self.extent_weight > 0 and math.isfinite(self.extent_weight)):
+            raise InvalidArgumentError(f"extent_weight must be a finite number > 0, got {self.extent_weight}")
         if self.schedule not in SCHEDULES:
             raise InvalidArgumentError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -101,7 +108,17 @@ class TrainConfig:
             seed=int(params["seed"]),
             num_threads=int(params.get("num_threads", 2)),
             schedule=str(params.get("lr_schedule", "constant")),
+            extent_weight=float(params.get("extent_weight", 1.0)),
         )
+
+    def loss_weights(self, n_outputs: int) -> torch.Tensor | None:
+        """Per-output weights ``(n_outputs,)`` of the L1 loss (the last two are the extent),
+        or None when every output weighs alike (the plain mean, bit for bit)."""
+        if self.extent_weight == 1.0:
+            return None
+        w = torch.ones(n_outputs)
+        w[-2:] = self.extent_weight
+        return w
 
 
 @dataclass
@@ -130,15 +147,31 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+def l1_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, *,
+            reduction: str = "mean") -> torch.Tensor:
+    """L1 loss of ``(B, D)`` outputs, each of the ``D`` outputs weighted by ``weights (D,)``.
+
+    ``"mean"`` divides by ``B * weights.sum()`` (the plain mean when ``weights`` is None);
+    ``"sum"`` is the weighted sum.
+    """
+    if weights is None:
+        return nn.functional.l1_loss(pred, target, reduction=reduction)
+    if reduction not in ("mean", "sum"):
+        raise InvalidArgumentError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    err = ((pred - target).abs() * weights.to(pred.device, pred.dtype)).sum()
+    return err / (pred.shape[0] * weights.sum()) if reduction == "mean" else err
+
+
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device) -> float:
-    """Mean L1 loss of ``model`` over ``dataset`` (every element counts once)."""
+def evaluate_loss(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
+                  weights: torch.Tensor | None = None) -> float:
+    """Mean L1 loss of ``model`` over ``dataset`` (:func:`l1_loss`'s weights; every sample counts once)."""
     model.eval()
-    total, count = 0.0, 0
+    total, count = 0.0, 0.0
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
-        total += torch.nn.functional.l1_loss(model(x), y, reduction="sum").item()
-        count += y.numel()
+        total += l1_loss(model(x), y, weights, reduction="sum").item()
+        count += y.numel() if weights is None else y.shape[0] * float(weights.sum())
     if count == 0:
         raise InvalidArgumentError("validation dataset is empty")
     return total / count
@@ -217,6 +250,7 @@ def train_model(
     if distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
+    weights = config.loss_weights(model_config.output_size)
     t_start = time.perf_counter()
     images = 0
     for epoch in range(start_epoch, config.epochs):
@@ -244,7 +278,7 @@ def train_model(
             for group in optimiser.param_groups:
                 group["lr"] = config.lr_at((epoch * steps + step) / (config.epochs * steps))
             optimiser.zero_grad(set_to_none=True)
-            loss = nn.functional.l1_loss(net(x), y)
+            loss = l1_loss(net(x), y, weights)
             loss.backward()
             optimiser.step()
             running += loss.item() * len(x)
@@ -253,7 +287,7 @@ def train_model(
         epoch_seconds = time.perf_counter() - t0
         images += seen * world
         if rank == 0:
-            val = evaluate_loss(model, val_set, batch_size=config.batch_size, device=device)
+            val = evaluate_loss(model, val_set, batch_size=config.batch_size, device=device, weights=weights)
             row = {
                 "epoch": epoch,
                 "train_loss": running / max(seen, 1),
@@ -294,6 +328,8 @@ def _cfg_dict(config: TrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d["betas"] = list(d["betas"])
     d.pop("num_threads")  # a property of the machine, not of the experiment
+    if d["extent_weight"] == 1.0:
+        d.pop("extent_weight")  # checkpoints written before the setting existed resume
     return d
 
 

@@ -8,12 +8,14 @@ import socket
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from spinelib.errors import CheckpointError, InvalidArgumentError
 from spinelib.models import ModelConfig, build_model, load_checkpoint
-from spinelib.train import BEST, LAST, LOG, TrainConfig, train_model
+from spinelib.train import BEST, LAST, LOG, TrainConfig, l1_loss, train_model
 
 # the CNN baseline head has dropout: its randomness must be reproducible too
 CFG = ModelConfig(name="resnet", backbone="resnet10t", in_chans=2, n_levels=3, head="cnn",
@@ -95,7 +97,8 @@ def test_corrupt_last_checkpoint(tmp_path):
         train_model(_model(), CFG, _data(), _data(16, 1), tmp_path, _cfg(), progress=False)
 
 
-@pytest.mark.parametrize("kw", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(lr=float("nan"))])
+@pytest.mark.parametrize("kw", [dict(epochs=0), dict(batch_size=0), dict(lr=-1.0), dict(lr=float("nan")),
+                                dict(extent_weight=0.0), dict(extent_weight=-2.0), dict(extent_weight=float("inf"))])
 def test_bad_config(kw):
     base = dict(epochs=1, batch_size=2, lr=1e-3)
     base.update(kw)
@@ -152,3 +155,40 @@ def test_a_model_gets_its_own_learning_rate_from_the_profile():
     for bad in ([5e-4], {"resnet_bot": -1.0}, {1: 1e-3}):
         with pytest.raises(InvalidArgumentError):
             TrainConfig.from_profile({**params, "lr_by_model": bad}, "resnet_bot")
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 5), k=st.integers(1, 6), w=st.floats(0.01, 100.0).filter(lambda v: v != 1.0), seed=st.integers(0, 2**16))
+def test_weighted_l1_is_the_weighted_mean_of_the_absolute_errors(b, k, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    pred, target = torch.randn(b, 6 * k + 2, generator=g), torch.randn(b, 6 * k + 2, generator=g)
+    weights = TrainConfig(epochs=1, batch_size=1, lr=1e-3, extent_weight=w).loss_weights(6 * k + 2)
+    assert weights.tolist() == pytest.approx([1.0] * (6 * k) + [w, w], rel=1e-6)
+    err = (pred - target).abs()
+    expected = (err[:, :-2].sum() + w * err[:, -2:].sum()) / (b * (6 * k + 2 * w))
+    assert float(l1_loss(pred, target, weights)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(l1_loss(pred, target, weights, reduction="sum")) == pytest.approx(float(expected) * b * (6 * k + 2 * w),
+                                                                                   rel=1e-5)
+
+
+def test_unit_extent_weight_is_the_plain_l1_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(4, 20, generator=g), torch.randn(4, 20, generator=g)
+    assert TrainConfig(epochs=1, batch_size=1, lr=1e-3).loss_weights(20) is None
+    assert torch.equal(l1_loss(pred, target), nn.functional.l1_loss(pred, target))
+    with pytest.raises(InvalidArgumentError, match="reduction"):
+        l1_loss(pred, target, torch.ones(20), reduction="none")
+
+
+def test_extent_weight_comes_from_the_profile_and_is_recorded(tmp_path):
+    from spinelib.profiles import get_profile
+
+    assert TrainConfig.from_profile(get_profile("smoke")).extent_weight == get_profile("smoke")["extent_weight"]
+    assert TrainConfig.from_profile(get_profile("smoke", {"extent_weight": 8.0})).extent_weight == 8.0
+    train_model(_model(), CFG, _data(), _data(16, 1), tmp_path, _cfg(epochs=1, extent_weight=8.0), progress=False)
+    # the validation loss is the training loss's weighted mean; another weight is another experiment
+    _, _, state = load_checkpoint(tmp_path / LAST)
+    assert state["train_config"]["extent_weight"] == 8.0
+    with pytest.raises(CheckpointError):
+        train_model(_model(), CFG, _data(), _data(16, 1), tmp_path, _cfg(epochs=2), progress=False)
+
