@@ -172,7 +172,7 @@ def _is_cohort_source(path: str) -> bool:
 
 @command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort")(_predict_args)
 def _predict(ns: argparse.Namespace) -> int:
-    from .predict import predict_file, predict_scans
+    from .prediction_files import predict_file, predict_scans
 
     flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
     if _is_cohort_source(ns.dxa):

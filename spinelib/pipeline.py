@@ -620,7 +620,7 @@ def _failure_message(sec: Section, source: Path, out: Path, exc: BaseException) 
 
 
 class _QuietUnknownParameters:
-    """Logging filter: the full parameter set is injected on purpose (CONTRACTS), so papermill's
+    """Logging filter: the full parameter set is injected on purpose (ARCHITECTURE.md, notebooks), so papermill's
     "Passed unknown parameter" warning for each profile parameter a notebook does not declare
     is noise."""
 

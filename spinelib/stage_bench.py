@@ -133,7 +133,8 @@ def _align(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
 
 
 def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
-    from .predict import Predictor, _read_checked, write_prediction
+    from .predict import Predictor
+    from .prediction_files import read_scan, write_prediction
     from .predict_bench import random_checkpoint
 
     rows = _rows(workdir, params, n)
@@ -141,7 +142,7 @@ def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
     options = dict(allow_pickle=False, pixel_spacing_mm=None, flip_vertical=False, flip_horizontal=False)
 
     def stage(i: int) -> None:
-        pred = predictor.predict(_read_checked(rows[i]["dxa_path"], **options))
+        pred = predictor.predict(read_scan(rows[i]["dxa_path"], **options))
         write_prediction(pred, workdir / "predictions" / f"s{i}", source="dxa.npz", model="resnet_bot")
 
     return stage

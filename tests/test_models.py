@@ -352,7 +352,7 @@ def test_checkpoint_missing_and_corrupt(tmp_path):
 
 # ----------------------------------------------------------------------------- the paper's model
 
-# Published parameter counts (PAPER.md, Figure 4): trunk, transformer blocks, head; CNN baseline.
+# Published parameter counts (the paper's Figure 4): trunk, transformer blocks, head; CNN baseline.
 PAPER_COUNTS = {"trunk": 23.51e6, "transformer": 8.68e6, "head": 2.57e6, "total": 34.76e6}
 PAPER_CNN_TOTAL = 24.35e6
 

@@ -63,3 +63,29 @@ def test_training_section(smoke_run):
     paper = pd.read_csv(smoke_run / "tables" / "paper_parameter_counts.csv")
     total = paper[(paper["model"] == "resnet_bot") & (paper["part"] == "total")].iloc[0]
     assert abs(total["ours_M"] - total["published_M"]) / total["published_M"] < 0.05
+
+
+def test_spinelib_predict_gives_the_curves_of_the_notebooks(smoke_run, tmp_path):
+    # one inference path: the command a user runs on a scan and the training section's
+    # cohort predictions (what the evaluation chapters score) agree for the same checkpoint
+    from spinelib import privacy
+    from spinelib.cli import main
+    from spinelib.spine import CURVE_NAMES
+
+    params = json.loads((smoke_run / "params.json").read_text())
+    manifest, _, _ = privacy.run_manifest(smoke_run, params["data"], show_ids=bool(params["show_ids"]))
+    dxa_path = manifest.set_index("subject_id")["dxa_path"]
+    pred = read_predictions(smoke_run / "predictions_test.npz")
+    for name in ("resnet_bot", "resnet"):
+        for i, sid in enumerate(pred.subject_id[:2]):
+            out = tmp_path / name / str(i)
+            assert main(["predict", str(dxa_path[sid]), "--checkpoint", str(checkpoint_path(smoke_run, name)),
+                         "--out", str(out)]) == 0
+            # curves.csv holds 1e-4 mm; a batch of one and a batch of many differ only in the
+            # float32 network's last bits (about 1e-5 mm), never by a written digit and a half
+            written = pd.read_csv(out / "curves.csv")
+            notebook = pred.values[name][i]  # (6, K) mm
+            for c, curve in enumerate(CURVE_NAMES):
+                assert np.abs(written[curve].to_numpy() - notebook[c]).max() <= 5e-5 + 2e-5, (name, sid, curve)
+            measures = json.loads((out / "measures.json").read_text())
+            assert np.abs(np.asarray(measures["extent_mm"]) - pred.extent_mm[name][i]).max() <= 2e-5

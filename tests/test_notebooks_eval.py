@@ -1,7 +1,7 @@
 """The evaluation notebooks (03 curve accuracy, 04 reconstruction) through papermill at smoke.
 
 The session's smoke run (every section, with a small shifted cohort; ``tests/conftest.py``)
-is read by every assertion: metrics.json has every key of DESIGN.md for the four models, the
+is read by every assertion: metrics.json has every key of ARCHITECTURE.md's contract for every model, the
 headline numbers agree with the per-subject tables, the book's summary keys are glued.
 """
 

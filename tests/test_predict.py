@@ -36,7 +36,8 @@ from spinelib.models import (
     config_from_profile,
     save_checkpoint,
 )
-from spinelib.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine, predict_file
+from spinelib.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine
+from spinelib.prediction_files import predict_file
 from spinelib.predict_bench import random_checkpoint, synthetic_examples, write_synthetic_dxa
 from spinelib.profiles import get_profile
 from spinelib.reconstruct import Grid3D
@@ -406,7 +407,7 @@ def _flipped(dxa, path):
 
 
 def test_upside_down_scan_is_refused_and_flip_restores_it(files, tmp_path, subject, capsys):
-    from spinelib.predict import OrientationError
+    from spinelib.orientation import OrientationError
 
     dxa, truth = subject
     flipped = _flipped(dxa, tmp_path / "flipped.npz")
@@ -425,7 +426,7 @@ def test_upside_down_scan_is_refused_and_flip_restores_it(files, tmp_path, subje
 
 
 def test_orientation_rule_on_synthetic_scans():
-    from spinelib.predict import UPSIDE_DOWN_RATIO, flip_dxa, orientation_ratio
+    from spinelib.orientation import UPSIDE_DOWN_RATIO, flip_dxa, orientation_ratio
 
     dxas, _ = synthetic_examples(6, PARAMS, start=3)
     for d in dxas:
@@ -440,7 +441,7 @@ def test_orientation_rule_on_synthetic_scans():
 
 
 def test_flip_dxa(subject):
-    from spinelib.predict import flip_dxa
+    from spinelib.orientation import flip_dxa
 
     dxa, _ = subject
     both = flip_dxa(dxa, vertical=True, horizontal=True)
@@ -457,7 +458,7 @@ def test_flip_dxa(subject):
 
 
 def test_predict_batch_equals_predict(files, tmp_path):
-    from spinelib.predict import OrientationError, flip_dxa
+    from spinelib.orientation import OrientationError, flip_dxa
 
     pred = Predictor.from_checkpoint(files["bot"])
     dxas, _ = synthetic_examples(3, PARAMS)
@@ -553,7 +554,7 @@ def test_cohort_folder(files, cohort, tmp_path, capsys):
 
 
 def test_cohort_list_and_manifest(files, cohort, tmp_path):
-    from spinelib.predict import list_scans, predict_scans
+    from spinelib.prediction_files import list_scans, predict_scans
 
     lst = tmp_path / "scans.txt"
     lst.write_text(f"# my cohort\n{cohort / 's0' / 'dxa.npz'}\n\n{cohort / 's2' / 'dxa.npz'}\nmissing.npz\n")
@@ -573,7 +574,7 @@ def test_cohort_list_and_manifest(files, cohort, tmp_path):
 
 
 def test_bad_cohort_sources(files, tmp_path):
-    from spinelib.predict import list_scans
+    from spinelib.prediction_files import list_scans
 
     with pytest.raises(MissingFileError):
         list_scans(tmp_path / "nowhere")
@@ -597,7 +598,7 @@ def test_bad_cohort_sources(files, tmp_path):
 @given(k=st.integers(3, 40), scale=st.sampled_from([1e-3, 1.0, 37.0, 1e4]), seed=st.integers(0, 2**16))
 def test_curves_csv_has_the_bytes_pandas_would_write(k, scale, seed):
     from spinelib.curves import SpineCurves
-    from spinelib.predict import curves_csv
+    from spinelib.prediction_files import curves_csv
     from spinelib.spine import CURVE_NAMES
 
     rng = np.random.default_rng(seed)

@@ -160,7 +160,7 @@ def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
 
 
 def test_cohort_prediction_local_dask_and_shards_agree(tmp_path, smoke_run, smoke_cohort):
-    from spinelib.predict import predict_scans
+    from spinelib.prediction_files import predict_scans
 
     from spinelib.experiment import checkpoint_path
 
