@@ -29,6 +29,7 @@ from .errors import InvalidArgumentError, MissingFileError, PipelineError
 from .paper import paper_text, substitutions
 from .pipeline import SECTIONS, STATE_FILE, Section
 from .runfolder import read_json, run_paths
+from .sources import is_checkout, source_dir
 
 __all__ = [
     "BOOK_DIR",
@@ -43,8 +44,8 @@ __all__ = [
     "glue_text",
 ]
 
-#: The tracked book sources.
-BOOK_DIR = Path(__file__).resolve().parents[1] / "book"
+#: The book sources: the checkout's book/, or the copy installed in the package (spinelib.sources).
+BOOK_DIR = source_dir("book")
 #: Folder (inside the book) where chapters from the run's notebooks are staged.
 CHAPTERS = "notebooks"
 _MARKER = re.compile(r"^<!--[ \t]*spinelib:(?P<name>[a-z0-9_]+)[ \t]*-->[ \t]*$", re.M)
@@ -550,14 +551,17 @@ def build_book(
     summary_rows: Sequence[SummaryRow] = SUMMARY_ROWS,
     stream: TextIO | None = sys.stderr,
     strict: bool = False,
+    out_dir: str | Path | None = None,
 ) -> Path:
-    """Build the book of ``run_dir`` into ``<book_dir>/_build/html``; returns ``index.html``.
+    """Build the book of ``run_dir`` into ``<out_dir>/_build/html``; returns ``index.html``.
 
     Parameters
     ----------
     run_dir : a run folder written by :func:`spinelib.pipeline.run_pipeline`.
     book_dir : the book sources (``_config.yml``, ``_toc.yml``, pages, ``references.bib``).
     strict : turn Sphinx warnings into errors.
+    out_dir : where ``_build/`` goes; default ``book_dir`` in a source checkout, else
+        ``<run_dir>/book`` (an installed package's folder is not the user's to write).
 
     Raises
     ------
@@ -566,13 +570,17 @@ def build_book(
     """
     t0 = time.monotonic()
     book_dir = Path(book_dir).resolve()
-    staging = stage_book(run_dir, book_dir=book_dir, table=table, summary_rows=summary_rows)
+    if out_dir is None:
+        out_dir = book_dir if is_checkout() else Path(run_dir) / "book"
+    out = Path(out_dir).resolve()
+    staging = stage_book(run_dir, book_dir=book_dir, staging=out / "_build" / "_src", table=table,
+                         summary_rows=summary_rows)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = ([str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book.cli.main"])
-    cmd += ["build", str(staging), "--path-output", str(book_dir), "--builder", "html"]
+    cmd += ["build", str(staging), "--path-output", str(out), "--builder", "html"]
     if strict:
         cmd.append("--warningiserror")
-    html_dir = book_dir / "_build" / "html"
+    html_dir = out / "_build" / "html"
     if html_dir.exists():
         shutil.rmtree(html_dir)
     if stream is not None:
@@ -580,13 +588,13 @@ def build_book(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     log = proc.stdout + proc.stderr
-    (book_dir / "_build").mkdir(parents=True, exist_ok=True)
-    (book_dir / "_build" / "build.log").write_text(log)
+    (out / "_build").mkdir(parents=True, exist_ok=True)
+    (out / "_build" / "build.log").write_text(log)
     warnings = [ln for ln in log.splitlines() if "WARNING" in ln or "ERROR" in ln]
     if proc.returncode != 0 or not (html_dir / "index.html").is_file():
         tail = "\n".join(log.splitlines()[-25:])
         raise PipelineError(f"the book build failed (exit {proc.returncode}); log in "
-                            f"{book_dir / '_build' / 'build.log'}:\n{tail}")
+                            f"{out / '_build' / 'build.log'}:\n{tail}")
     leaks = external_assets(html_dir)
     if leaks:
         listing = "; ".join(f"{f}: {u}" for f, u in leaks[:10])
@@ -596,6 +604,6 @@ def build_book(
         for ln in warnings[:20]:
             print(f"[spinelib book] {ln}", file=stream)
         print(f"[spinelib book] built in {time.monotonic() - t0:.0f}s with {len(warnings)} "
-              f"warning(s); log {book_dir / '_build' / 'build.log'}", file=stream, flush=True)
+              f"warning(s); log {out / '_build' / 'build.log'}", file=stream, flush=True)
     return html_dir / "index.html"
 

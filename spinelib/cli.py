@@ -207,10 +207,10 @@ def _convert(ns: argparse.Namespace) -> int:
 def _run_params(ns: argparse.Namespace, run_dir) -> dict:
     """The parameters of a run folder's command (``--profile``, ``--data``, ``-p``), as ``spinelib run``
     resolves them (:func:`spinelib.pipeline.resolve_params`)."""
-    from .pipeline import _previous_params, resolve_params
+    from .pipeline import resolve_params, run_profile
     from .profiles import parse_override
 
-    profile = ns.profile or (_previous_params(run_dir) or {}).get("profile") or "default"
+    profile = run_profile(run_dir, ns.profile)
     overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
     return resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
 
@@ -251,8 +251,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="run folder holding targets.npz (written by the alignment section); "
                         "spell it --run-dir under torchrun")
     p.add_argument("--data", required=True, help="manifest.csv of the cohort the targets belong to")
-    p.add_argument("--models", default="resnet_bot,resnet,biplanar",
-                   help="comma-separated models to train (mean_shape is always fitted)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated models to train (default: every trained model of spinelib.models."
+                        "TRAINED_MODELS; mean_shape and visible_summaries are always fitted)")
     p.add_argument("--profile", default=None,
                    help="smoke | default | paper (default: the run folder's, else default)")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -265,16 +266,17 @@ def _train(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .errors import InvalidArgumentError
-    from .experiment import TRAINED_MODELS, train_section
+    from .experiment import record_training, train_section
+    from .models import TRAINED_MODELS
     from .privacy import run_manifest
-    from .runfolder import run_paths, update_metrics, write_table
+    from .runfolder import run_paths
     from .targets import read_targets
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if rank != 0:  # one voice: the other ranks report problems only
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(ns.run)
-    names = [n.strip() for n in ns.models.split(",") if n.strip()]
+    names = list(TRAINED_MODELS) if ns.models is None else [n.strip() for n in ns.models.split(",") if n.strip()]
     bad = [n for n in names if n not in TRAINED_MODELS]
     if not names or bad:
         raise InvalidArgumentError(f"--models: cannot train {bad or names}; choose from {','.join(TRAINED_MODELS)}")
@@ -299,10 +301,7 @@ def _train(ns: argparse.Namespace) -> int:
     try:
         summary = train_section(run_dir, manifest, targets, params, names=names, progress=rank == 0)
         if rank == 0:
-            write_table(run_dir, "training_summary", summary)
-            update_metrics(run_dir, {"training": {
-                r["model"]: {"seconds": float(r["seconds"]), "params": int(r["params_total"])}
-                for _, r in summary.iterrows()}})
+            record_training(run_dir, summary)
             print(summary.to_string(index=False))
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # no rank leaves before rank 0 has written the summaries
@@ -353,13 +352,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .pipeline import _previous_params, run_pipeline
+    from .pipeline import run_pipeline, run_profile
     from .profiles import parse_override
 
     if ns.check is not None:
         return _run_check(ns)
     out = Path(ns.out) if ns.out else Path("results") / (ns.profile or "default")
-    profile = ns.profile or (_previous_params(out) or {}).get("profile") or "default"
+    profile = run_profile(out, ns.profile)
     overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
     for flag in ("show_ids", "publish_images"):  # --show-ids is -p show_ids true, spelled out
         if getattr(ns, flag, False):

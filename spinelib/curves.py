@@ -47,6 +47,7 @@ from .errors import (
     NonFiniteError,
     ShapeError,
 )
+from .io import check_affine
 from .spine import COLUMN_LABELS, CURVE_NAMES, LEVELS, vertebra_label
 from .transform import PlanarTransform, dxa_pixel_to_mri
 
@@ -201,15 +202,6 @@ class SpineCurves:
 # ---------------------------------------------------------------------------------------
 
 
-def _check_affine(affine: np.ndarray) -> np.ndarray:
-    a = np.asarray(affine, dtype=float)
-    if a.shape != (4, 4):
-        raise ShapeError(f"affine must have shape (4, 4), got {a.shape}")
-    if not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
-        raise InvalidArgumentError("affine must be finite and invertible")
-    return a
-
-
 def estimate_table_y(
     fat: np.ndarray,
     water: np.ndarray,
@@ -249,7 +241,7 @@ def estimate_table_y(
     w = np.asarray(water, dtype=np.float32)
     if f.ndim != 3 or f.shape != w.shape:
         raise ShapeError(f"fat and water must be 3D volumes of one shape, got {f.shape} and {w.shape}")
-    a = _check_affine(affine)
+    a = check_affine(affine)
     off = a[:3, :3] - np.diag(np.diag(a[:3, :3]))
     if np.any(np.abs(off) > 1e-6) or np.any(np.diag(a)[:3] <= 0):
         raise InvalidArgumentError(
@@ -484,7 +476,7 @@ def column_curves(
             raise InvalidArgumentError("seg must hold integer labels")
         labels = labels.astype(np.int16)
     k = _check_levels(n_levels)
-    a = _check_affine(affine)
+    a = check_affine(affine)
     w2f = world_to_frame(transform, dxa_shape, dxa_spacing, table_y_mm)
     v2f = w2f @ a
     half = frame_voxel_half_extent(v2f)

@@ -24,21 +24,19 @@ from .curves import from_crop
 from .data import AP_CHANNELS, PreparedScan, SpineDataset, input_recipe, prepare_scan
 from .errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from .io import read_arrays, read_dxa, write_arrays
-from .models import MODEL_NAMES, build_model, config_from_profile, count_parameters, save_checkpoint
-from .runfolder import run_paths
+from .models import MODEL_NAMES, TRAINED_MODELS, build_model, config_from_profile, count_parameters, save_checkpoint
+from .runfolder import run_paths, update_metrics, write_table
 from .summaries import CHECKPOINT_FILE as SUMMARIES_FILE
 from .summaries import MODEL_NAME as SUMMARIES
 from .summaries import VisibleSummariesModel
 from .targets import TargetSet
-from .train import BEST, TrainConfig, _dist_info, evaluate_loss, l1_loss, train_model
+from .train import BEST, TrainConfig, dist_info, evaluate_loss, l1_loss, train_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "trained_models", "predict_cohort",
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "trained_models", "predict_cohort",
            "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
-#: Models that learn (``mean_shape`` and ``visible_summaries`` are fitted, not trained).
-TRAINED_MODELS: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -119,7 +117,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     mean_target = train_targets.mean(axis=0)
     mean_model.fit(mean_target[None])
     out = checkpoint_path(run_dir, "mean_shape")
-    if _dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
+    if dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
         save_checkpoint(out, mean_model, mean_cfg, meta)
     rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
                  "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
@@ -147,6 +145,14 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     return pd.DataFrame(rows)
 
 
+def record_training(run_dir: str | Path, summary: pd.DataFrame) -> None:
+    """Record :func:`train_section`'s summary in the run: ``tables/training_summary.csv`` and
+    the ``training`` block of ``metrics.json`` (seconds and parameters per model)."""
+    write_table(run_dir, "training_summary", summary)
+    update_metrics(run_dir, {"training": {r["model"]: {"seconds": float(r["seconds"]), "params": int(r["params_total"])}
+                                          for _, r in summary.iterrows()}})
+
+
 def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_targets: np.ndarray,
                    va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, *,
                    progress: bool) -> dict:
@@ -162,7 +168,7 @@ def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_
     weights = TrainConfig.from_profile(params).loss_weights(val_targets.shape[1])
     val_l1 = float(l1_loss(torch.from_numpy(model.predict(val_features)), torch.from_numpy(val_targets), weights))
     log.info("fitted %s (alpha chosen on validation from %s)", model.describe(), model.alphas)
-    if _dist_info()[1] == 0:
+    if dist_info()[1] == 0:
         model.save(checkpoint_path(run_dir, SUMMARIES))
     n = model.n_parameters
     return {"model": SUMMARIES, "params_trunk": 0, "params_transformer": 0, "params_head": n, "params_total": n,

@@ -93,6 +93,7 @@ __all__ = [
     "read_manifest",
     "validate_manifest",
     "load_subject",
+    "check_affine",
     "check_subject",
     "check_cohort",
 ]
@@ -319,13 +320,26 @@ def _check_dxa(
     return out
 
 
-def _check_affine(affine: Any, path: str | Path | None, *, error: type[SpineLibError]) -> np.ndarray:
+def check_affine(affine: Any, path: str | Path | None = None, *,
+                 error: type[SpineLibError] = InvalidArgumentError) -> np.ndarray:
+    """A voxel-to-world affine as a ``(4, 4)`` float array: numeric, finite, last row
+    ``[0, 0, 0, 1]``, its 3 x 3 part not singular.
+
+    Raises
+    ------
+    ShapeError
+        An argument (``error`` left at InvalidArgumentError) that is not 4 x 4.
+    error
+        Any other fault, naming ``path`` (the file the affine came from) when given.
+    """
     try:
         aff = np.asarray(affine, dtype=np.float64)
     except (TypeError, ValueError):
         raise error(f"affine{_where(path)} is not numeric: {affine!r}") from None
     if aff.shape != (4, 4):
-        raise error(f"affine{_where(path)} must be 4 x 4, got shape {aff.shape}")
+        # an argument of the wrong shape is a ShapeError; a file's, the file's error
+        raise (ShapeError if error is InvalidArgumentError else error)(
+            f"affine{_where(path)} must be 4 x 4, got shape {aff.shape}")
     if not np.all(np.isfinite(aff)):
         raise error(f"affine{_where(path)} holds NaN or infinite values")
     if not np.allclose(aff[3], [0, 0, 0, 1]):
@@ -441,7 +455,7 @@ def write_nifti(
         raise ShapeError(f"volume for {dest} is empty, shape {arr.shape}")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise NonFiniteError(f"volume for {dest} holds NaN or infinite values")
-    aff = _check_affine(affine, dest, error=InvalidArgumentError)
+    aff = check_affine(affine, dest, error=InvalidArgumentError)
     out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
     if out_dtype.kind not in "iuf":
         raise DTypeError(f"on-disk dtype for {dest} must be real numeric, got {out_dtype}")
@@ -786,7 +800,7 @@ def read_volume(path: str | Path, *, kind: str = "mri", require_column: bool = T
         img = nib.load(str(p))
         if not isinstance(img, nib.spatialimages.SpatialImage):
             raise UnreadableFileError(f"volume {p} is not a spatial image")
-        _check_affine(img.affine, p, error=UnreadableFileError)
+        check_affine(img.affine, p, error=UnreadableFileError)
         disk = np.dtype(img.get_data_dtype())
         if disk.kind not in "iuf":
             raise DTypeError(f"volume {p} stores dtype {disk}; expected real numbers")
@@ -804,7 +818,7 @@ def read_volume(path: str | Path, *, kind: str = "mri", require_column: bool = T
         raise
     except Exception as exc:  # nibabel, gzip and zlib raise many kinds on corrupt files
         raise UnreadableFileError(f"cannot read volume {p}: {type(exc).__name__}: {exc}") from exc
-    affine = _check_affine(img.affine, p, error=UnreadableFileError)
+    affine = check_affine(img.affine, p, error=UnreadableFileError)
 
     if data.dtype.kind not in "iuf":
         raise DTypeError(f"volume {p} has dtype {data.dtype}; expected real numbers")

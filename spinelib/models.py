@@ -84,6 +84,7 @@ from .errors import (
 __all__ = [
     "MODEL_NAMES",
     "NETWORK_NAMES",
+    "TRAINED_MODELS",
     "NON_NETWORK_NAMES",
     "MODEL_KINDS",
     "HEADS",
@@ -124,6 +125,8 @@ MODEL_KINDS: dict[str, dict[str, Any]] = {
 }
 #: The models built here (torch modules with a :class:`ModelConfig` and :func:`save_checkpoint` files).
 NETWORK_NAMES: tuple[str, ...] = tuple(MODEL_KINDS)
+#: The networks that learn by gradient descent (``mean_shape`` is fitted, not trained).
+TRAINED_MODELS: tuple[str, ...] = tuple(n for n, kind in MODEL_KINDS.items() if kind["head"] != "mean")
 #: Models of the study that are not torch modules: ``visible_summaries`` is a ridge
 #: regression on image summaries (:mod:`spinelib.summaries`) with its own checkpoint format.
 NON_NETWORK_NAMES: tuple[str, ...] = ("visible_summaries",)
@@ -478,8 +481,6 @@ class _Base(nn.Module):
     ``transformer`` and ``head`` (the last three possibly empty)."""
 
     config: ModelConfig
-    #: False for models with nothing to train (mean_shape).
-    requires_training: bool = True
 
     def _views(self, x: torch.Tensor | Mapping[str, torch.Tensor], *, check_size: bool = True) -> list[torch.Tensor]:
         cfg = self.config
@@ -603,8 +604,6 @@ class MeanShape(_Base):
     Call :meth:`fit` with the training targets ``(N, 6 K + 2)`` first; the mean is a
     buffer, so it is saved in and restored from checkpoints.
     """
-
-    requires_training = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -45,12 +45,14 @@ from .atomic import TMP_PREFIX, ensure_writable_dir, write_json_atomic
 from .errors import InvalidArgumentError, MissingFileError, PipelineError, ProfileError
 from .profiles import get_profile
 from .runfolder import read_json, run_paths
+from .sources import source_dir
 
 __all__ = [
     "Section",
     "SECTIONS",
     "SECTION_NAMES",
     "NOTEBOOKS_DIR",
+    "run_profile",
     "RUN_PARAMETERS",
     "KERNEL_NAME",
     "KERNEL_ENV",
@@ -67,8 +69,9 @@ __all__ = [
     "estimate_run_mb",
 ]
 
-#: The repository's notebook sources (never overwritten; executed copies go to the run folder).
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+#: The notebook sources (never overwritten; executed copies go to the run folder): the
+#: checkout's notebooks/, or the copy installed in the package (spinelib.sources).
+NOTEBOOKS_DIR = source_dir("notebooks")
 #: Parameters every notebook receives besides the profile's.
 RUN_PARAMETERS: tuple[str, ...] = ("run_dir", "data", "profile")
 #: Kernel name recorded in the executed notebooks; the command always comes from sys.executable.
@@ -324,6 +327,12 @@ def _previous_params(run_dir: Path) -> dict[str, Any] | None:
         return None
     prev = read_json(p)
     return prev if isinstance(prev, dict) else None
+
+
+def run_profile(run_dir: str | Path, profile: str | None = None) -> str:
+    """The profile a command on ``run_dir`` uses: ``profile`` when given, else the one the run
+    recorded in ``params.json``, else ``"default"``."""
+    return profile or (_previous_params(Path(run_dir)) or {}).get("profile") or "default"
 
 
 def resolve_params(

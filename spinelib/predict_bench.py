@@ -254,7 +254,7 @@ def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps:
 
 
 def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32,
-                              models: tuple[str, ...] = ("resnet_bot", "resnet", "biplanar")) -> BenchWorkload:
+                              models: tuple[str, ...] | None = None) -> BenchWorkload:
     """``train_throughput``: one epoch of ``n_images`` augmented crops per trained model, set
     against the bare training step of the same network on one batch of the same crops.
 
@@ -267,9 +267,10 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
     import torch
 
     from .data import PreparedScan, SpineDataset, prepare_scan
-    from .models import build_model, config_from_profile
+    from .models import TRAINED_MODELS, build_model, config_from_profile
     from .train import TrainConfig, train_model
 
+    models = TRAINED_MODELS if models is None else tuple(models)
     params = get_profile(profile)
     workdir = Path(workdir)
     n_subj = 8

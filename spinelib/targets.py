@@ -264,7 +264,7 @@ def subject_targets(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[
             rec["reason"] = f"targets failed: {type(exc).__name__}: {exc}"
     if rec["trusted"]:
         try:
-            est = PlanarTransform(rec["theta_deg"], rec["tx_mm"], rec["ty_mm"])
+            est = PlanarTransform.from_dict(rec)
             cur = column_curves(subj.seg.data, subj.seg.affine, est, subj.dxa.shape,
                                 tuple(subj.dxa.pixel_spacing_mm), table_y, k)
             vt, et = np.full((6, k), np.nan), np.full(2, np.nan)

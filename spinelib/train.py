@@ -39,7 +39,7 @@ from .models import ModelConfig, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "l1_loss", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "l1_loss", "dist_info", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -136,7 +136,8 @@ class TrainResult:
     history: pd.DataFrame = field(repr=False)
 
 
-def _dist_info() -> tuple[int, int, int]:
+def dist_info() -> tuple[int, int, int]:
+    """``(world size, rank, local rank)`` of this process under ``torchrun`` (``(1, 0, 0)`` alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -215,7 +216,7 @@ def train_model(
     """
     if len(train_set) == 0:
         raise InvalidArgumentError("training dataset is empty")
-    world, rank, local = _dist_info()
+    world, rank, local = dist_info()
     distributed = world > 1
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(config.num_threads)

@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -156,11 +157,22 @@ class PlanarTransform:
         return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PlanarTransform":
+    def from_dict(cls, d: Any, prefix: str = "") -> "PlanarTransform":
+        """From a mapping or a table row holding ``{prefix}theta_deg``, ``{prefix}tx_mm`` and
+        ``{prefix}ty_mm`` (the alignment table's ``stage1_`` columns, say).
+
+        Raises
+        ------
+        InvalidArgumentError
+            A missing key, or a value that is not a number.
+        """
+        keys = [f"{prefix}{k}" for k in ("theta_deg", "tx_mm", "ty_mm")]
         try:
-            return cls(float(d["theta_deg"]), float(d["tx_mm"]), float(d["ty_mm"]))
+            return cls(*(float(d[k]) for k in keys))
         except KeyError as exc:
-            raise InvalidArgumentError(f"transform dict lacks key {exc.args[0]!r}: {d!r}") from None
+            raise InvalidArgumentError(f"transform record lacks key {exc.args[0]!r}: {dict(d)!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"transform record has a non-numeric {keys}: {exc}") from None
 
 
 def dxa_pixel_to_mri(

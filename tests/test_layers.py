@@ -18,7 +18,7 @@ ROOT = Path(spinelib.__file__).parent
 
 #: The table of ARCHITECTURE.md: module (or package, for all its modules) -> layer.
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["errors", "spine", "profiles", "paper", "transform"], 0),
+    **dict.fromkeys(["errors", "spine", "profiles", "paper", "transform", "sources"], 0),
     **dict.fromkeys(["atomic", "io", "records", "runfolder", "quality", "privacy", "bench"], 1),
     "workers": 2,
     **dict.fromkeys(["curves", "reconstruct", "metrics", "segment", "synth", "align", "ingest"], 3),

@@ -19,6 +19,7 @@ from spinelib.errors import (
 from spinelib.models import (
     MODEL_NAMES,
     NETWORK_NAMES,
+    TRAINED_MODELS,
     CorruptCheckpointError,
     MissingCheckpointError,
     ModelConfig,
@@ -120,7 +121,7 @@ def test_input_shape_errors():
 def test_mean_shape_returns_fitted_mean():
     cfg = tiny("mean_shape")
     model = build_model(cfg)
-    assert count_parameters(model)["total"] == 0 and not model.requires_training
+    assert count_parameters(model)["total"] == 0 and "mean_shape" not in TRAINED_MODELS
     with pytest.raises(InvalidArgumentError, match="fit"):
         model(batch(cfg))
     targets = np.random.default_rng(1).normal(size=(7, cfg.output_size)).astype(np.float32)

@@ -77,8 +77,22 @@ def test_coronal_affine():
         (lambda: coronal_affine(np.eye(3)), ShapeError),
         (lambda: coronal_affine(np.diag([-1.0, 1, 1, 1])), InvalidArgumentError),
         (lambda: PlanarTransform.from_dict({"theta_deg": 1}), InvalidArgumentError),
+        (lambda: PlanarTransform.from_dict({"theta_deg": "x", "tx_mm": 0, "ty_mm": 0}), InvalidArgumentError),
+        (lambda: PlanarTransform.from_dict({"theta_deg": 1, "tx_mm": 2, "ty_mm": 3}, prefix="stage1_"),
+         InvalidArgumentError),
     ],
 )
 def test_bad_inputs(call, err):
     with pytest.raises(err):
         call()
+
+
+def test_from_dict_reads_a_table_row_with_a_column_prefix():
+    import pandas as pd
+
+    row = pd.DataFrame({"theta_deg": [1.5], "tx_mm": [-2.0], "ty_mm": [3.0], "stage1_theta_deg": [0.5],
+                        "stage1_tx_mm": [4.0], "stage1_ty_mm": [-1.0]}).iloc[0]
+    assert PlanarTransform.from_dict(row) == PlanarTransform(1.5, -2.0, 3.0)
+    assert PlanarTransform.from_dict(row, prefix="stage1_") == PlanarTransform(0.5, 4.0, -1.0)
+    t = PlanarTransform(7.0, 1.0, 2.0)
+    assert PlanarTransform.from_dict(t.to_dict()) == t

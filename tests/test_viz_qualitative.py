@@ -23,6 +23,7 @@ from spinelib.io import DXAImage  # noqa: E402
 from spinelib.reconstruct import Grid3D  # noqa: E402
 from spinelib.spine import DISC_LABEL  # noqa: E402
 from spinelib.transform import PlanarTransform  # noqa: E402
+from spinelib.viz.png import save_png  # noqa: E402
 from spinelib.viz.qualitative import (  # noqa: E402
     QualitativeCase,
     case_meshes,
@@ -30,7 +31,6 @@ from spinelib.viz.qualitative import (  # noqa: E402
     gaussian_splat,
     mask_surface_points,
     qualitative_case,
-    save_png,
     select_by_severity,
     splat_rgb,
     splat_window,

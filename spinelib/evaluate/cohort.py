@@ -142,7 +142,7 @@ class EvalSet:
         """The DXA->MRI transform that made subject ``i``'s targets and frames its 3D scores
         (the estimated one, or the true one for the ``"truth"`` reference)."""
         r = self.frame.iloc[i]
-        return PlanarTransform(float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"]))
+        return PlanarTransform.from_dict(r)
 
 
 def _rows(df: pd.DataFrame, ids: Sequence[str], what: str) -> pd.DataFrame:

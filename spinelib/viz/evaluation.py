@@ -2,23 +2,21 @@
 paired model comparisons, 3D score distributions and Bland-Altman plots of the clinical angles.
 
 Every function takes the tables of :mod:`spinelib.evaluate` (or curve sets) and returns a
-matplotlib Figure; :func:`save_png` writes one atomically.
+matplotlib Figure; :func:`spinelib.viz.png.save_png` writes one atomically.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
 from ..curves import SpineCurves
 from ..errors import InvalidArgumentError
 from ..spine import CURVE_NAMES
 
-__all__ = ["save_png", "plot_level_errors", "plot_curves_comparison", "plot_paired", "plot_metric_boxes",
+__all__ = ["plot_level_errors", "plot_curves_comparison", "plot_paired", "plot_metric_boxes",
            "plot_bland_altman"]
 
 _COLORS = {"mean_shape": "tab:gray", "resnet": "tab:blue", "resnet_bot": "tab:red", "biplanar": "tab:green",
@@ -27,17 +25,6 @@ _COLORS = {"mean_shape": "tab:gray", "resnet": "tab:blue", "resnet_bot": "tab:re
 
 def _color(name: str) -> str:
     return _COLORS.get(name, "tab:purple")
-
-
-def save_png(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG atomically (folder created); returns the path."""
-    p = Path(path)
-    if p.suffix.lower() != ".png":
-        raise InvalidArgumentError(f"figure path must end in .png, got {p}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-    return p
 
 
 def _need(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:

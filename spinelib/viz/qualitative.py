@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 from scipy.special import erf
 
-from ..atomic import atomic_path
 from ..curves import SpineCurves, world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
 from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for, surface_mesh
@@ -64,7 +62,6 @@ __all__ = [
     "figure5",
     "turntable_figure",
     "case_meshes",
-    "save_png",
 ]
 
 #: Margin of the default image window around the points, in Gaussian sigmas: beyond 4 sigma
@@ -747,10 +744,3 @@ def case_meshes(case: QualitativeCase, *, models: Sequence[str] | None = None,
     return out
 
 
-def save_png(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG atomically; returns the path."""
-    if int(dpi) < 10:
-        raise InvalidArgumentError(f"dpi must be >= 10, got {dpi!r}")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=int(dpi), bbox_inches="tight")
-    return Path(path)
