@@ -38,7 +38,6 @@ __all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "
            "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
 
-
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
     """Best checkpoint of model ``name`` in a run folder (``visible_summaries``: its ridge file)."""
     return run_paths(run_dir)["checkpoints"] / name / (SUMMARIES_FILE if name == SUMMARIES else BEST)

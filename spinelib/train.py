@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from .atomic import atomic_path, ensure_writable_dir
-from .errors import CheckpointError, InvalidArgumentError
+from .errors import CheckpointError, InvalidArgumentError, ShapeError
 from .models import ModelConfig, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,16 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | No
 
     ``"mean"`` divides by ``B * weights.sum()`` (the plain mean when ``weights`` is None);
     ``"sum"`` is the weighted sum.
+
+    Raises
+    ------
+    ShapeError
+        ``pred`` and ``target`` differ in shape, or ``weights`` is not ``(D,)``.
     """
+    if pred.shape != target.shape or pred.ndim != 2:
+        raise ShapeError(f"pred and target must both be (B, D), got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if weights is not None and tuple(weights.shape) != (pred.shape[1],):
+        raise ShapeError(f"weights must have shape ({pred.shape[1]},), got {tuple(weights.shape)}")
     if weights is None:
         return nn.functional.l1_loss(pred, target, reduction=reduction)
     if reduction not in ("mean", "sum"):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from spinelib.errors import CheckpointError, InvalidArgumentError
+from spinelib.errors import CheckpointError, InvalidArgumentError, ShapeError
 from spinelib.models import ModelConfig, build_model, load_checkpoint
 from spinelib.train import BEST, LAST, LOG, TrainConfig, l1_loss, train_model
 
@@ -178,6 +178,10 @@ def test_unit_extent_weight_is_the_plain_l1_bit_for_bit():
     assert torch.equal(l1_loss(pred, target), nn.functional.l1_loss(pred, target))
     with pytest.raises(InvalidArgumentError, match="reduction"):
         l1_loss(pred, target, torch.ones(20), reduction="none")
+    with pytest.raises(ShapeError, match="weights"):
+        l1_loss(pred, target, torch.ones(19))
+    with pytest.raises(ShapeError, match="pred and target"):
+        l1_loss(pred, target[:, :-1])
 
 
 def test_extent_weight_comes_from_the_profile_and_is_recorded(tmp_path):
