@@ -262,7 +262,8 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
     as :func:`spinelib.train.train_model` reports it: data, step and bookkeeping, without
     validation and checkpoints), ``bare_images_per_second``
     (:func:`bare_step_images_per_second`) and their ``ratio`` (the goal is >= 0.8: the
-    loop wastes little beside the network's own arithmetic).
+    loop wastes little beside the network's own arithmetic). ``models`` defaults to
+    :data:`spinelib.models.TRAINED_MODELS`.
     """
     import torch
 
