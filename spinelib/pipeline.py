@@ -53,6 +53,7 @@ __all__ = [
     "SECTION_NAMES",
     "NOTEBOOKS_DIR",
     "run_profile",
+    "stale_reason",
     "RUN_PARAMETERS",
     "KERNEL_NAME",
     "KERNEL_ENV",
@@ -728,19 +729,7 @@ def run_pipeline(
 
     state = _read_state(run_dir)
     records: dict = state["sections"]
-    timings: dict = state["timings"]
-
-    # upstream chain: the records of the sections before the first planned one
-    first_index = table.index(planned[0].section)
-    upstream: list = []
-    for sec in table[:first_index]:
-        rec = records.get(sec.name)
-        if rec is None or rec.get("status") != "ok":
-            raise PipelineError(
-                f"section {planned[0].section.name!r} needs section {sec.name!r}, which has not "
-                f"completed in {run_dir}; include it: --sections {sec.name},{planned[0].section.name}"
-            )
-        upstream.append([sec.name, rec["run_token"]])
+    upstream = _upstream_chain(records, table, planned[0].section, run_dir)
     write_json_atomic(run_paths(run_dir)["params"], params)
 
     # decide what runs (for the estimate); the decision is re-made as sections execute
@@ -761,63 +750,32 @@ def run_pipeline(
                 break
             key = _section_key(pl.nb_sha, pl.params_sha, data_sha, upstream)
             rec = records.get(sec.name)
-            if force and pl.selected:
-                reason = "forced"
-            elif rec is None:
-                reason = "never run"
-            elif rec.get("status") != "ok":
-                reason = "failed last time"
-            elif not out.is_file():
-                reason = "executed notebook missing"
-            elif rec.get("key") != key:
-                reason = _stale_reason(rec, pl, data_sha, upstream_changed)
-            else:
-                reason = ""
+            reason = stale_reason(rec, key=key, nb_sha=pl.nb_sha, params_sha=pl.params_sha, data_sha=data_sha,
+                                  executed=out.is_file(), forced=force and pl.selected,
+                                  upstream_changed=upstream_changed)
             if not reason:
                 result.outcomes.append(SectionOutcome(sec.name, "skipped", 0.0, out, "up to date"))
                 progress.say(f"[{idx}/{len(planned)}] {sec.name}: up to date, skipped")
                 upstream.append([sec.name, rec["run_token"]])
                 continue
             remaining = [p.section.name for p in planned[idx - 1:] if not p.missing]
-            est = _estimate(timings, remaining)
-            prev_t = timings.get(sec.name)
-            progress.say(
-                f"[{idx}/{len(planned)}] {sec.name}: running {pl.source.name} ({reason})"
-                + (f"; last time {_fmt_duration(prev_t)}" if prev_t is not None else "")
-                + (f"; about {_fmt_duration(est)} left in the run" if est is not None else "")
-            )
-            t0 = time.monotonic()
+            progress.say(f"[{idx}/{len(planned)}] {sec.name}: running {pl.source.name} ({reason})"
+                         + _time_hint(state["timings"], sec.name, remaining))
             rec_new = {
                 "section": sec.name, "notebook": str(out), "source": str(pl.source),
                 "notebook_sha256": pl.nb_sha, "params_sha256": pl.params_sha,
                 "data_sha256": data_sha, "upstream": [list(u) for u in upstream], "key": key,
                 "started": _now(),
             }
-            records.pop(sec.name, None)  # a section being re-run is not up to date any more
-            _save_state(run_dir, state)
-            try:
-                _execute(sec, pl.source, out, params, run_dir, progress_bar=progress_bar,
-                         execution_timeout=execution_timeout)
-            except PipelineError as exc:
-                elapsed = time.monotonic() - t0
-                records[sec.name] = {**rec_new, "status": "failed", "finished": _now(),
-                                     "elapsed_s": round(elapsed, 3), "run_token": None,
-                                     "error": str(exc)}
-                _save_state(run_dir, state)
-                result.outcomes.append(SectionOutcome(sec.name, "failed", elapsed, out, str(exc)))
-                progress.say(f"[{idx}/{len(planned)}] {sec.name}: FAILED after "
-                             f"{_fmt_duration(elapsed)}")
-                raise
-            elapsed = time.monotonic() - t0
-            token = uuid.uuid4().hex
-            records[sec.name] = {**rec_new, "status": "ok", "finished": _now(),
-                                 "elapsed_s": round(elapsed, 3), "run_token": token, "error": None}
-            timings[sec.name] = round(elapsed, 3)
-            _save_state(run_dir, state)
-            upstream.append([sec.name, token])
+            outcome, error = _run_section(pl, out, rec_new, reason, params, run_dir, state,
+                                          progress_bar=progress_bar, execution_timeout=execution_timeout)
+            result.outcomes.append(outcome)
+            if error is not None:
+                progress.say(f"[{idx}/{len(planned)}] {sec.name}: FAILED after {_fmt_duration(outcome.elapsed_s)}")
+                raise error
+            upstream.append([sec.name, records[sec.name]["run_token"]])
             upstream_changed = True
-            result.outcomes.append(SectionOutcome(sec.name, "ran", elapsed, out, reason))
-            progress.say(f"[{idx}/{len(planned)}] {sec.name}: done in {_fmt_duration(elapsed)}")
+            progress.say(f"[{idx}/{len(planned)}] {sec.name}: done in {_fmt_duration(outcome.elapsed_s)}")
     finally:
         _write_provenance(run_dir, params, state, data_sha, table, notebooks_dir, started)
     progress.say(f"done: ran {len(result.ran)}, skipped {len(result.skipped)}; "
@@ -825,14 +783,82 @@ def run_pipeline(
     return result
 
 
-def _stale_reason(rec: Mapping, pl: _Planned, data_sha: str, upstream_changed: bool) -> str:
-    if rec.get("notebook_sha256") != pl.nb_sha:
+def stale_reason(rec: Mapping[str, Any] | None, *, key: str, nb_sha: str, params_sha: str, data_sha: str,
+                 executed: bool, forced: bool = False, upstream_changed: bool = False) -> str:
+    """Why a section must run, from its record in the run's state; ``""`` when it is up to date.
+
+    Parameters
+    ----------
+    rec : the section's record (``None``: never run).
+    key : the section's key now (:func:`_section_key` of notebook, parameters, data, upstream).
+    nb_sha, params_sha, data_sha : SHA-256 of its notebook source, its parameters and the manifest now.
+    executed : whether its executed notebook is in the run folder.
+    forced : ``--force`` on a selected section.
+    upstream_changed : an earlier section of this run has just executed.
+    """
+    if forced:
+        return "forced"
+    if rec is None:
+        return "never run"
+    if rec.get("status") != "ok":
+        return "failed last time"
+    if not executed:
+        return "executed notebook missing"
+    if rec.get("key") == key:
+        return ""
+    if rec.get("notebook_sha256") != nb_sha:
         return "notebook changed"
-    if rec.get("params_sha256") != pl.params_sha:
+    if rec.get("params_sha256") != params_sha:
         return "parameters changed"
     if rec.get("data_sha256") != data_sha:
         return "data manifest changed"
     return "an earlier section re-ran" if upstream_changed else "an earlier section changed"
+
+
+def _upstream_chain(records: Mapping[str, Any], table: Sequence[Section], first: Section, run_dir: Path) -> list:
+    """``[name, run_token]`` of every section before ``first``; each must have completed."""
+    upstream = []
+    for sec in table[:table.index(first)]:
+        rec = records.get(sec.name)
+        if rec is None or rec.get("status") != "ok":
+            raise PipelineError(
+                f"section {first.name!r} needs section {sec.name!r}, which has not "
+                f"completed in {run_dir}; include it: --sections {sec.name},{first.name}"
+            )
+        upstream.append([sec.name, rec["run_token"]])
+    return upstream
+
+
+def _time_hint(timings: Mapping[str, float], name: str, remaining: Sequence[str]) -> str:
+    """``; last time ...; about ... left in the run`` from earlier runs' timings (or nothing)."""
+    prev, est = timings.get(name), _estimate(timings, remaining)
+    return ((f"; last time {_fmt_duration(prev)}" if prev is not None else "")
+            + (f"; about {_fmt_duration(est)} left in the run" if est is not None else ""))
+
+
+def _run_section(pl: _Planned, out: Path, rec_new: dict, reason: str, params: Mapping[str, Any], run_dir: Path,
+                 state: dict, *, progress_bar: bool,
+                 execution_timeout: float | None) -> tuple[SectionOutcome, PipelineError | None]:
+    """Execute one section's notebook and record the result in ``state`` (saved before and
+    after); returns its outcome and, when it failed, the error to raise."""
+    sec, records = pl.section, state["sections"]
+    records.pop(sec.name, None)  # a section being re-run is not up to date any more
+    _save_state(run_dir, state)
+    t0 = time.monotonic()
+    try:
+        _execute(sec, pl.source, out, params, run_dir, progress_bar=progress_bar, execution_timeout=execution_timeout)
+    except PipelineError as exc:
+        elapsed = time.monotonic() - t0
+        records[sec.name] = {**rec_new, "status": "failed", "finished": _now(), "elapsed_s": round(elapsed, 3),
+                             "run_token": None, "error": str(exc)}
+        _save_state(run_dir, state)
+        return SectionOutcome(sec.name, "failed", elapsed, out, str(exc)), exc
+    elapsed = time.monotonic() - t0
+    records[sec.name] = {**rec_new, "status": "ok", "finished": _now(), "elapsed_s": round(elapsed, 3),
+                         "run_token": uuid.uuid4().hex, "error": None}
+    state["timings"][sec.name] = round(elapsed, 3)
+    _save_state(run_dir, state)
+    return SectionOutcome(sec.name, "ran", elapsed, out, reason), None
 
 
 def _estimate(timings: Mapping[str, float], names: Sequence[str]) -> float | None:

@@ -179,3 +179,21 @@ def test_cli_run_errors(tmp_path, capsys):
     assert "unknown parameter 'bogus'" in capsys.readouterr().err
     assert main(["run", "--out", str(out), "--data", str(manifest), "-p", "epochs", "x"]) == 2
     assert "expects a value like" in capsys.readouterr().err
+
+
+def test_stale_reason_is_a_pure_decision_from_the_record():
+    from spinelib.pipeline import stale_reason
+
+    now = dict(key="k", nb_sha="n", params_sha="p", data_sha="d")
+    ok = {"status": "ok", "key": "k", "notebook_sha256": "n", "params_sha256": "p", "data_sha256": "d"}
+    assert stale_reason(ok, executed=True, **now) == ""
+    assert stale_reason(ok, executed=True, forced=True, **now) == "forced"
+    assert stale_reason(None, executed=False, **now) == "never run"
+    assert stale_reason({**ok, "status": "failed"}, executed=True, **now) == "failed last time"
+    assert stale_reason(ok, executed=False, **now) == "executed notebook missing"
+    stale = {**ok, "key": "old"}
+    assert stale_reason({**stale, "notebook_sha256": "n0"}, executed=True, **now) == "notebook changed"
+    assert stale_reason({**stale, "params_sha256": "p0"}, executed=True, **now) == "parameters changed"
+    assert stale_reason({**stale, "data_sha256": "d0"}, executed=True, **now) == "data manifest changed"
+    assert stale_reason(stale, executed=True, **now) == "an earlier section changed"
+    assert stale_reason(stale, executed=True, upstream_changed=True, **now) == "an earlier section re-ran"
