@@ -121,7 +121,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
                  "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
                  "seconds": 0.0, "images_per_second": float("nan")})
-    rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, progress=progress))
+    rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, cfg, progress=progress))
 
     for name in names:
         cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
@@ -153,7 +153,7 @@ def record_training(run_dir: str | Path, summary: pd.DataFrame) -> None:
 
 
 def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_targets: np.ndarray,
-                   va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, *,
+                   va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, cfg: TrainConfig, *,
                    progress: bool) -> dict:
     """Fit and save the ``visible_summaries`` ridge; its row of the training summary."""
     t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_
     val_features = model.features(va_scans, progress=progress)
     model.fit(model.features(tr_scans, progress=progress), train_targets, val_features, val_targets)
     # the training summary's loss is the networks' (extent outputs weighted as they train)
-    weights = TrainConfig.from_profile(params).loss_weights(val_targets.shape[1])
+    weights = cfg.loss_weights(val_targets.shape[1])
     val_l1 = float(l1_loss(torch.from_numpy(model.predict(val_features)), torch.from_numpy(val_targets), weights))
     log.info("fitted %s (alpha chosen on validation from %s)", model.describe(), model.alphas)
     if dist_info()[1] == 0:
