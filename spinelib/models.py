@@ -4,14 +4,14 @@ Four models, each a :class:`ModelConfig` (a frozen, JSON-able record) turned int
 ``torch.nn.Module`` by :func:`build_model` -- the style of timm's ``byoanet.py``:
 
 ``resnet_bot``  (the paper's model, Figure 4)
-    a timm ResNet trunk, its last-stage feature map followed by ``bot_blocks``
-    bottleneck-transformer blocks (BoTNet's BottleStack without downsampling: 1x1 conv
-    down by ``proj_factor``, BN, ReLU, multi-head self-attention with relative position
-    embeddings -- timm's :class:`timm.layers.BottleneckAttn` --, BN, ReLU, 1x1 conv up,
-    BN, residual, ReLU), global average pool and one ``Linear(C, 6 K + 2)``.
+    a timm ResNet trunk, its feature map followed by ``bot_blocks`` bottleneck-transformer
+    blocks (BoTNet's BottleStack without downsampling: 1x1 conv down by ``proj_factor``,
+    BN, ReLU, multi-head self-attention with relative position embeddings -- timm's
+    :class:`timm.layers.BottleneckAttn` --, BN, ReLU, 1x1 conv up, BN, residual, ReLU),
+    the pool and one ``Linear(., 6 K + 2)``. With ``feature_stride=16`` the trunk stops
+    before its last stage and the blocks take that stage's place, as in BoTNet.
 ``resnet``      (the paper's CNN baseline)
-    the same trunk, global average pool, ``Dropout(0.2) -> Linear(C, 256) ->
-    Linear(256, 6 K + 2)``.
+    the same trunk, the pool, ``Dropout(0.2) -> Linear(., 256) -> Linear(256, 6 K + 2)``.
 ``mean_shape``  (the floor)
     predicts the training set's mean normalised target vector, set by
     :meth:`MeanShape.fit`; has no trainable parameter.
@@ -23,6 +23,11 @@ Four models, each a :class:`ModelConfig` (a frozen, JSON-able record) turned int
     is where the views meet. Two trunks rather than one four-channel trunk because the
     lateral image's columns are depth, not left-right position: stacking the views as
     channels would make the first convolution mix pixels that do not correspond.
+
+The pool (``pool``) is the paper's global average (``"avg"``) or ``"spatial"``: a 1x1
+conv down to ``spatial_chans`` channels, BN and ReLU, then every feature-map position
+flattened into the Linear, so that where the spine lies in the crop is not averaged away
+before the curves, which are positions, are read out.
 
 The study's fifth model, ``visible_summaries`` (a ridge regression on summaries that the
 AP image plainly shows, :mod:`spinelib.summaries`), is not a network: it has no
@@ -52,8 +57,8 @@ Examples
 >>> cfg = config_from_profile(get_profile("default"), "resnet_bot")
 >>> cfg.backbone, cfg.n_levels, cfg.image_size, cfg.output_size
 ('resnet10t', 64, (192, 96), 386)
->>> cfg.feat_size
-(6, 3)
+>>> cfg.feat_size, cfg.pool
+((12, 6), 'spatial')
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ __all__ = [
     "NON_NETWORK_NAMES",
     "MODEL_KINDS",
     "HEADS",
+    "POOLS",
+    "FEATURE_STRIDES",
     "REDUCTION",
     "ModelConfig",
     "config_from_profile",
@@ -114,6 +121,13 @@ REDUCTION = 32
 
 #: The heads a configuration can ask for.
 HEADS: tuple[str, ...] = ("bot", "cnn", "mean")
+#: How a head turns the feature map into one vector: ``"avg"`` (global average pool, the
+#: paper's) or ``"spatial"`` (1x1 conv down to ``spatial_chans``, BN, ReLU, flatten: every
+#: feature-map position keeps its own weights, so where the spine lies is not averaged away).
+POOLS: tuple[str, ...] = ("avg", "spatial")
+#: Strides the trunk can end at: 32 (the whole ResNet) or 16 (its last stage left out; with the
+#: ``bot`` head the transformer blocks take that stage's place, as in BoTNet).
+FEATURE_STRIDES: tuple[int, ...] = (16, 32)
 
 #: The four torch models of the study, as data: the fields that make each one what it is.
 #: Everything else (backbone, K, image size, transformer sizes) comes from the profile.
@@ -140,7 +154,8 @@ CHECKPOINT_FORMAT = "spinelib.models/checkpoint"
 _CHECKPOINT_VERSION = 1
 
 # Profile keys that config_from_profile reads.
-_PROFILE_KEYS = ("backbone", "image_size", "n_levels", "bot_blocks", "bot_heads", "bot_dim_head")
+_PROFILE_KEYS = ("backbone", "image_size", "n_levels", "bot_blocks", "bot_heads", "bot_dim_head", "pool",
+                 "spatial_chans")
 
 
 class MissingCheckpointError(CheckpointError, MissingFileError):
@@ -235,6 +250,14 @@ class ModelConfig:
     pretrained_path : str
         Optional local file of trunk weights (timm / torchvision ResNet state dict); ``""``
         for random initialisation. Never downloaded.
+    feature_stride : {16, 32}
+        Stride of the feature map the head reads: 32 is the whole ResNet, 16 leaves out its
+        last stage (the ``bot`` head's transformer blocks then work at twice the resolution
+        in place of that stage, BoTNet's layout).
+    pool : {"avg", "spatial"}
+        How the head reduces the feature map (:data:`POOLS`).
+    spatial_chans : int
+        Channels per feature-map position kept by the ``"spatial"`` pool.
     """
 
     name: str
@@ -251,6 +274,9 @@ class ModelConfig:
     hidden: int = 256
     dropout: float = 0.2
     pretrained_path: str = ""
+    feature_stride: int = 32
+    pool: str = "avg"
+    spatial_chans: int = 32
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -285,6 +311,12 @@ class ModelConfig:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise InvalidArgumentError(f"dropout must be in [0, 1), got {self.dropout!r}")
         set_("dropout", float(self.dropout))
+        if self.pool not in POOLS:
+            raise InvalidArgumentError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        set_("spatial_chans", _check_int("spatial_chans", self.spatial_chans, 1))
+        if isinstance(self.feature_stride, bool) or self.feature_stride not in FEATURE_STRIDES:
+            raise InvalidArgumentError(f"feature_stride must be one of {FEATURE_STRIDES}, got {self.feature_stride!r}")
+        set_("feature_stride", int(self.feature_stride))
         if not isinstance(self.backbone, str):
             raise InvalidArgumentError(f"backbone must be a timm ResNet name, got {self.backbone!r}")
         if self.head != "mean" and self.backbone.split(".")[0] not in _timm_resnet_names():
@@ -303,8 +335,8 @@ class ModelConfig:
 
     @property
     def feat_size(self) -> tuple[int, int]:
-        """(rows, cols) of one view's last-stage feature map (``image_size / 32``)."""
-        return (self.image_size[0] // REDUCTION, self.image_size[1] // REDUCTION)
+        """(rows, cols) of one view's feature map (``image_size / feature_stride``)."""
+        return (self.image_size[0] // self.feature_stride, self.image_size[1] // self.feature_stride)
 
     @property
     def chans_per_view(self) -> int:
@@ -348,6 +380,10 @@ class ModelConfig:
                      f", proj_factor={self.proj_factor}")
         elif self.head == "cnn":
             text += f", hidden={self.hidden}, dropout={self.dropout:g}"
+        if self.head != "mean":
+            text += f", stride={self.feature_stride}, pool={self.pool}"
+            if self.pool == "spatial":
+                text += f"x{self.spatial_chans}"
         return text + "]"
 
 
@@ -355,8 +391,9 @@ def config_from_profile(params: Mapping[str, Any], name: str, **overrides: Any) 
     """The configuration of network ``name`` (one of :data:`NETWORK_NAMES`) under a run profile.
 
     ``params`` is a profile dict (:func:`spinelib.profiles.get_profile`); it must hold
-    ``backbone, image_size, n_levels, bot_blocks, bot_heads, bot_dim_head``
-    (``pretrained_path`` optional). ``overrides`` replace single fields.
+    ``backbone, image_size, n_levels, bot_blocks, bot_heads, bot_dim_head, pool,
+    spatial_chans`` (``pretrained_path`` and ``feature_stride_by_model``, the model's
+    stride with 32 for a model it does not name, optional). ``overrides`` replace single fields.
 
     >>> from spinelib.profiles import get_profile
     >>> config_from_profile(get_profile("paper"), "biplanar").in_chans
@@ -372,6 +409,10 @@ def config_from_profile(params: Mapping[str, Any], name: str, **overrides: Any) 
         raise InvalidArgumentError(f"profile parameters lack {missing} needed to configure model {name!r}")
     fields = {k: params[k] for k in _PROFILE_KEYS}
     fields["image_size"] = tuple(params["image_size"])
+    strides = params.get("feature_stride_by_model") or {}
+    if not isinstance(strides, Mapping):
+        raise InvalidArgumentError(f"feature_stride_by_model must map model names to 16 or 32, got {strides!r}")
+    fields["feature_stride"] = strides.get(name, REDUCTION)
     fields["pretrained_path"] = params.get("pretrained_path", "") or ""
     fields.update(MODEL_KINDS[name])
     fields.update(overrides)
@@ -414,6 +455,10 @@ def _create_trunk(config: ModelConfig, in_chans: int) -> nn.Module:
     reduction = trunk.feature_info[-1]["reduction"]
     if reduction != REDUCTION:  # pragma: no cover - all timm ResNets reduce by 32
         raise InvalidArgumentError(f"backbone {config.backbone!r} reduces by {reduction}, expected {REDUCTION}")
+    if config.feature_stride == 16:
+        # forward_features runs every stage in turn: an identity last stage ends the trunk at stride 16
+        trunk.layer4 = nn.Identity()
+        trunk.num_features = trunk.feature_info[-2]["num_chs"]
     return trunk
 
 
@@ -466,14 +511,24 @@ class BoTStack(nn.Sequential):
         self.feat_size = tuple(feat_size)
 
 
-def _pooled_linear_head(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(dim, out))
+def _pool(config: ModelConfig, dim: int, feat_size: tuple[int, int]) -> tuple[list[nn.Module], int]:
+    """The layers that turn a ``(B, dim, *feat_size)`` map into ``(B, n)`` vectors, and ``n``."""
+    if config.pool == "avg":
+        return [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)], dim
+    c = config.spatial_chans
+    return [nn.Conv2d(dim, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.Flatten(1)], c * feat_size[0] * feat_size[1]
 
 
-def _cnn_head(dim: int, out: int, hidden: int, dropout: float) -> nn.Sequential:
+def _linear_head(config: ModelConfig, dim: int, feat_size: tuple[int, int]) -> nn.Sequential:
+    pool, n = _pool(config, dim, feat_size)
+    return nn.Sequential(*pool, nn.Linear(n, config.output_size))
+
+
+def _cnn_head(config: ModelConfig, dim: int, feat_size: tuple[int, int]) -> nn.Sequential:
     # The paper's baseline: Dropout -> Linear(C, 256) -> Linear(256, out), no activation between.
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout),
-                         nn.Linear(dim, hidden), nn.Linear(hidden, out))
+    pool, n = _pool(config, dim, feat_size)
+    return nn.Sequential(*pool, nn.Dropout(config.dropout), nn.Linear(n, config.hidden),
+                         nn.Linear(config.hidden, config.output_size))
 
 
 class _Base(nn.Module):
@@ -541,10 +596,10 @@ class SpineNet(_Base):
         if config.head == "bot":
             self.transformer = BoTStack(dim, config.feat_size, blocks=config.bot_blocks, heads=config.bot_heads,
                                         dim_head=config.bot_dim_head, proj_factor=config.proj_factor)
-            self.head = _pooled_linear_head(dim, config.output_size)
+            self.head = _linear_head(config, dim, config.feat_size)
         else:
             self.transformer = nn.Sequential()
-            self.head = _cnn_head(dim, config.output_size, config.hidden, config.dropout)
+            self.head = _cnn_head(config, dim, config.feat_size)
 
     def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         (ap,) = self._views(x)
@@ -573,7 +628,7 @@ class BiplanarSpineNet(_Base):
         self.transformer.view_embed = nn.Parameter(torch.randn(2, dim, 1, 1) * 0.02)
         self.transformer.blocks = BoTStack(dim, (rows, 2 * cols), blocks=config.bot_blocks, heads=config.bot_heads,
                                            dim_head=config.bot_dim_head, proj_factor=config.proj_factor)
-        self.head = _pooled_linear_head(dim, config.output_size)
+        self.head = _linear_head(config, dim, (rows, 2 * cols))
 
     def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         ap, lateral = self._views(x)

@@ -144,7 +144,8 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
     threads = torch.get_num_threads()
     crop = np.zeros((cfg.in_chans, *cfg.image_size), np.float32)
     extra: dict = {"profile_params": {k: params[k] for k in ("backbone", "image_size", "crop_pixel_mm", "n_levels",
-                                                             "bot_blocks", "bot_heads", "bot_dim_head")},
+                                                             "bot_blocks", "bot_heads", "bot_dim_head", "pool",
+                                                             "feature_stride_by_model")},
                    "model": cfg.describe(), "torch_threads": threads, "scans_per_repeat": N_WARM_SCANS,
                    "load_average_1min_at_setup": os.getloadavg()[0]}
 

@@ -195,6 +195,10 @@ def test_init_output_sets_mean_bias():
         (dict(bot_heads=0), "bot_heads"),
         (dict(dropout=1.5), "dropout"),
         (dict(head="transformer"), "head"),
+        (dict(pool="max"), "pool"),
+        (dict(spatial_chans=0), "spatial_chans"),
+        (dict(feature_stride=8), "feature_stride"),
+        (dict(feature_stride=True), "feature_stride"),
     ],
 )
 def test_bad_configs_raise(kw, match):
@@ -213,6 +217,47 @@ def test_bad_model_requests_raise():
         tiny("biplanar", in_chans=3)
     with pytest.raises(InvalidArgumentError):
         build_model({"name": "resnet"})
+
+
+@pytest.mark.parametrize("name", ["resnet", "resnet_bot", "biplanar"])
+@pytest.mark.parametrize("stride", [16, 32])
+@pytest.mark.parametrize("pool", ["avg", "spatial"])
+def test_feature_stride_and_pool_shape_the_head(name, stride, pool):
+    """feat_size is the map the head really reads; stride 16 drops the trunk's last stage;
+    the spatial pool's Linear has one block of weights per feature-map position."""
+    cfg = tiny(name, feature_stride=stride, pool=pool, spatial_chans=8)
+    model = build_model(cfg)
+    assert cfg.feat_size == (64 // stride, 32 // stride)
+    trunk = model.trunk if name != "biplanar" else model.trunk["ap"]
+    feat = trunk.forward_features(torch.zeros(1, cfg.chans_per_view, *cfg.image_size))
+    assert tuple(feat.shape[-2:]) == cfg.feat_size and feat.shape[1] == trunk.num_features
+    assert isinstance(trunk.layer4, torch.nn.Identity) == (stride == 16)
+    rows, cols = cfg.feat_size
+    positions = rows * cols * (2 if name == "biplanar" else 1)
+    first = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)][0]
+    assert first.in_features == (8 * positions if pool == "spatial" else trunk.num_features)
+    assert model(batch(cfg, 2)).shape == (2, 6 * K + 2)
+
+
+def test_profiles_pick_each_models_stride_and_the_paper_keeps_its_design():
+    default = get_profile("default")
+    assert config_from_profile(default, "resnet_bot").feature_stride == 16
+    assert config_from_profile(default, "resnet").feature_stride == 32  # a model the profile does not name
+    assert config_from_profile(default, "resnet").pool == "spatial"
+    paper = config_from_profile(get_profile("paper"), "resnet_bot")
+    assert (paper.feature_stride, paper.pool) == (32, "avg")
+    with pytest.raises(InvalidArgumentError, match="feature_stride_by_model"):
+        config_from_profile(get_profile("smoke", {"feature_stride_by_model": [16]}), "resnet")
+    with pytest.raises(InvalidArgumentError, match="feature_stride"):
+        config_from_profile(get_profile("smoke", {"feature_stride_by_model": {"resnet": 64}}), "resnet")
+
+
+def test_configuration_written_before_pool_and_stride_existed_reads_as_the_paper_design():
+    d = tiny("resnet_bot").to_dict()
+    for key in ("feature_stride", "pool", "spatial_chans"):
+        d.pop(key)
+    cfg = ModelConfig.from_dict(d)
+    assert (cfg.feature_stride, cfg.pool) == (32, "avg")
 
 
 def test_model_registry_lists_the_study_in_table_order():
@@ -260,7 +305,7 @@ def test_pretrained_from_local_file_only(tmp_path):
     path = tmp_path / "resnet10t.pth"
     torch.save(src.state_dict(), path)
     model = build_model(tiny("resnet_bot", pretrained_path=str(path)))
-    torch.testing.assert_close(model.trunk.layer4[0].conv1.weight, src.layer4[0].conv1.weight)
+    torch.testing.assert_close(model.trunk.layer3[0].conv1.weight, src.layer3[0].conv1.weight)
     assert model.trunk.conv1[0].weight.shape[1] == 2  # stem adapted to 2 input channels
 
     with pytest.raises(MissingFileError, match="does not exist"):
