@@ -36,7 +36,7 @@ def command(name: str, help: str):
 # --------------------------------------------------------------------------- fan-out flags
 def _fanout_args(p: argparse.ArgumentParser, *, what: str = "subjects") -> None:
     """``--jobs``, ``--engine``, ``--scheduler`` and ``--shard`` of a per-subject command."""
-    g = p.add_argument_group("where the work runs (spinelib.workers)")
+    g = p.add_argument_group("where the work runs (spinelib.util.workers)")
     g.add_argument("--jobs", type=int, default=1, help="worker processes (or LocalCluster workers with --engine dask)")
     g.add_argument("--engine", choices=("local", "dask"), default=None,
                    help="local processes (default) or a Dask cluster")
@@ -47,13 +47,13 @@ def _fanout_args(p: argparse.ArgumentParser, *, what: str = "subjects") -> None:
 
 
 def _engine(ns: argparse.Namespace):
-    from .workers import Engine
+    from .util.workers import Engine
 
     return Engine.from_params({"jobs": ns.jobs, "engine": ns.engine, "scheduler": ns.scheduler})
 
 
 def _shard(ns: argparse.Namespace):
-    from .workers import Shard
+    from .util.workers import Shard
 
     return Shard.parse(ns.shard) if ns.shard else None
 
@@ -130,7 +130,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "run the project's benchmarks")(_bench_args)
 def _bench(ns: argparse.Namespace) -> int:
-    from .bench import ENTRIES, run_bench
+    from .bench.harness import ENTRIES, run_bench
 
     if ns.list:
         for name in ENTRIES:
@@ -172,7 +172,7 @@ def _is_cohort_source(path: str) -> bool:
 
 @command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort")(_predict_args)
 def _predict(ns: argparse.Namespace) -> int:
-    from .prediction_files import predict_file, predict_scans
+    from .run.prediction_files import predict_file, predict_scans
 
     flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
     if _is_cohort_source(ns.dxa):
@@ -197,7 +197,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 @command("convert-paper-checkpoint",
          "convert the paper's released RegressionModel_Transformer weights into a spinelib checkpoint")(_convert_args)
 def _convert(ns: argparse.Namespace) -> int:
-    from .paper_checkpoint import convert_paper_checkpoint
+    from .learn.paper_checkpoint import convert_paper_checkpoint
 
     print(convert_paper_checkpoint(ns.paper_checkpoint, ns.out))
     return 0
@@ -206,8 +206,8 @@ def _convert(ns: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- align
 def _run_params(ns: argparse.Namespace, run_dir) -> dict:
     """The parameters of a run folder's command (``--profile``, ``--data``, ``-p``), as ``spinelib run``
-    resolves them (:func:`spinelib.pipeline.resolve_params`)."""
-    from .pipeline import resolve_params, run_profile
+    resolves them (:func:`spinelib.run.pipeline.resolve_params`)."""
+    from .run.pipeline import resolve_params, run_profile
     from .profiles import parse_override
 
     profile = run_profile(run_dir, ns.profile)
@@ -230,8 +230,8 @@ def _align_args(p: argparse.ArgumentParser) -> None:
 def _align(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .privacy import run_manifest
-    from .targets import align_cohort_targets, target_store
+    from .run.privacy import run_manifest
+    from .study.targets import align_cohort_targets, target_store
 
     run_dir = Path(ns.run)
     params = _run_params(ns, run_dir)
@@ -252,7 +252,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "spell it --run-dir under torchrun")
     p.add_argument("--data", required=True, help="manifest.csv of the cohort the targets belong to")
     p.add_argument("--models", default=None,
-                   help="comma-separated models to train (default: every trained model of spinelib.models."
+                   help="comma-separated models to train (default: every trained model of spinelib.learn.models."
                         "TRAINED_MODELS; mean_shape and visible_summaries are always fitted)")
     p.add_argument("--profile", default=None,
                    help="smoke | default | paper (default: the run folder's, else default)")
@@ -266,11 +266,11 @@ def _train(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .errors import InvalidArgumentError
-    from .experiment import record_training, train_section
-    from .models import TRAINED_MODELS
-    from .privacy import run_manifest
-    from .runfolder import run_paths
-    from .targets import read_targets
+    from .study.experiment import record_training, train_section
+    from .learn.models import TRAINED_MODELS
+    from .run.privacy import run_manifest
+    from .io.runfolder import run_paths
+    from .study.targets import read_targets
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if rank != 0:  # one voice: the other ranks report problems only
@@ -294,7 +294,7 @@ def _train(ns: argparse.Namespace) -> int:
         params["num_threads"] = max(1, min(int(params["num_threads"]), cores // local_world))
     log.info("training %s on %d process%s (rank %d), profile %s", ",".join(names), world,
              "es" if world > 1 else "", rank, params["profile"])
-    # the run's targets name subjects as the run publishes them (spinelib.privacy)
+    # the run's targets name subjects as the run publishes them (spinelib.run.privacy)
     manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
     import torch.distributed as dist
 
@@ -320,7 +320,7 @@ def _cuda() -> bool:
 
 # --------------------------------------------------------------------------- run
 def _run_args(p: argparse.ArgumentParser) -> None:
-    from .pipeline import SECTION_NAMES
+    from .run.pipeline import SECTION_NAMES
 
     p.add_argument("--profile", default=None,
                    help="smoke | default | paper (default: the run folder's, else default)")
@@ -352,7 +352,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .pipeline import run_pipeline, run_profile
+    from .run.pipeline import run_pipeline, run_profile
     from .profiles import parse_override
 
     if ns.check is not None:
@@ -371,7 +371,7 @@ def _run(ns: argparse.Namespace) -> int:
 
 def _run_check(ns: argparse.Namespace) -> int:
     from .errors import InvalidArgumentError
-    from .repro import CHECK_REPORT, check_run
+    from .run.repro import CHECK_REPORT, check_run
 
     # a check repeats what the run recorded: options that would change it are refused
     changed = [opt for opt, v in (("--profile", ns.profile), ("--data", ns.data), ("-p", ns.param),
@@ -392,7 +392,7 @@ def _book_args(p: argparse.ArgumentParser) -> None:
 
 @command("book", "build the Jupyter Book (offline HTML) of a run")(_book_args)
 def _book(ns: argparse.Namespace) -> int:
-    from .book import build_book
+    from .run.book import build_book
 
     index = build_book(ns.run, strict=ns.strict)
     print(index)

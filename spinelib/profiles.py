@@ -21,7 +21,7 @@ _BASE: dict[str, Any] = {
     # -- reproducibility and resources
     "seed": 0,
     "jobs": 2,  # worker processes for cohort-wide loops (generation, alignment, 3D evaluation)
-    "engine": "local",  # where those loops run: "local" processes or "dask" (spinelib.workers)
+    "engine": "local",  # where those loops run: "local" processes or "dask" (spinelib.util.workers)
     "scheduler": "",  # a running Dask scheduler's address ("" with engine dask: a LocalCluster of `jobs`)
     "allow_pickle": False,  # read DXA pickles (UK Biobank preprocessing); unpickling runs code
     # -- synthetic cohort (spinelib.synth)
@@ -37,13 +37,13 @@ _BASE: dict[str, Any] = {
     "align_min_score": 0.79,  # stage-2 (spine) NCC below this: pair flagged untrustworthy
     "align_min_stage1_score": 0.985,  # stage-1 (body thickness) NCC below this: flagged too
     "n_figure_subjects": 3,  # subjects shown in per-subject figures
-    # -- bad data and publishing (spinelib.quality, spinelib.privacy)
+    # -- bad data and publishing (spinelib.io.quality, spinelib.run.privacy)
     "min_subjects": 50,  # fewer usable subjects than this (or an empty split) stops the run
     "show_ids": False,  # real cohorts: show participants' ids instead of salted hashes
     "publish_images": False,  # real cohorts: put per-subject images in the book
-    # -- curves (spinelib.curves)
+    # -- curves (spinelib.shape.curves)
     "n_levels": 64,  # K
-    # -- model (spinelib.models, spinelib.data)
+    # -- model (spinelib.learn.models, spinelib.learn.data)
     "backbone": "resnet10t",  # light enough for three trainings within the 2-core CPU budget
     "image_size": [192, 96],  # crop rows, cols fed to the network
     "crop_pixel_mm": 3.3,  # pixel size of the crop
@@ -56,7 +56,7 @@ _BASE: dict[str, Any] = {
     "feature_stride_by_model": {"resnet_bot": 16},
     "pool": "spatial",  # how the heads reduce the feature map: "avg" (the paper) or "spatial"
     "spatial_chans": 32,  # channels per feature-map position of the "spatial" pool
-    # -- training (spinelib.train)
+    # -- training (spinelib.learn.train)
     "epochs": 10,
     "batch_size": 16,
     "lr": 2e-3,
@@ -70,7 +70,7 @@ _BASE: dict[str, Any] = {
     "eval_grid_mm": 2.0,  # voxel size of the common 3D grid of IoU, Dice and surface distances
     "n_bootstrap": 2000,  # bootstrap resamples (over subjects) of the paired model comparisons
     "shifted_data": "",  # manifest of a shifted cohort to evaluate on too ("" = skip)
-    # -- scaling page (spinelib.stage_bench)
+    # -- scaling page (spinelib.bench.stages)
     "scale_participants": 50000,  # participants the per-subject costs are multiplied out for
     "scale_workers": 100,  # single-core cluster workers of the cluster estimate
     "bench_repeat": 3,  # timed repeats of each stage entry

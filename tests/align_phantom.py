@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from spinelib.transform import PlanarTransform, apply2d, dxa_pixel_to_mri
+from spinelib.geometry.transform import PlanarTransform, apply2d, dxa_pixel_to_mri
 
 TABLE_Y = -60.0
 

@@ -61,7 +61,7 @@ def smoke_shifted_cohort(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, smoke_cohort, smoke_shifted_cohort) -> Path:
     """A run folder with every section executed at the smoke profile (with a shifted cohort)."""
-    from spinelib.pipeline import run_pipeline
+    from spinelib.run.pipeline import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("run-smoke")
     run_pipeline(run_dir, profile="smoke", data=str(smoke_cohort),

@@ -31,7 +31,7 @@ from spinelib.errors import (  # noqa: E402
     ShapeError,
 )
 from spinelib.profiles import get_profile  # noqa: E402
-from spinelib.transform import PlanarTransform, transform_error_mm  # noqa: E402
+from spinelib.geometry.transform import PlanarTransform, transform_error_mm  # noqa: E402
 
 PARAMS = get_profile("default")
 KW = dict(
@@ -322,9 +322,9 @@ def test_align_cohort_reports_every_subject(tmp_path, mri):
 
 
 def test_bench_entry_registered():
-    from spinelib.bench import ENTRIES
+    from spinelib.bench.harness import ENTRIES
 
-    assert ENTRIES["align_pair"] == "spinelib.align.bench:pair_workload"
+    assert ENTRIES["align_pair"] == "spinelib.bench.align:pair_workload"
 
 
 # --------------------------------------------------------------------------- synthetic subjects
@@ -353,7 +353,7 @@ def test_synthetic_subject_aligned_and_swapped_pair_untrusted(synth_pair):
 
 
 def test_bench_workload_runs(tmp_path):
-    from spinelib.align.bench import pair_workload
+    from spinelib.bench.align import pair_workload
 
     wl = pair_workload(tmp_path, "smoke", n_pairs=2)
     assert wl.run() == 2 and wl.unit == "pairs"

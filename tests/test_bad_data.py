@@ -19,8 +19,8 @@ import pytest
 
 from spinelib import io
 from spinelib.errors import DuplicateIdError, InsufficientDataError, InvalidArgumentError, PipelineError
-from spinelib.pipeline import SECTIONS, run_pipeline
-from spinelib.quality import (
+from spinelib.run.pipeline import SECTIONS, run_pipeline
+from spinelib.io.quality import (
     BAD_SUBJECT_COLUMNS,
     bad_subjects,
     quality_block,
@@ -209,7 +209,7 @@ def test_every_bad_subject_reported_with_stage_and_reason(bad_run, kind):
 def test_run_carries_on_with_the_rest(bad_run, bad_manifest, smoke_cohort):
     from spinelib.align.cohort import align_subject
     from spinelib.profiles import get_profile
-    from spinelib.targets import read_targets
+    from spinelib.study.targets import read_targets
 
     bad = pd.read_csv(bad_run / "tables" / "bad_subjects.csv", dtype=str)
     targets = read_targets(bad_run / "targets.npz")
@@ -235,7 +235,7 @@ def test_run_carries_on_with_the_rest(bad_run, bad_manifest, smoke_cohort):
 
 
 def test_book_pages_say_how_many(bad_run, tmp_path):
-    from spinelib.book import stage_book
+    from spinelib.run.book import stage_book
 
     staged = stage_book(bad_run, staging=tmp_path / "src", table=ALIGNMENT_ONLY)
     bad = pd.read_csv(bad_run / "tables" / "bad_subjects.csv")

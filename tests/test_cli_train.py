@@ -13,10 +13,10 @@ import pytest
 
 from spinelib import cli
 from spinelib.io import read_manifest
-from spinelib.predict_bench import synthetic_examples
+from spinelib.bench.predict import synthetic_examples
 from spinelib.profiles import get_profile
-from spinelib.runfolder import run_paths
-from spinelib.targets import TargetSet, write_targets
+from spinelib.io.runfolder import run_paths
+from spinelib.study.targets import TargetSet, write_targets
 
 N_SUBJECTS = 6
 PARAMS = get_profile("smoke", {"n_subjects": N_SUBJECTS})
@@ -116,7 +116,7 @@ def test_torchrun_two_processes(cohort, tmp_path):
     leftovers = [p for p in run.rglob("*") if p.is_file() and (".tmp" in p.name or p.name.startswith("."))]
     assert leftovers == []
     # the two ranks trained one model: the checkpoint reads back and predicts
-    from spinelib.predict import Predictor
+    from spinelib.learn.predict import Predictor
     from spinelib.io import read_dxa
 
     pred = Predictor.from_checkpoint(ck / "resnet_bot" / "best.pt").predict(
@@ -128,7 +128,7 @@ def test_load_scans_takes_the_lateral_views_where_they_exist(cohort, tmp_path):
     """The synthetic cohort has lateral views; a DXA written without one (as UK Biobank's
     whole-body DXA) has none, so the cohort loses the biplanar model; an unknown subject is an error."""
     from spinelib.errors import InvalidArgumentError
-    from spinelib.experiment import load_scans
+    from spinelib.study.experiment import load_scans
     from spinelib.io import read_dxa, write_dxa
 
     manifest, _ = cohort

@@ -1,4 +1,4 @@
-"""spinelib.curves: the curve container, the table plane, curves from a label volume, crops."""
+"""spinelib.shape.curves: the curve container, the table plane, curves from a label volume, crops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.curves import (
+from spinelib.shape.curves import (
     CropWindow,
     SpineCurves,
     column_curves,
@@ -27,7 +27,7 @@ from spinelib.errors import (
     SpineLibError,
 )
 from spinelib.spine import CURVE_NAMES, DISC_LABEL
-from spinelib.transform import PlanarTransform
+from spinelib.geometry.transform import PlanarTransform
 
 
 def _curves(k=8, top=100.0, bottom=500.0, seed=0):
@@ -374,10 +374,10 @@ def test_general_affine_path_matches_canonical():
 def test_doctests_of_geometry_modules():
     import doctest
 
-    import spinelib.curves
+    import spinelib.shape.curves
     import spinelib.metrics
-    import spinelib.reconstruct
+    import spinelib.shape.reconstruct
 
-    for mod in (spinelib.curves, spinelib.reconstruct, spinelib.metrics):
+    for mod in (spinelib.shape.curves, spinelib.shape.reconstruct, spinelib.metrics):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, f"{mod.__name__}: {res.failed} doctest failures"

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib import evaluate as ev
-from spinelib.curves import SpineCurves, column_curves
+from spinelib.shape.curves import SpineCurves, column_curves
 from spinelib.errors import (EmptySegmentationError, InvalidArgumentError, MissingFileError, NonFiniteError,
                              ShapeError)
-from spinelib.experiment import Predictions
+from spinelib.study.experiment import Predictions
 from spinelib.io import write_dxa, write_nifti
-from spinelib.reconstruct import Grid3D
+from spinelib.shape.reconstruct import Grid3D
 from spinelib.spine import DISC_LABEL
-from spinelib.targets import TargetSet
-from spinelib.transform import PlanarTransform
+from spinelib.study.targets import TargetSet
+from spinelib.geometry.transform import PlanarTransform
 from spinelib.viz import evaluation as vz
 from spinelib.viz.png import save_png
 
@@ -509,8 +509,8 @@ def test_truth_reference_frame_uses_true_transform_and_dxa_session_seg(tmp_path)
 
 
 def test_test_set_headline_counts_every_predicted_test_subject(tmp_path):
-    from spinelib.experiment import write_predictions
-    from spinelib.targets import TRUTH_TARGETS_FILE, write_targets
+    from spinelib.study.experiment import write_predictions
+    from spinelib.study.targets import TRUTH_TARGETS_FILE, write_targets
 
     v, e = _curves(3)
     ids = np.array(["S00000", "S00001", "S00002"])

@@ -26,10 +26,10 @@ import pytest
 import torch
 
 from spinelib import cli
-from spinelib.atomic import TMP_PREFIX
+from spinelib.util.atomic import TMP_PREFIX
 from spinelib.errors import OutputError
 from spinelib.profiles import get_profile
-from spinelib.repro import compare_runs, compare_tables
+from spinelib.run.repro import compare_runs, compare_tables
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SUBJECTS = 40  # the session's smoke cohort (conftest) is the uninterrupted reference
@@ -252,7 +252,7 @@ def test_run_unwritable_and_full_disk(smoke_cohort, smoke_run, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "not writable" in err and str(unwritable_dir) in err
 
-    from spinelib.pipeline import estimate_run_mb, run_pipeline
+    from spinelib.run.pipeline import estimate_run_mb, run_pipeline
 
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
@@ -288,7 +288,7 @@ def _pickled_cohort(tmp_path: Path, smoke_cohort: Path, n: int = 3) -> Path:
 
 def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
     from spinelib import io
-    from spinelib.targets import prepare_cohort
+    from spinelib.study.targets import prepare_cohort
 
     manifest = io.read_manifest(_pickled_cohort(tmp_path, smoke_cohort))
     pid = manifest["subject_id"][1]
@@ -308,7 +308,7 @@ def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
     table = align_cohort(manifest, params, jobs=1, progress=False)
     assert "UnsafeLoadError" in table.set_index("subject_id").loc[pid, "reason"]
     from spinelib.errors import UnsafeLoadError
-    from spinelib.experiment import load_scans
+    from spinelib.study.experiment import load_scans
 
     with pytest.raises(UnsafeLoadError, match="allow_pickle"):
         load_scans(manifest, [pid], params, lateral=False, progress=False)
@@ -318,7 +318,7 @@ def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
 
 
 def test_notebooks_declare_allow_pickle():
-    from spinelib.pipeline import NOTEBOOKS_DIR, notebook_parameters
+    from spinelib.run.pipeline import NOTEBOOKS_DIR, notebook_parameters
 
     for nb in ("01_alignment.ipynb", "02_training.ipynb", "05_qualitative.ipynb"):
         assert notebook_parameters(NOTEBOOKS_DIR / nb)["allow_pickle"] == "False", nb
@@ -335,7 +335,7 @@ class _RunsCode:
 
 
 def test_checkpoint_loading_never_runs_code(tmp_path):
-    from spinelib.models import CHECKPOINT_FORMAT, CorruptCheckpointError, load_checkpoint
+    from spinelib.learn.models import CHECKPOINT_FORMAT, CorruptCheckpointError, load_checkpoint
 
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
@@ -347,7 +347,7 @@ def test_checkpoint_loading_never_runs_code(tmp_path):
 
 def test_process_pool_workers_die_with_parent(tmp_path):
     from spinelib.errors import InvalidArgumentError
-    from spinelib.workers import process_pool
+    from spinelib.util.workers import process_pool
 
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(InvalidArgumentError, match="max_workers"):

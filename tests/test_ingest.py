@@ -251,7 +251,7 @@ def test_totalsegmentator_outputs_go_through_the_adapter(subject, zips, tmp_path
         calls.append((Path(vertebrae_mr_path).name, Path(total_mr_path).name))
         return subject.seg, subject.affine
 
-    monkeypatch.setitem(sys.modules, "spinelib.segment", types.SimpleNamespace(seg_from_totalsegmentator=fake))
+    monkeypatch.setitem(sys.modules, "spinelib.ingest.segment", types.SimpleNamespace(seg_from_totalsegmentator=fake))
     report = ingest_ukb(*zips, tmp_path / "cohort", seg_dir=tmp_path / "ts", progress=False)
     assert calls == [("vertebrae_mr.nii.gz", "total_mr.nii.gz")]
     assert report.ingested == [EID]

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from spinelib.pipeline import KERNEL_ENV, Section, kernel_env, run_pipeline
+from spinelib.run.pipeline import KERNEL_ENV, Section, kernel_env, run_pipeline
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -34,7 +34,7 @@ print(len(names), "modules imported; TQDM_DISABLE =", os.environ.get("TQDM_DISAB
 LIBRARY_LOOPS = """\
 import numpy as np
 from tqdm import tqdm
-from spinelib.data import prepare_scans
+from spinelib.learn.data import prepare_scans
 from spinelib.io import DXAImage
 
 bone = np.zeros((60, 40), np.float32)

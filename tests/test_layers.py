@@ -18,16 +18,16 @@ ROOT = Path(spinelib.__file__).parent
 
 #: The table of ARCHITECTURE.md: module (or package, for all its modules) -> layer.
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["errors", "spine", "profiles", "paper", "transform", "sources"], 0),
-    **dict.fromkeys(["atomic", "io", "records", "runfolder", "quality", "privacy", "bench"], 1),
-    "workers": 2,
-    **dict.fromkeys(["curves", "reconstruct", "metrics", "segment", "synth", "align", "ingest"], 3),
-    **dict.fromkeys(["data", "models", "paper_checkpoint", "train", "summaries", "orientation", "predict"], 4),
-    **dict.fromkeys(["targets", "experiment"], 5),
+    **dict.fromkeys(["errors", "spine", "profiles", "paper", "geometry"], 0),
+    **dict.fromkeys(["util", "io"], 1),
+    "util.workers": 2,
+    **dict.fromkeys(["shape", "metrics", "synth", "align", "ingest"], 3),
+    "learn": 4,
+    "study": 5,
     "evaluate": 6,
     "viz": 7,
-    "prediction_files": 8,
-    **dict.fromkeys(["pipeline", "book", "repro", "predict_bench", "stage_bench", "synth.bench", "align.bench"], 9),
+    "run.prediction_files": 8,
+    **dict.fromkeys(["run", "bench"], 9),
     **dict.fromkeys(["cli", ""], 10),
 }
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.curves import SpineCurves
+from spinelib.shape.curves import SpineCurves
 from spinelib.errors import (
     EmptySegmentationError,
     InvalidArgumentError,

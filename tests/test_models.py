@@ -16,7 +16,7 @@ from spinelib.errors import (
     ShapeError,
     UnreadableFileError,
 )
-from spinelib.models import (
+from spinelib.learn.models import (
     MODEL_NAMES,
     NETWORK_NAMES,
     TRAINED_MODELS,

@@ -10,10 +10,10 @@ import nbformat
 import numpy as np
 import pandas as pd
 
-from spinelib.experiment import checkpoint_path, read_predictions
-from spinelib.models import MODEL_NAMES, NETWORK_NAMES, load_checkpoint
-from spinelib.summaries import VisibleSummariesModel
-from spinelib.targets import read_targets
+from spinelib.study.experiment import checkpoint_path, read_predictions
+from spinelib.learn.models import MODEL_NAMES, NETWORK_NAMES, load_checkpoint
+from spinelib.learn.summaries import VisibleSummariesModel
+from spinelib.study.targets import read_targets
 
 
 def _outputs_without_errors(path):
@@ -68,7 +68,7 @@ def test_training_section(smoke_run):
 def test_spinelib_predict_gives_the_curves_of_the_notebooks(smoke_run, tmp_path):
     # one inference path: the command a user runs on a scan and the training section's
     # cohort predictions (what the evaluation chapters score) agree for the same checkpoint
-    from spinelib import privacy
+    from spinelib.run import privacy
     from spinelib.cli import main
     from spinelib.spine import CURVE_NAMES
 

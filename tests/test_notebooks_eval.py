@@ -15,8 +15,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from spinelib.book import SUMMARY_ROWS, glued_keys
-from spinelib.pipeline import SECTIONS, notebook_parameters
+from spinelib.run.book import SUMMARY_ROWS, glued_keys
+from spinelib.run.pipeline import SECTIONS, notebook_parameters
 from spinelib.profiles import get_profile
 from spinelib.spine import CURVE_NAMES
 

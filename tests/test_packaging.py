@@ -72,7 +72,7 @@ def test_sources_are_the_checkouts_or_the_installed_copies(tmp_path):
     import pytest
 
     from spinelib.errors import InvalidArgumentError
-    from spinelib.sources import is_checkout, source_dir
+    from spinelib.run.sources import is_checkout, source_dir
 
     package = tmp_path / "site-packages" / "spinelib"
     package.mkdir(parents=True)

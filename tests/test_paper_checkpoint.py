@@ -1,4 +1,4 @@
-"""The paper's released checkpoint converted into our resnet_bot (spinelib.paper_checkpoint).
+"""The paper's released checkpoint converted into our resnet_bot (spinelib.learn.paper_checkpoint).
 
 The paper's network is built here exactly as its model file builds it -- torchvision
 resnet50 children without avgpool/fc, lucidrains BottleStack, pool, flatten, Linear(2048,
@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from spinelib import cli
-from spinelib.data import find_spine_crop, resample_image
+from spinelib.learn.data import find_spine_crop, resample_image
 from spinelib.errors import CheckpointError, ShapeError
 from spinelib.io import read_dxa
-from spinelib.models import CorruptCheckpointError, MissingCheckpointError, load_checkpoint
-from spinelib.paper_checkpoint import (
+from spinelib.learn.models import CorruptCheckpointError, MissingCheckpointError, load_checkpoint
+from spinelib.learn.paper_checkpoint import (
     PAPER_CROP_PIXEL_MM,
     PAPER_EXTENT_CROP,
     PAPER_INPUT_RECIPE,
@@ -29,8 +29,8 @@ from spinelib.paper_checkpoint import (
     paper_input_stack,
     paper_output_to_ours,
 )
-from spinelib.predict import Predictor
-from spinelib.predict_bench import write_synthetic_dxa
+from spinelib.learn.predict import Predictor
+from spinelib.bench.predict import write_synthetic_dxa
 from spinelib.profiles import get_profile
 from spinelib.spine import CURVE_NAMES
 

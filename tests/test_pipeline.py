@@ -1,4 +1,4 @@
-"""spinelib.pipeline and `spinelib run`: order, caching, failures, errors, provenance.
+"""spinelib.run.pipeline and `spinelib run`: order, caching, failures, errors, provenance.
 
 The fixture notebooks (tests/data/notebooks) are tiny and run through papermill exactly as the
 paper's notebooks do, with a fixture section list.
@@ -16,7 +16,7 @@ import spinelib_tests_pipeline_fixtures as fx
 
 from spinelib.cli import main
 from spinelib.errors import InvalidArgumentError, MissingFileError, PipelineError, ProfileError
-from spinelib.pipeline import (SECTION_NAMES, SECTIONS, Section, notebook_parameters,
+from spinelib.run.pipeline import (SECTION_NAMES, SECTIONS, Section, notebook_parameters,
                                resolve_sections, run_pipeline)
 
 
@@ -182,7 +182,7 @@ def test_cli_run_errors(tmp_path, capsys):
 
 
 def test_stale_reason_is_a_pure_decision_from_the_record():
-    from spinelib.pipeline import stale_reason
+    from spinelib.run.pipeline import stale_reason
 
     now = dict(key="k", nb_sha="n", params_sha="p", data_sha="d")
     ok = {"status": "ok", "key": "k", "notebook_sha256": "n", "params_sha256": "p", "data_sha256": "d"}

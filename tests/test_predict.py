@@ -1,4 +1,4 @@
-"""spinelib.predict and `spinelib predict`: one DXA in, curves / 3D spine / measures out.
+"""spinelib.learn.predict and `spinelib predict`: one DXA in, curves / 3D spine / measures out.
 
 Everything is built here (a smoke subject written with write_dxa, checkpoints fitted or
 drawn in the test), so the tests need no run folder.
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib import cli
-from spinelib.curves import to_crop
-from spinelib.data import prepare_scan
+from spinelib.shape.curves import to_crop
+from spinelib.learn.data import prepare_scan
 from spinelib.errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -29,18 +29,18 @@ from spinelib.errors import (
 )
 from spinelib.io import read_dxa, write_dxa
 from spinelib.metrics import clinical_measures
-from spinelib.models import (
+from spinelib.learn.models import (
     CorruptCheckpointError,
     MissingCheckpointError,
     build_model,
     config_from_profile,
     save_checkpoint,
 )
-from spinelib.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine
-from spinelib.prediction_files import predict_file
-from spinelib.predict_bench import random_checkpoint, synthetic_examples, write_synthetic_dxa
+from spinelib.learn.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine
+from spinelib.run.prediction_files import predict_file
+from spinelib.bench.predict import random_checkpoint, synthetic_examples, write_synthetic_dxa
 from spinelib.profiles import get_profile
-from spinelib.reconstruct import Grid3D
+from spinelib.shape.reconstruct import Grid3D
 from spinelib.spine import CURVE_NAMES
 
 PARAMS = get_profile("smoke")
@@ -222,7 +222,7 @@ def test_checkpoint_without_crop_pixel_size(tmp_path):
 
 
 def test_checkpoint_carries_its_input_scaling(files, tmp_path):
-    from spinelib.data import INPUT_SCALE, input_recipe
+    from spinelib.learn.data import INPUT_SCALE, input_recipe
 
     extra = torch.load(files["bot"], weights_only=True)["extra"]
     assert extra["input_recipe"] == "spinelib" and extra["crop_pixel_mm"] == PARAMS["crop_pixel_mm"]
@@ -338,14 +338,14 @@ def test_predictor_arguments(files):
 
 
 def test_bench_entries_are_registered():
-    from spinelib.bench import ENTRIES, _load
+    from spinelib.bench.harness import ENTRIES, _load
 
     for name in ("predict_warm_default", "predict_warm_paper", "predict_cold", "train_throughput"):
         assert callable(_load(name)), ENTRIES[name]
 
 
 def test_warm_workload_times_real_predictions(tmp_path):
-    from spinelib.predict_bench import N_WARM_SCANS, _warm_workload
+    from spinelib.bench.predict import N_WARM_SCANS, _warm_workload
 
     wl = _warm_workload(tmp_path / "w", "smoke")
     assert wl.run() == N_WARM_SCANS
@@ -356,7 +356,7 @@ def test_warm_workload_times_real_predictions(tmp_path):
 
 
 def test_train_throughput_sets_each_model_against_its_bare_step(tmp_path):
-    from spinelib.predict_bench import bare_step_images_per_second, train_throughput_workload
+    from spinelib.bench.predict import bare_step_images_per_second, train_throughput_workload
 
     wl = train_throughput_workload(tmp_path / "t", "smoke", n_images=8, models=("resnet", "biplanar"))
     assert wl.run() == 16
@@ -407,7 +407,7 @@ def _flipped(dxa, path):
 
 
 def test_upside_down_scan_is_refused_and_flip_restores_it(files, tmp_path, subject, capsys):
-    from spinelib.orientation import OrientationError
+    from spinelib.learn.orientation import OrientationError
 
     dxa, truth = subject
     flipped = _flipped(dxa, tmp_path / "flipped.npz")
@@ -426,7 +426,7 @@ def test_upside_down_scan_is_refused_and_flip_restores_it(files, tmp_path, subje
 
 
 def test_orientation_rule_on_synthetic_scans():
-    from spinelib.orientation import UPSIDE_DOWN_RATIO, flip_dxa, orientation_ratio
+    from spinelib.learn.orientation import UPSIDE_DOWN_RATIO, flip_dxa, orientation_ratio
 
     dxas, _ = synthetic_examples(6, PARAMS, start=3)
     for d in dxas:
@@ -441,7 +441,7 @@ def test_orientation_rule_on_synthetic_scans():
 
 
 def test_flip_dxa(subject):
-    from spinelib.orientation import flip_dxa
+    from spinelib.learn.orientation import flip_dxa
 
     dxa, _ = subject
     both = flip_dxa(dxa, vertical=True, horizontal=True)
@@ -458,7 +458,7 @@ def test_flip_dxa(subject):
 
 
 def test_predict_batch_equals_predict(files, tmp_path):
-    from spinelib.orientation import OrientationError, flip_dxa
+    from spinelib.learn.orientation import OrientationError, flip_dxa
 
     pred = Predictor.from_checkpoint(files["bot"])
     dxas, _ = synthetic_examples(3, PARAMS)
@@ -483,7 +483,7 @@ def test_predict_batch_equals_predict(files, tmp_path):
 def test_predict_scans_is_predict_batch_on_prepared_scans(files, subject):
     """The cohort path (prepared scans, several models on the same stacks) gives what the
     single-scan path gives; a scan the model cannot read is reported in its slot."""
-    from spinelib.data import PreparedScan
+    from spinelib.learn.data import PreparedScan
 
     pred = Predictor.from_checkpoint(files["bot"])
     dxas, _ = synthetic_examples(3, PARAMS)
@@ -554,7 +554,7 @@ def test_cohort_folder(files, cohort, tmp_path, capsys):
 
 
 def test_cohort_list_and_manifest(files, cohort, tmp_path):
-    from spinelib.prediction_files import list_scans, predict_scans
+    from spinelib.run.prediction_files import list_scans, predict_scans
 
     lst = tmp_path / "scans.txt"
     lst.write_text(f"# my cohort\n{cohort / 's0' / 'dxa.npz'}\n\n{cohort / 's2' / 'dxa.npz'}\nmissing.npz\n")
@@ -574,7 +574,7 @@ def test_cohort_list_and_manifest(files, cohort, tmp_path):
 
 
 def test_bad_cohort_sources(files, tmp_path):
-    from spinelib.prediction_files import list_scans
+    from spinelib.run.prediction_files import list_scans
 
     with pytest.raises(MissingFileError):
         list_scans(tmp_path / "nowhere")
@@ -597,8 +597,8 @@ def test_bad_cohort_sources(files, tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(3, 40), scale=st.sampled_from([1e-3, 1.0, 37.0, 1e4]), seed=st.integers(0, 2**16))
 def test_curves_csv_has_the_bytes_pandas_would_write(k, scale, seed):
-    from spinelib.curves import SpineCurves
-    from spinelib.prediction_files import curves_csv
+    from spinelib.shape.curves import SpineCurves
+    from spinelib.run.prediction_files import curves_csv
     from spinelib.spine import CURVE_NAMES
 
     rng = np.random.default_rng(seed)

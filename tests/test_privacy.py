@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from spinelib import cli
-from spinelib.book import BOOK_DIR, build_book
+from spinelib.run.book import BOOK_DIR, build_book
 from spinelib.errors import InvalidArgumentError, MissingFileError, UnreadableFileError
-from spinelib.pipeline import SECTIONS, run_pipeline
-from spinelib.privacy import (
+from spinelib.run.pipeline import SECTIONS, run_pipeline
+from spinelib.run.privacy import (
     PRIVATE_DIR,
     SALT_FILE,
     Publication,
@@ -167,7 +167,7 @@ def test_run_manifest_is_the_one_entry(real_cohort, tmp_path):
 
 
 def test_cli_flags_become_run_parameters(monkeypatch, tmp_path):
-    import spinelib.pipeline as pipeline
+    import spinelib.run.pipeline as pipeline
 
     seen = {}
 

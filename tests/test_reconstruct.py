@@ -1,14 +1,14 @@
-"""spinelib.reconstruct: grids, the ellipse reconstruction, the true column in the frame, meshes."""
+"""spinelib.shape.reconstruct: grids, the ellipse reconstruction, the true column in the frame, meshes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spinelib.curves import SpineCurves, column_curves
+from spinelib.shape.curves import SpineCurves, column_curves
 from spinelib.errors import EmptySegmentationError, InvalidArgumentError, ShapeError
 from spinelib.metrics import dice_3d, iou_3d
-from spinelib.reconstruct import (
+from spinelib.shape.reconstruct import (
     Grid3D,
     centreline_points,
     column_mask_in_frame,
@@ -17,7 +17,7 @@ from spinelib.reconstruct import (
     surface_mesh,
 )
 from spinelib.spine import DISC_LABEL
-from spinelib.transform import PlanarTransform
+from spinelib.geometry.transform import PlanarTransform
 
 
 def _const_curves(k=10, a=10.0, b=6.0, cc=50.0, dc=30.0, top=0.0, bottom=100.0):

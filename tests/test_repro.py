@@ -1,4 +1,4 @@
-"""spinelib.repro: comparing two runs' numbers, and `spinelib run --check` on the smoke run."""
+"""spinelib.run.repro: comparing two runs' numbers, and `spinelib run --check` on the smoke run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from spinelib import cli
 from spinelib.errors import InvalidArgumentError, MissingFileError, UnreadableFileError
-from spinelib.repro import (CHECK_REPORT, CheckReport, Difference, check_run, compare_metrics, compare_runs,
+from spinelib.run.repro import (CHECK_REPORT, CheckReport, Difference, check_run, compare_metrics, compare_runs,
                             compare_values, flatten_json)
 
 METRICS = {
@@ -182,7 +182,7 @@ def test_check_run_bad_arguments(two_runs):
 
 
 def test_cli_check_exit_status(monkeypatch, tmp_path, capsys):
-    import spinelib.repro as repro
+    import spinelib.run.repro as repro
 
     calls = []
 

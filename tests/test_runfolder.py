@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from spinelib.errors import InvalidArgumentError, NonFiniteError, UnreadableFileError
-from spinelib.runfolder import read_metrics, update_metrics, write_table
+from spinelib.io.runfolder import read_metrics, update_metrics, write_table
 
 
 def test_update_merges_blocks(tmp_path):

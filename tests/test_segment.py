@@ -1,4 +1,4 @@
-"""The TotalSegmentator adapter (spinelib.segment) against known answers.
+"""The TotalSegmentator adapter (spinelib.ingest.segment) against known answers.
 
 * An analytic vertebra (elliptic-cylinder body, posterior ring around the canal, spinous
   and transverse processes) in any pose: the recovered body matches the true one.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.curves import column_curves
+from spinelib.shape.curves import column_curves
 from spinelib.errors import (
     DTypeError,
     EmptySegmentationError,
@@ -26,7 +26,7 @@ from spinelib.errors import (
     ShapeError,
 )
 from spinelib.profiles import get_profile
-from spinelib.segment import (
+from spinelib.ingest.segment import (
     VERTEBRAE_MR_LABELS,
     VERTEBRAE_MR_LEVEL_LABEL,
     assign_discs,
@@ -42,7 +42,7 @@ from spinelib.spine import (
     column_mask,
 )
 from spinelib.synth.subject import make_subject
-from spinelib.transform import PlanarTransform
+from spinelib.geometry.transform import PlanarTransform
 
 
 import spinelib_tests_totalseg_fixtures as tsf  # noqa: E402  (registered by conftest)

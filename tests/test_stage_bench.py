@@ -1,18 +1,18 @@
-"""Per-stage benchmark entries (spinelib.stage_bench) and the scaling arithmetic."""
+"""Per-stage benchmark entries (spinelib.bench.stages) and the scaling arithmetic."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from spinelib.bench import ENTRIES, run_bench
+from spinelib.bench.harness import ENTRIES, run_bench
 from spinelib.errors import InvalidArgumentError
-from spinelib.stage_bench import N_STAGE_SUBJECTS, STAGE_ENTRIES, io_bytes, scale_up, stage_costs
+from spinelib.bench.stages import N_STAGE_SUBJECTS, STAGE_ENTRIES, io_bytes, scale_up, stage_costs
 
 
 def test_every_stage_entry_is_registered():
     for name in STAGE_ENTRIES:
-        assert ENTRIES[name].startswith("spinelib.stage_bench:")
+        assert ENTRIES[name].startswith("spinelib.bench.stages:")
 
 
 def test_io_bytes_counts_what_this_process_writes(tmp_path):

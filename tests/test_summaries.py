@@ -1,4 +1,4 @@
-"""spinelib.summaries: the visible-summaries features, the ridge baseline, its checkpoint, summary_r2,
+"""spinelib.learn.summaries: the visible-summaries features, the ridge baseline, its checkpoint, summary_r2,
 its place in the training section and the book, and the key check that the AP image's plain
 summaries do not give away the sagittal angles."""
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib import summaries as S
-from spinelib.curves import CropWindow, SpineCurves
-from spinelib.data import INPUT_SCALE, PreparedScan
+from spinelib.learn import summaries as S
+from spinelib.shape.curves import CropWindow, SpineCurves
+from spinelib.learn.data import INPUT_SCALE, PreparedScan
 from spinelib.errors import (
     CheckpointError,
     InvalidArgumentError,
@@ -25,7 +25,7 @@ from spinelib.errors import (
     UnreadableFileError,
 )
 from spinelib.io import write_arrays
-from spinelib.models import CorruptCheckpointError, MissingCheckpointError, output_size
+from spinelib.learn.models import CorruptCheckpointError, MissingCheckpointError, output_size
 
 PX = 2.0
 
@@ -355,7 +355,7 @@ def _disk_cohort(tmp_path, n: int, k: int, seed: int = 0):
     """DXA files of a bone column bent sideways by a subject's amplitude, and targets whose
     coronal centre follows it (sagittal curves unrelated to the image)."""
     from spinelib.io import write_dxa
-    from spinelib.targets import TargetSet
+    from spinelib.study.targets import TargetSet
 
     rng = np.random.default_rng(seed)
     px, h, w = 4.4, 173, 114
@@ -383,7 +383,7 @@ def _disk_cohort(tmp_path, n: int, k: int, seed: int = 0):
 
 
 def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
-    from spinelib.experiment import checkpoint_path, predict_cohort, train_section
+    from spinelib.study.experiment import checkpoint_path, predict_cohort, train_section
     from spinelib.profiles import get_profile
 
     # with the extent outputs weighted like any other, the summary's loss is the ridge's own
@@ -410,7 +410,7 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
     with pytest.raises(InvalidArgumentError, match="unknown models"):
         predict_cohort(run, manifest, list(test.subject_id), params, names=("nope",), progress=False)
     # by default every model the run has a checkpoint of; a network reads the same scans through
-    # spinelib.predict.Predictor and must have been trained on the profile's crops
+    # spinelib.learn.predict.Predictor and must have been trained on the profile's crops
     assert predict_cohort(run, manifest, list(test.subject_id), params, progress=False).models == \
         ["mean_shape", "visible_summaries"]
     with pytest.raises(CheckpointError, match="was trained on"):
@@ -421,9 +421,9 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
 def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
     """A scan far off the model's intensity scale is listed in ``failed`` and left out for
     every model, so that all models are compared on the same subjects."""
-    from spinelib.experiment import checkpoint_path, predict_cohort
+    from spinelib.study.experiment import checkpoint_path, predict_cohort
     from spinelib.io import read_dxa, write_dxa
-    from spinelib.predict_bench import random_checkpoint
+    from spinelib.bench.predict import random_checkpoint
     from spinelib.profiles import get_profile
 
     params = get_profile("smoke", {"n_levels": 8})
@@ -447,7 +447,7 @@ def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
 
 
 def test_book_renders_the_r2_table(tmp_path):
-    from spinelib.book import _render_visible_summaries_r2, stage_book
+    from spinelib.run.book import _render_visible_summaries_r2, stage_book
 
     run = tmp_path / "run"
     (run / "notebooks").mkdir(parents=True)
@@ -471,7 +471,7 @@ def test_book_renders_the_r2_table(tmp_path):
 def _ap_scan_and_angles(index: int, params: dict):
     """One subject's AP DXA (DXA session) prepared as the networks see it, and its true
     DXA-session kyphosis and lordosis; the MRI and lateral view are not rendered (speed)."""
-    from spinelib.data import prepare_scan
+    from spinelib.learn.data import prepare_scan
     from spinelib.io import DXAImage
     from spinelib.synth.anatomy import build_primitives, materials_for
     from spinelib.synth.dxa import finish_dxa, project_ap

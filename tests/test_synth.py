@@ -17,7 +17,7 @@ from spinelib.profiles import get_profile
 from spinelib.spine import COLUMN_LABELS, LEVELS, column_mask
 from spinelib.synth.cohort import SUBJECT_FILES, assign_splits, generate_cohort
 from spinelib.synth.subject import GENERATOR_VERSION, make_subject
-from spinelib.transform import PlanarTransform, dxa_pixel_to_mri
+from spinelib.geometry.transform import PlanarTransform, dxa_pixel_to_mri
 
 N = 3
 

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from spinelib.errors import CheckpointError, InvalidArgumentError, ShapeError
-from spinelib.models import ModelConfig, build_model, load_checkpoint
-from spinelib.train import BEST, LAST, LOG, TrainConfig, l1_loss, train_model
+from spinelib.learn.models import ModelConfig, build_model, load_checkpoint
+from spinelib.learn.train import BEST, LAST, LOG, TrainConfig, l1_loss, train_model
 
 # the CNN baseline head has dropout: its randomness must be reproducible too
 CFG = ModelConfig(name="resnet", backbone="resnet10t", in_chans=2, n_levels=3, head="cnn",
@@ -147,7 +147,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 def test_a_model_gets_its_own_learning_rate_from_the_profile():
     from spinelib.profiles import get_profile
-    from spinelib.train import TrainConfig
+    from spinelib.learn.train import TrainConfig
 
     params = get_profile("smoke", {"lr": 1e-3, "lr_by_model": {"resnet_bot": 5e-4}})
     assert TrainConfig.from_profile(params, "resnet_bot").lr == 5e-4

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError, ShapeError
-from spinelib.transform import (
+from spinelib.geometry.transform import (
     PlanarTransform,
     apply2d,
     coronal_affine,

@@ -5,7 +5,7 @@ ingested without segmentation (as a new user would), given TotalSegmentator-like
 ``vertebrae_mr`` / ``total_mr`` outputs on the ingested MRI grid
 (``tests/data/totalseg_fixtures.py``, standing in for running TotalSegmentator on
 ``mri_water.nii.gz``), ingested again with ``--seg`` (which calls the adapter
-:func:`spinelib.segment.seg_from_totalsegmentator`), and aligned by ``spinelib run
+:func:`spinelib.ingest.segment.seg_from_totalsegmentator`), and aligned by ``spinelib run
 --profile smoke --sections alignment``. The synthetic cohort itself is aligned the same way.
 
 An ingested cohort has no ``truth.json``, so the errors are computed here from the
@@ -27,11 +27,11 @@ import pytest
 
 from spinelib import cli
 from spinelib.io import read_dxa, read_manifest, read_truth
-from spinelib.pipeline import SECTIONS, run_pipeline
+from spinelib.run.pipeline import SECTIONS, run_pipeline
 from spinelib.profiles import get_profile
 from spinelib.spine import LEVELS
 from spinelib.synth.subject import make_subject
-from spinelib.transform import PlanarTransform, apply2d, dxa_pixel_to_frame, dxa_pixel_to_mri
+from spinelib.geometry.transform import PlanarTransform, apply2d, dxa_pixel_to_frame, dxa_pixel_to_mri
 
 pytestmark = pytest.mark.slow
 

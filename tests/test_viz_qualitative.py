@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from spinelib.curves import column_curves  # noqa: E402
+from spinelib.shape.curves import column_curves  # noqa: E402
 from spinelib.errors import (  # noqa: E402
     EmptySegmentationError,
     InvalidArgumentError,
@@ -20,9 +20,9 @@ from spinelib.errors import (  # noqa: E402
     SpineLibError,
 )
 from spinelib.io import DXAImage  # noqa: E402
-from spinelib.reconstruct import Grid3D  # noqa: E402
+from spinelib.shape.reconstruct import Grid3D  # noqa: E402
 from spinelib.spine import DISC_LABEL  # noqa: E402
-from spinelib.transform import PlanarTransform  # noqa: E402
+from spinelib.geometry.transform import PlanarTransform  # noqa: E402
 from spinelib.viz.png import save_png  # noqa: E402
 from spinelib.viz.qualitative import (  # noqa: E402
     QualitativeCase,
@@ -242,7 +242,7 @@ def _phantom(amp_mm: float):
     true = column_curves(seg, aff, tr, dxa_shape, sp, -30.0, 12)
     shifted = true.values.copy()
     shifted[:3] += 4.0  # the "prediction": the column moved 4 mm in the coronal plane
-    from spinelib.curves import SpineCurves
+    from spinelib.shape.curves import SpineCurves
 
     pred = SpineCurves(shifted, true.extent_mm)
     return dict(dxa=dxa, mri=mri, seg=seg, affine=aff, transform=tr, table_y_mm=-30.0, true=true,
@@ -349,7 +349,7 @@ def test_notebook_05_follows_the_rules():
 
     import nbformat
 
-    from spinelib.pipeline import RUN_PARAMETERS, notebook_parameters
+    from spinelib.run.pipeline import RUN_PARAMETERS, notebook_parameters
     from spinelib.profiles import get_profile
 
     path = Path(__file__).resolve().parents[1] / "notebooks" / "05_qualitative.ipynb"

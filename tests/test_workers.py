@@ -1,5 +1,5 @@
-"""The one fan-out (spinelib.workers): engines, shards, failures, resume, and identical
-outputs from local processes, a Dask LocalCluster and shards (spinelib.records too)."""
+"""The one fan-out (spinelib.util.workers): engines, shards, failures, resume, and identical
+outputs from local processes, a Dask LocalCluster and shards (spinelib.util.records too)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError, SpineLibError, UnreadableFileError
 from spinelib.profiles import get_profile
-from spinelib.records import read_record, write_record
-from spinelib.workers import Engine, Failed, Shard, chunk_size, fan_out, store_folder
+from spinelib.util.records import read_record, write_record
+from spinelib.util.workers import Engine, Failed, Shard, chunk_size, fan_out, store_folder
 
 DASK = Engine(jobs=2, kind="dask")
 
@@ -136,7 +136,7 @@ def test_synth_local_dask_and_shards_write_identical_cohorts(tmp_path):
 
 def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
     from spinelib.io import read_manifest
-    from spinelib.targets import align_cohort_targets, prepare_cohort_targets
+    from spinelib.study.targets import align_cohort_targets, prepare_cohort_targets
 
     manifest = read_manifest(smoke_cohort).iloc[:9].reset_index(drop=True)
     params = get_profile("smoke")
@@ -160,9 +160,9 @@ def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
 
 
 def test_cohort_prediction_local_dask_and_shards_agree(tmp_path, smoke_run, smoke_cohort):
-    from spinelib.prediction_files import predict_scans
+    from spinelib.run.prediction_files import predict_scans
 
-    from spinelib.experiment import checkpoint_path
+    from spinelib.study.experiment import checkpoint_path
 
     ckpt = checkpoint_path(smoke_run, "resnet")
     scans = tmp_path / "scans.txt"
@@ -190,7 +190,7 @@ def test_cohort_prediction_local_dask_and_shards_agree(tmp_path, smoke_run, smok
 
 def test_3d_evaluation_local_and_dask_agree(smoke_run, smoke_cohort):
     from spinelib import evaluate as ev
-    from spinelib.privacy import run_manifest
+    from spinelib.run.privacy import run_manifest
 
     manifest, _, _ = run_manifest(smoke_run, smoke_cohort)
     test = ev.test_set(smoke_run, manifest)
@@ -211,7 +211,7 @@ def test_dask_leaves_this_process_environment_alone():
 def test_cli_align_shards_fill_the_store_the_alignment_section_reads(tmp_path, smoke_cohort, capsys):
     from spinelib.cli import main
     from spinelib.io import read_manifest
-    from spinelib.targets import prepare_cohort_targets, target_store
+    from spinelib.study.targets import prepare_cohort_targets, target_store
 
     small = tmp_path / "small.csv"  # six subjects of the session's cohort
     manifest = read_manifest(smoke_cohort)

@@ -3,7 +3,7 @@
 Modules: :mod:`~spinelib.align.features` (thickness maps, spine projections),
 :mod:`~spinelib.align.ncc` (masked NCC by FFT), :mod:`~spinelib.align.search`
 (the two stages' searches), :mod:`~spinelib.align.pair` (:func:`align_pair`),
-:mod:`~spinelib.align.cohort` (:func:`align_cohort`), :mod:`~spinelib.align.bench`.
+:mod:`~spinelib.align.cohort` (:func:`align_cohort`), :mod:`~spinelib.bench.align`.
 """
 
 from .cohort import ALIGNMENT_COLUMNS, align_cohort, align_loaded, align_subject, summarize_alignment

@@ -9,11 +9,11 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, SpineLibError
 from ..spine import LEVELS
-from ..transform import PlanarTransform, transform_error_mm
+from ..geometry.transform import PlanarTransform, transform_error_mm
 from .pair import align_pair
 
 if TYPE_CHECKING:
-    from ..workers import Engine
+    from ..util.workers import Engine
 
 __all__ = ["ALIGNMENT_COLUMNS", "align_loaded", "align_subject", "align_cohort", "summarize_alignment"]
 
@@ -51,7 +51,7 @@ def _errors(result, truth: Mapping[str, Any]) -> dict[str, float]:
     centres when the truth has no DXA-session centres). This is the error the curve
     targets inherit, and the one stage 2 (spine level) is built to reduce.
 
-    ``frame_error_mm_*``: :func:`spinelib.transform.transform_error_mm` between the
+    ``frame_error_mm_*``: :func:`spinelib.geometry.transform.transform_error_mm` between the
     estimated and the true rigid transform of the scanner frames (table and body), over
     the MRI-session vertebral centres; the posture change does not count here.
     """
@@ -132,7 +132,7 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | En
     manifest_df : a manifest DataFrame (:func:`spinelib.io.read_manifest`: absolute paths).
     params : profile parameters; uses ``align_pixel_mm``, ``align_angle_range_deg``,
         ``align_min_score``, ``align_min_stage1_score``.
-    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`.
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.util.workers.Engine`.
     progress : show a progress bar over subjects.
 
     Returns
@@ -143,7 +143,7 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | En
     """
     import pandas as pd
 
-    from ..workers import Engine, Failed, fan_out
+    from ..util.workers import Engine, Failed, fan_out
 
     engine = Engine.of(jobs)
     missing = [k for k in _PARAMS if k not in params]

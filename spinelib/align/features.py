@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from ..errors import DTypeError, EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
 from ..spine import COLUMN_LABELS, DISC_LABEL, LUMBOSACRAL_DISC_LABEL
-from ..transform import coronal_affine
+from ..geometry.transform import coronal_affine
 
 __all__ = [
     "WorldMap",

@@ -1,6 +1,6 @@
 """Two-stage DXA <-> MRI planar alignment (paper, Figure 2; Windsor et al. 2021).
 
-The alignment is the three-parameter rigid transform of :mod:`spinelib.transform`
+The alignment is the three-parameter rigid transform of :mod:`spinelib.geometry.transform`
 (``theta_deg, tx_mm, ty_mm``: DXA frame -> MRI coronal plane ``(x, z)``), found in two
 stages, both by normalised cross-correlation (NCC) computed with FFTs:
 
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
-from ..transform import PlanarTransform, _check_spacing, coronal_affine
+from ..geometry.transform import PlanarTransform, _check_spacing, coronal_affine
 from .features import _check_pixel_mm, _finite_array, dxa_thickness, mri_coronal_thickness, mri_spine_projection
 from .search import _stage1, refine_spine
 

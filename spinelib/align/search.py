@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..transform import PlanarTransform
+from ..geometry.transform import PlanarTransform
 from .features import WorldMap, _mri_resample, _prefilter, dxa_on_grid
 from .ncc import MIN_OVERLAP, _parabolic_angle, _Plan, _subpixel_peak
 

@@ -1,8 +1,8 @@
 """The subjects an evaluation runs on: targets, predictions and alignment, lined up.
 
 An :class:`EvalSet` holds, for the same subjects in the same order, the curve targets
-(:class:`spinelib.targets.TargetSet`), every model's predictions
-(:class:`spinelib.experiment.Predictions`), the alignment row (the estimated DXA->MRI
+(:class:`spinelib.study.targets.TargetSet`), every model's predictions
+(:class:`spinelib.study.experiment.Predictions`), the alignment row (the estimated DXA->MRI
 transform that placed the targets, needed to put the true MRI column in the same frame)
 and the manifest row (file paths, truth). :func:`test_set` builds it from a run's test
 split; :func:`shifted_set` aligns, targets and predicts a second cohort once and caches it
@@ -11,7 +11,7 @@ in ``<run>/shifted/`` so that both evaluation notebooks read the same numbers.
 Two references
 --------------
 ``"truth"`` (the headline on synthetic cohorts): every predicted test subject with truth
-targets (:data:`spinelib.targets.TRUTH_TARGETS_FILE`: the TRUE transform and the
+targets (:data:`spinelib.study.targets.TRUTH_TARGETS_FILE`: the TRUE transform and the
 DXA-session anatomy), rejected alignments included; its *frame* (the transform and label
 volume that put the MRI column beside the DXA for the 3D scores) is the true transform
 and ``seg_dxa.nii.gz``. ``"estimated"`` (as the paper measures, and the only reference on
@@ -34,21 +34,21 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
-from ..atomic import atomic_path, write_json_atomic
+from ..util.atomic import atomic_path, write_json_atomic
 from ..errors import InvalidArgumentError, MissingFileError, SpineLibError, UnreadableFileError
-from ..experiment import (Predictions, checkpoint_path, predict_cohort, read_predictions, trained_models,
+from ..study.experiment import (Predictions, checkpoint_path, predict_cohort, read_predictions, trained_models,
                           write_predictions)
 from ..io import read_dxa, read_manifest, read_truth
-from ..models import MODEL_NAMES
-from ..runfolder import run_paths
-from ..targets import (ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, dxa_session_seg_path, prepare_cohort_targets,
+from ..learn.models import MODEL_NAMES
+from ..io.runfolder import run_paths
+from ..study.targets import (ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, dxa_session_seg_path, prepare_cohort_targets,
                        read_targets, write_targets)
-from ..transform import PlanarTransform
+from ..geometry.transform import PlanarTransform
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ..workers import Engine
+    from ..util.workers import Engine
 
 __all__ = ["EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry",
            "truth_angles", "ordered_models", "REFERENCES", "REFERENCE_LABELS", "loadable_dxa",
@@ -350,7 +350,7 @@ def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, *, refere
     """The run's test split against a reference (``"headline"``, ``"truth"`` or ``"estimated"``).
 
     Reads ``predictions_test.npz`` (every test subject whose DXA loads), ``tables/alignment.csv``
-    and ``targets.npz`` (``"estimated"``) or :data:`~spinelib.targets.TRUTH_TARGETS_FILE`
+    and ``targets.npz`` (``"estimated"``) or :data:`~spinelib.study.targets.TRUTH_TARGETS_FILE`
     (``"truth"``); the subjects evaluated are the predicted ones that have targets of that
     reference, ``n_test`` the manifest's test split.
     """
@@ -417,8 +417,8 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
 
     The cohort is aligned and targeted, with truth targets where it is synthetic
-    (:func:`spinelib.targets.prepare_cohort_targets`), and every model predicts every
-    subject whose DXA loads (:func:`spinelib.experiment.predict_cohort`); the results go to
+    (:func:`spinelib.study.targets.prepare_cohort_targets`), and every model predicts every
+    subject whose DXA loads (:func:`spinelib.study.experiment.predict_cohort`); the results go to
     ``<run>/shifted/`` (``targets.npz``, ``truth_targets.npz``, ``alignment.csv``,
     ``truth_targets.csv``, ``predictions.npz``) with ``source.json`` recording the
     manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
@@ -426,7 +426,7 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     its split column says (the models never trained on this cohort). ``reference`` as in
     :func:`test_set` (``"headline"``: truth where the cohort has it). ``names``: the models
     to predict with, by default every model the run trained
-    (:func:`spinelib.experiment.trained_models`).
+    (:func:`spinelib.study.experiment.trained_models`).
 
     Raises
     ------

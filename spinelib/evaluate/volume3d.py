@@ -6,7 +6,7 @@ margin: the TRUE mask is the MRI spine column resampled into the frame through t
 subject's *frame*, the transform and label volume of its evaluation set (``EvalSet.frame``:
 the true transform and the DXA-session spine for the headline, the estimated alignment and
 the MRI spine as the paper measures), with the table plane of its targets
-(:func:`spinelib.reconstruct.column_mask_in_frame`); each model's mask is
+(:func:`spinelib.shape.reconstruct.column_mask_in_frame`); each model's mask is
 the ellipse-per-level reconstruction of its predicted curves; the *ceiling* is the same
 reconstruction of the TARGET curves, i.e. the best any curve predictor can reach with the
 ellipse representation. Each subject is loaded once and every model is scored in that pass
@@ -36,16 +36,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..curves import SpineCurves, world_to_frame
+from ..shape.curves import SpineCurves, world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, SpineLibError, SubjectsFailedError
 from ..io import read_dxa, read_volume
 from ..metrics import (THORACIC_FRACTION, centreline_deviation_mm, centreline_same_row_mm, dice_3d,
                        extent_errors_mm, iou_3d, surface_distances_mm)
 from ..paper import PAPER_RESULTS
-from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
+from ..shape.reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import vertebra_label
-from ..transform import PlanarTransform
-from ..workers import Engine, Failed, fan_out
+from ..geometry.transform import PlanarTransform
+from ..util.workers import Engine, Failed, fan_out
 from .cohort import EvalSet
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def evaluate_3d(es: EvalSet, *, grid_mm: float, jobs: "int | Engine" = 1, progre
     ----------
     es : the evaluation subjects.
     grid_mm : voxel size (mm) of each subject's evaluation grid (``eval_grid_mm``).
-    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`.
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.util.workers.Engine`.
     allow_pickle : read DXAs stored as pickles (the run's ``allow_pickle``; unpickling runs code).
 
     Returns

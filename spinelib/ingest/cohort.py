@@ -12,7 +12,7 @@ the participant's eid for the first imaging visit (files ``*_2_0.zip``) and
 * **Segmentation.** The manifest needs one per subject. With ``seg_dir``, either
   ``seg_dir/<id>/seg.nii.gz`` (our label convention, :mod:`spinelib.spine`) or
   TotalSegmentator's ``seg_dir/<id>/vertebrae_mr.nii.gz`` and ``total_mr.nii.gz``
-  (converted by :func:`spinelib.segment.seg_from_totalsegmentator`) is resampled
+  (converted by :func:`spinelib.ingest.segment.seg_from_totalsegmentator`) is resampled
   (nearest label) onto the ingested MRI grid. A subject without one is still written
   (its ``mri_water.nii.gz`` is what TotalSegmentator runs on) but left out of the
   manifest and reported as needing segmentation.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
+from ..util.atomic import atomic_dir, ensure_writable_dir, write_json_atomic, write_text_atomic
 from ..errors import (
     EmptySegmentationError,
     InvalidArgumentError,
@@ -43,7 +43,7 @@ from ..errors import (
     ParticipantMismatchError,
     SpineLibError,
 )
-from ..workers import Engine, Failed, Shard, fan_out
+from ..util.workers import Engine, Failed, Shard, fan_out
 from .dicomzip import DXA_FIELD, MRI_FIELD, parse_bulk_name
 
 __all__ = ["IngestReport", "ingest_ukb", "NO_SEGMENTATION", "FAILURES_FILE", "split_participants",
@@ -238,7 +238,7 @@ def _seg_on_grid(found: tuple[str, tuple[Path, ...]], affine: np.ndarray, shape:
         vol = read_volume(paths[0], kind="seg")
         labels, src_affine = vol.data, vol.affine
     else:
-        from ..segment import seg_from_totalsegmentator  # optional: only for TotalSegmentator outputs
+        from .segment import seg_from_totalsegmentator  # optional: only for TotalSegmentator outputs
 
         labels, src_affine = seg_from_totalsegmentator(paths[0], paths[1])
     out = _resample_labels(np.asarray(labels), np.asarray(src_affine, float), affine, shape)
@@ -354,13 +354,13 @@ def ingest_ukb(
     out : cohort folder (created); rerunning resumes
     seg_dir : folder of segmentations, ``<id>/seg.nii.gz`` (ours) or TotalSegmentator's
         ``<id>/vertebrae_mr.nii.gz`` + ``<id>/total_mr.nii.gz``
-    jobs : worker processes, or an :class:`~spinelib.workers.Engine` (a Dask cluster)
+    jobs : worker processes, or an :class:`~spinelib.util.workers.Engine` (a Dask cluster)
     seed : seed of the participant-level split
     split_fractions : (train, val, test), summing to 1
     progress : tqdm progress bar
     check_ids : refuse a visit whose DICOM PatientIDs differ from each other or from the
         eid in the file names (turn off only for files whose PatientID is not the eid)
-    shard : ingest only this :class:`~spinelib.workers.Shard` of the participant visits
+    shard : ingest only this :class:`~spinelib.util.workers.Shard` of the participant visits
         (sorted by id); it writes ``ingest_failures.shard-I-of-N.csv`` and no manifest,
         which a rerun without a shard writes (resuming every ingested subject)
 

@@ -3,7 +3,7 @@
 * Deterministic: subject ``i`` depends only on ``(seed, i)`` and the profile's sizes, and
   every file writer is byte-deterministic, so two runs give identical files whatever
   ``jobs`` is.
-* Fanned out by :func:`spinelib.workers.fan_out` (local processes or a Dask cluster) and
+* Fanned out by :func:`spinelib.util.workers.fan_out` (local processes or a Dask cluster) and
   shardable (``Shard``): N shards write disjoint subjects; the manifest comes last.
 * Resumable: each subject folder is written whole or not at all (``atomic_dir``); a
   complete folder whose ``truth.json`` matches the request is skipped on the next run.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, ensure_writable_dir, write_json_atomic
+from ..util.atomic import atomic_dir, ensure_writable_dir, write_json_atomic
 from ..errors import InvalidArgumentError
-from ..workers import Shard
+from ..util.workers import Shard
 from .subject import GENERATOR_VERSION, make_subject, subject_id
 
 __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subject_mb", "SUBJECT_FILES"]
@@ -127,7 +127,7 @@ def _remove_stale_temporaries(out: Path) -> None:
     """
     import shutil
 
-    from ..atomic import TMP_PREFIX
+    from ..util.atomic import TMP_PREFIX
 
     for p in out.glob(TMP_PREFIX + "*"):
         log.info("removing %s, left by an interrupted run", p)
@@ -147,9 +147,9 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
     params : a profile (``spinelib.profiles.get_profile``): uses ``n_subjects``, ``seed``,
         ``split_fractions``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity``,
         ``posture_change_mm``.
-    jobs : worker processes (1: in this process), or an :class:`~spinelib.workers.Engine`
+    jobs : worker processes (1: in this process), or an :class:`~spinelib.util.workers.Engine`
         (a Dask cluster).
-    shard : write only this shard's subjects (:class:`~spinelib.workers.Shard`); the
+    shard : write only this shard's subjects (:class:`~spinelib.util.workers.Shard`); the
         manifest is written by whichever shard finds every subject complete.
     progress : show a tqdm progress bar.
 
@@ -164,7 +164,7 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
     """
     from ..errors import SubjectsFailedError
     from ..io import write_manifest
-    from ..workers import Engine, Failed, fan_out
+    from ..util.workers import Engine, Failed, fan_out
 
     n = int(params["n_subjects"])
     if n < 1:

@@ -1,7 +1,7 @@
 """DXA projections of the analytic anatomy: exact line integrals, then blur, noise, quantisation.
 
-The AP image lives in its own DXA frame (``spinelib.transform``): pixel ``(row, col)`` maps
-to MRI world ``(x, z)`` through the true :class:`~spinelib.transform.PlanarTransform`;
+The AP image lives in its own DXA frame (``spinelib.geometry.transform``): pixel ``(row, col)`` maps
+to MRI world ``(x, z)`` through the true :class:`~spinelib.geometry.transform.PlanarTransform`;
 each pixel's value is the integral along the world y axis (posterior -> anterior) of
 
 * ``bone``: bone mineral density -> areal BMD in g/cm^2;
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..transform import PlanarTransform, dxa_pixel_to_mri
+from ..geometry.transform import PlanarTransform, dxa_pixel_to_mri
 from .anatomy import Torso
 from .primitives import Primitive, chord_mm, world_aabb
 

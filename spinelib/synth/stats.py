@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..spine import N_VERTEBRAE
-from ..transform import dxa_pixel_to_mri
+from ..geometry.transform import dxa_pixel_to_mri
 from .anatomy import build_primitives, materials_for
 from .dxa import project_ap
 from .shape import measure_angles

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spine import LEVELS
-from ..transform import PlanarTransform
+from ..geometry.transform import PlanarTransform
 from .anatomy import build_primitives, draw_body, make_torso, materials_for
 from .dxa import finish_dxa, project_ap, project_lateral
 from .mri import finish_mri, mri_grid, rasterise, rasterise_labels

@@ -11,10 +11,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..curves import SpineCurves
+from ..shape.curves import SpineCurves
 from ..errors import ShapeError
 from ..spine import column_mask
-from ..transform import PlanarTransform, apply2d, coronal_affine, dxa_pixel_to_mri
+from ..geometry.transform import PlanarTransform, apply2d, coronal_affine, dxa_pixel_to_mri
 
 __all__ = ["warp_coronal_to_dxa", "figure2", "plot_targets"]
 

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..curves import SpineCurves
+from ..shape.curves import SpineCurves
 from ..errors import InvalidArgumentError
 from ..spine import CURVE_NAMES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..util.atomic import atomic_path
 from ..errors import InvalidArgumentError
 
 __all__ = ["save_png"]

@@ -6,7 +6,7 @@ spine masks over an MRI sagittal slice, and the true and the predicted 3D spines
 as Gaussian renderings. Here:
 
 - :func:`gaussian_splat` is the renderer's core: a point cloud in the DXA-aligned frame
-  ``(row_mm, col_mm, depth_mm)`` (``spinelib.reconstruct``) turned about the vertical axis
+  ``(row_mm, col_mm, depth_mm)`` (``spinelib.shape.reconstruct``) turned about the vertical axis
   and splatted as isotropic 2D Gaussians onto an image plane (Zwicker et al., "EWA
   splatting", IEEE TVCG 2002; Kerbl et al., "3D Gaussian splatting", SIGGRAPH 2023, with
   isotropic, fixed-size Gaussians and no learning). Each Gaussian is integrated exactly over
@@ -41,11 +41,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import erf
 
-from ..curves import SpineCurves, world_to_frame
+from ..shape.curves import SpineCurves, world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
-from ..reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for, surface_mesh
+from ..shape.reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for, surface_mesh
 from ..spine import column_mask
-from ..transform import PlanarTransform
+from ..geometry.transform import PlanarTransform
 from .spine3d import PRED_COLOUR, TRUE_COLOUR, SpineMesh
 
 log = logging.getLogger(__name__)

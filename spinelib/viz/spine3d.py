@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import write_text_atomic
+from ..util.atomic import write_text_atomic
 from ..errors import InvalidArgumentError, ShapeError
 
 __all__ = ["SpineMesh", "fit_camera_distance", "rotating_spines_figure", "subject_picker_figure", "figure_html",

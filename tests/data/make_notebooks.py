@@ -39,7 +39,7 @@ write("a_first.ipynb", [
     new_code_cell(LOG.format(name="first")),
     new_code_cell('import sys\n(run / "first.txt").write_text(f"seed={seed}")\n'
                   '(run / "kernel_executable.txt").write_text(sys.executable)'),
-    new_code_cell('from spinelib.book import glue_number\nglue_number("fixture_first", 1.5)'),
+    new_code_cell('from spinelib.run.book import glue_number\nglue_number("fixture_first", 1.5)'),
 ])
 
 write("b_second.ipynb", [
@@ -58,7 +58,7 @@ write("c_spine3d.ipynb", [
     new_code_cell(LOG.format(name="spine3d")),
     new_code_cell(
         'import numpy as np\nimport plotly.graph_objects as go\n'
-        'from spinelib.book import glue_number, plotly_html\n'
+        'from spinelib.run.book import glue_number, plotly_html\n'
         'u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 40), np.linspace(0, np.pi, 20))\n'
         'x = (20 * np.cos(u) * np.sin(v)).ravel()\n'
         'y = (15 * np.sin(u) * np.sin(v)).ravel()\n'

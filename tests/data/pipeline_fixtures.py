@@ -1,7 +1,7 @@
 """Shared fixtures of the pipeline, book and browser tests (imported by path, not collected).
 
 A fixture section list over the tiny notebooks of ``tests/data/notebooks`` runs through the
-very same :func:`spinelib.pipeline.run_pipeline` and :func:`spinelib.book.build_book` as the
+very same :func:`spinelib.run.pipeline.run_pipeline` and :func:`spinelib.run.book.build_book` as the
 real run; the book is built once per test session and shared.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from spinelib.book import SummaryRow, build_book
-from spinelib.pipeline import Section, run_pipeline
+from spinelib.run.book import SummaryRow, build_book
+from spinelib.run.pipeline import Section, run_pipeline
 
 DATA = Path(__file__).resolve().parent
 NOTEBOOKS = DATA / "notebooks"

@@ -1,0 +1,3 @@
+"""Geometry shared by the modalities: the planar rigid transform between a DXA and the MRI
+coronal plane (``transform``).
+"""

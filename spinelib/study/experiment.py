@@ -1,0 +1,302 @@
+"""The training section as functions: scans and targets in, trained models and predictions out.
+
+``train_section`` trains ``resnet_bot``, ``resnet`` and ``biplanar`` (and fits
+``mean_shape`` and the ``visible_summaries`` ridge regression) on a run's targets;
+``predict_cohort`` runs every model on a split and stores the predicted curves for the
+evaluation sections. Notebooks call these; the algorithms live in :mod:`spinelib.learn.data`,
+:mod:`spinelib.learn.models`, :mod:`spinelib.learn.summaries`, :mod:`spinelib.learn.train`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm  # console bars: no notebook-widget detection
+
+from ..shape.curves import from_crop
+from ..learn.data import AP_CHANNELS, PreparedScan, SpineDataset, input_recipe, prepare_scan
+from ..errors import InvalidArgumentError, MissingFileError, UnreadableFileError
+from ..io import read_arrays, read_dxa, write_arrays
+from ..learn.models import MODEL_NAMES, TRAINED_MODELS, build_model, config_from_profile, count_parameters, save_checkpoint
+from ..io.runfolder import run_paths, update_metrics, write_table
+from ..learn.summaries import CHECKPOINT_FILE as SUMMARIES_FILE
+from ..learn.summaries import MODEL_NAME as SUMMARIES
+from ..learn.summaries import VisibleSummariesModel
+from .targets import TargetSet
+from ..learn.train import BEST, TrainConfig, dist_info, evaluate_loss, l1_loss, train_model
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "trained_models", "predict_cohort",
+           "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
+
+
+def checkpoint_path(run_dir: str | Path, name: str) -> Path:
+    """Best checkpoint of model ``name`` in a run folder (``visible_summaries``: its ridge file)."""
+    return run_paths(run_dir)["checkpoints"] / name / (SUMMARIES_FILE if name == SUMMARIES else BEST)
+
+
+def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
+               lateral: bool | None, progress: bool = True) -> list[PreparedScan]:
+    """Read and prepare the DXA of each listed subject (crop found from the image alone).
+
+    ``lateral``: True, prepare the lateral view too (an error where a DXA has none); False,
+    the AP view only; None, the lateral view of each DXA that has one (the stacks then
+    have 2 or 4 channels).
+    """
+    by_id = manifest_df.set_index("subject_id")
+    missing = [s for s in subject_ids if s not in by_id.index]
+    if missing:
+        raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
+    scans = []
+    for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=None if progress else True, leave=False):
+        dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=bool(params.get("allow_pickle", False)))
+        scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"],
+                                  lateral=dxa.has_lateral if lateral is None else lateral))
+    return scans
+
+
+def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]:
+    return [PreparedScan(s.stack[:n_channels], s.crop) for s in scans]
+
+
+def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: TargetSet, params: Mapping, *,
+                  names: Sequence[str] = TRAINED_MODELS, progress: bool = True) -> pd.DataFrame:
+    """Fit ``mean_shape`` and ``visible_summaries``, train the listed models; one summary row per model.
+
+    Checkpoints and logs go to ``<run>/checkpoints/<name>/``; training resumes from the
+    last checkpoint of an interrupted run. Every model starts from weights drawn from the
+    run's seed, and sees the same crops (found from the images alone; training jitters them).
+    ``visible_summaries`` (:mod:`spinelib.learn.summaries`) is fitted on the training crops
+    without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
+    out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body
+    DXAs do not.
+
+    Returns
+    -------
+    DataFrame: model, parameters (total, trunk, transformer, head), epochs, best epoch,
+    best validation L1, seconds, images per second.
+    """
+    unknown = [n for n in names if n not in TRAINED_MODELS]
+    if unknown:
+        raise InvalidArgumentError(f"cannot train {unknown}; trainable models are {TRAINED_MODELS}")
+    train_t, val_t = targets.select("train"), targets.select("val")
+    if len(train_t) == 0 or len(val_t) == 0:
+        raise InvalidArgumentError(
+            f"need training and validation subjects, got {len(train_t)} and {len(val_t)} with targets"
+        )
+    names = list(names)
+    lateral = None if "biplanar" in names else False  # the lateral views where the DXAs have them
+    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
+    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+    if "biplanar" in names and not all(s.stack.shape[0] > AP_CHANNELS for s in (*tr_scans, *va_scans)):
+        # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
+        # not trained rather than the section failing; the summary simply has no such row
+        log.warning("not training biplanar: the cohort's training and validation DXAs have no lateral view")
+        names.remove("biplanar")
+        tr_scans, va_scans = _views(tr_scans, AP_CHANNELS), _views(va_scans, AP_CHANNELS)
+    tr_curves = [train_t.curves(i) for i in range(len(train_t))]
+    va_curves = [val_t.curves(i) for i in range(len(val_t))]
+    cfg = TrainConfig.from_profile(params)
+    meta = {**input_recipe(float(params["crop_pixel_mm"])), "profile": str(params.get("profile", ""))}
+    rows = []
+
+    # the floor: the training set's mean target in crop coordinates
+    mean_cfg = config_from_profile(params, "mean_shape")
+    mean_model = build_model(mean_cfg)
+    plain = SpineDataset(_views(tr_scans, 2), tr_curves)
+    train_targets = np.stack([plain[i][1].numpy() for i in range(len(plain))])
+    mean_target = train_targets.mean(axis=0)
+    mean_model.fit(mean_target[None])
+    out = checkpoint_path(run_dir, "mean_shape")
+    if dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
+        save_checkpoint(out, mean_model, mean_cfg, meta)
+    rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
+                 "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
+                 "seconds": 0.0, "images_per_second": float("nan")})
+    rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, cfg, progress=progress))
+
+    for name in names:
+        cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
+        mcfg = config_from_profile(params, name)
+        n_ch = mcfg.in_chans
+        torch.manual_seed(int(params["seed"]))
+        model = build_model(mcfg)
+        # start every network at the mean shape: it then learns the subject's departure from it
+        model.init_output(mean_target)
+        train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
+                                seed=int(params["seed"]))
+        val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
+        log.info("training %s: %s", name, mcfg.describe())
+        t0 = time.perf_counter()
+        res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
+                          progress=progress, meta=meta)
+        rows.append({"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
+                     "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
+                     "images_per_second": res.images_per_second})
+    return pd.DataFrame(rows)
+
+
+def record_training(run_dir: str | Path, summary: pd.DataFrame) -> None:
+    """Record :func:`train_section`'s summary in the run: ``tables/training_summary.csv`` and
+    the ``training`` block of ``metrics.json`` (seconds and parameters per model)."""
+    write_table(run_dir, "training_summary", summary)
+    update_metrics(run_dir, {"training": {r["model"]: {"seconds": float(r["seconds"]), "params": int(r["params_total"])}
+                                          for _, r in summary.iterrows()}})
+
+
+def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_targets: np.ndarray,
+                   va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, cfg: TrainConfig, *,
+                   progress: bool) -> dict:
+    """Fit and save the ``visible_summaries`` ridge; its row of the training summary."""
+    t0 = time.perf_counter()
+    model = VisibleSummariesModel(int(params["n_levels"]), crop_pixel_mm=float(params["crop_pixel_mm"]),
+                                  image_size=tuple(params["image_size"]))
+    val_ds = SpineDataset(_views(va_scans, 2), va_curves)
+    val_targets = np.stack([val_ds[i][1].numpy() for i in range(len(val_ds))])
+    val_features = model.features(va_scans, progress=progress)
+    model.fit(model.features(tr_scans, progress=progress), train_targets, val_features, val_targets)
+    # the training summary's loss is the networks' (extent outputs weighted as they train)
+    weights = cfg.loss_weights(val_targets.shape[1])
+    val_l1 = float(l1_loss(torch.from_numpy(model.predict(val_features)), torch.from_numpy(val_targets), weights))
+    log.info("fitted %s (alpha chosen on validation from %s)", model.describe(), model.alphas)
+    if dist_info()[1] == 0:
+        model.save(checkpoint_path(run_dir, SUMMARIES))
+    n = model.n_parameters
+    return {"model": SUMMARIES, "params_trunk": 0, "params_transformer": 0, "params_head": n, "params_total": n,
+            "epochs": 0, "best_epoch": -1, "best_val_l1": val_l1,
+            "seconds": time.perf_counter() - t0, "images_per_second": float("nan")}
+
+
+def _count(model: torch.nn.Module) -> dict[str, int]:
+    return {f"params_{k}": v for k, v in count_parameters(model).items()}
+
+
+@torch.no_grad()
+def _val(model: torch.nn.Module, ds: SpineDataset, cfg: TrainConfig) -> float:
+    return evaluate_loss(model, ds, batch_size=cfg.batch_size, device=torch.device("cpu"),
+                         weights=cfg.loss_weights(model.config.output_size))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted curves of several models for the same subjects.
+
+    ``values[name]`` (N, 6, K) mm and ``extent_mm[name]`` (N, 2), subjects in ``subject_id``
+    order; ``failed`` lists the subjects left out because a model could not read them
+    (``subject_id, model, reason``; not written by :func:`write_predictions`).
+    """
+
+    subject_id: np.ndarray
+    values: dict
+    extent_mm: dict
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["subject_id", "model", "reason"]))
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.values)
+
+    def curves(self, name: str, i: int):
+        from ..shape.curves import SpineCurves
+
+        return SpineCurves(self.values[name][i], self.extent_mm[name][i])
+
+
+def trained_models(run_dir: str | Path) -> list[str]:
+    """The models of :data:`spinelib.learn.models.MODEL_NAMES` the run has a checkpoint of, in that order."""
+    return [n for n in MODEL_NAMES if checkpoint_path(run_dir, n).is_file()]
+
+
+def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
+                   names: Sequence[str] | None = None, batch_size: int = 32, progress: bool = True) -> Predictions:
+    """Run trained models of a run on the listed subjects (crops from the images alone).
+
+    The scans are read and prepared once (:func:`load_scans`); every network reads them
+    through :meth:`spinelib.learn.predict.Predictor.predict_scans`, the inference path of
+    ``spinelib predict`` too, and ``visible_summaries`` through
+    :meth:`spinelib.learn.summaries.VisibleSummariesModel.predict_scans`. Each model's
+    checkpoint must have been trained on the crops the run's profile prepares
+    (``crop_pixel_mm``, ``image_size``). A subject a model cannot read (a prediction far
+    outside its crop) is reported in :attr:`Predictions.failed` and left out for every
+    model, so that all models are compared on the same subjects.
+
+    Parameters
+    ----------
+    names : models of :data:`spinelib.learn.models.MODEL_NAMES`; default: every model the run
+        has a checkpoint of (:func:`trained_models`).
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown model name.
+    MissingFileError
+        A named model has no checkpoint in the run.
+    CheckpointError
+        A checkpoint trained on other crops than the profile's.
+    """
+    from ..learn.predict import Predictor
+
+    names = trained_models(run_dir) if names is None else list(names)
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    px, size = float(params["crop_pixel_mm"]), params["image_size"]
+    models = {}
+    for name in names:
+        path = checkpoint_path(run_dir, name)
+        if not path.is_file():
+            raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
+        models[name] = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
+        models[name].check_recipe(px, size, where=f"checkpoint {path}")
+    lateral = any(isinstance(m, Predictor) and m.needs_lateral for m in models.values())
+    ids = [str(s) for s in subject_ids]
+    scans = load_scans(manifest_df, ids, params, lateral=lateral, progress=progress)
+    values, extents, failed = {}, {}, []
+    for name, model in tqdm(models.items(), desc="predicting", unit="model", disable=None if progress else True,
+                            leave=False):
+        if isinstance(model, VisibleSummariesModel):
+            vecs = model.predict_scans(scans, progress=progress)
+            curves = [from_crop(v, s.crop, model.n_levels) for v, s in zip(vecs, scans)]
+        else:
+            out = model.predict_scans(scans, batch_size=batch_size, on_error="return", names=ids)
+            curves = [p.curves if not isinstance(p, Exception) else None for p in out]
+            failed += [{"subject_id": sid, "model": name, "reason": str(p)} for sid, p in zip(ids, out)
+                       if isinstance(p, Exception)]
+        values[name] = [c.values if c is not None else None for c in curves]
+        extents[name] = [c.extent_mm if c is not None else None for c in curves]
+    bad = {f["subject_id"] for f in failed}
+    keep = [i for i, sid in enumerate(ids) if sid not in bad]
+    for name in models:
+        values[name] = np.array([values[name][i] for i in keep]).reshape(len(keep), 6, -1)
+        extents[name] = np.array([extents[name][i] for i in keep]).reshape(len(keep), 2)
+    if failed:
+        log.warning("%d of %d subjects left out of the predictions: %s", len(bad), len(ids), failed[0]["reason"])
+    return Predictions(np.asarray([ids[i] for i in keep], dtype=str), values, extents,
+                       pd.DataFrame(failed, columns=["subject_id", "model", "reason"]))
+
+
+def write_predictions(path: str | Path, pred: Predictions) -> Path:
+    """Write predictions as an npz (``<model>__values``, ``<model>__extent_mm``, ``subject_id``)."""
+    arrays = {"subject_id": pred.subject_id}
+    for name in pred.models:
+        arrays[f"{name}__values"] = pred.values[name]
+        arrays[f"{name}__extent_mm"] = pred.extent_mm[name]
+    return write_arrays(path, arrays)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read predictions written by :func:`write_predictions`."""
+    z = read_arrays(path, what="predictions file (written by the training section)")
+    names = sorted({k.split("__")[0] for k in z if "__" in k})
+    try:
+        return Predictions(z["subject_id"], {n: z[f"{n}__values"] for n in names},
+                           {n: z[f"{n}__extent_mm"] for n in names})
+    except KeyError as exc:
+        raise UnreadableFileError(f"{path} is not a predictions file: it lacks {exc.args[0]!r}") from None
