@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import SpineLibError
@@ -20,17 +22,14 @@ log = logging.getLogger("spinelib")
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
-def command(name: str, help: str):
-    """Register ``add_arguments`` / handler pair for subcommand ``name``."""
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """Decorator: register the handler of subcommand ``name`` with its ``add_arguments``."""
 
-    def deco(add_arguments):
-        def bind(handler):
-            _COMMANDS[name] = (help, add_arguments, handler)
-            return handler
+    def bind(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS[name] = (help, add_arguments, handler)
+        return handler
 
-        return bind
-
-    return deco
+    return bind
 
 
 # --------------------------------------------------------------------------- fan-out flags
@@ -44,6 +43,21 @@ def _fanout_args(p: argparse.ArgumentParser, *, what: str = "subjects") -> None:
                    help="address of a running Dask scheduler, e.g. tcp://host:8786 (implies --engine dask)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help=f"do only shard I of N of the {what} (0-based; a SLURM array of N tasks covers them once)")
+
+
+def _param_arg(p: argparse.ArgumentParser, help: str = "override one profile parameter (repeatable)") -> None:
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help=help)
+
+
+def _run_profile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help="smoke | default | paper (default: the run folder's, else default)")
+
+
+def _overrides(ns: argparse.Namespace, profile: str | None) -> dict:
+    """The ``-p NAME VALUE`` overrides, parsed as ``profile`` types them."""
+    from .profiles import parse_override
+
+    return {k: parse_override(k, v, profile=profile) for k, v in ns.param}
 
 
 def _engine(ns: argparse.Namespace):
@@ -64,17 +78,16 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=None, help="number of subjects (profile's n_subjects by default)")
     p.add_argument("--seed", type=int, default=None, help="cohort seed (profile's seed by default)")
     p.add_argument("--profile", default="default", help="smoke | default | paper")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override one profile parameter")
+    _param_arg(p, help="override one profile parameter")
     _fanout_args(p)
 
 
-@command("synth", "generate a synthetic paired DXA/MRI cohort")(_synth_args)
+@command("synth", "generate a synthetic paired DXA/MRI cohort", _synth_args)
 def _synth(ns: argparse.Namespace) -> int:
-    from .profiles import get_profile, parse_override
+    from .profiles import get_profile
     from .synth.cohort import generate_cohort
 
-    overrides = {k: parse_override(k, v, profile=ns.profile) for k, v in ns.param}
+    overrides = _overrides(ns, ns.profile)
     if ns.n is not None:
         overrides["n_subjects"] = ns.n
     if ns.seed is not None:
@@ -106,7 +119,7 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
                      help="accept DICOM PatientIDs that differ from the eid in the file names")
 
 
-@command("ingest", "turn real data (UK Biobank bulk zips) into a cohort")(_ingest_args)
+@command("ingest", "turn real data (UK Biobank bulk zips) into a cohort", _ingest_args)
 def _ingest(ns: argparse.Namespace) -> int:
     from .ingest import ingest_ukb
 
@@ -128,7 +141,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the entries and exit")
 
 
-@command("bench", "run the project's benchmarks")(_bench_args)
+@command("bench", "run the project's benchmarks", _bench_args)
 def _bench(ns: argparse.Namespace) -> int:
     from .bench.harness import ENTRIES, run_bench
 
@@ -164,15 +177,16 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def _is_cohort_source(path: str) -> bool:
-    from pathlib import Path
+    from .run.scan_list import COHORT_SUFFIXES
 
     p = Path(path)
-    return p.is_dir() or p.suffix.lower() in (".txt", ".lst", ".list", ".csv")
+    return p.is_dir() or p.suffix.lower() in COHORT_SUFFIXES
 
 
-@command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort")(_predict_args)
+@command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort", _predict_args)
 def _predict(ns: argparse.Namespace) -> int:
-    from .run.prediction_files import predict_file, predict_scans
+    from .run.cohort_prediction import predict_scans
+    from .run.prediction_files import predict_file
 
     flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
     if _is_cohort_source(ns.dxa):
@@ -195,7 +209,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 
 
 @command("convert-paper-checkpoint",
-         "convert the paper's released RegressionModel_Transformer weights into a spinelib checkpoint")(_convert_args)
+         "convert the paper's released RegressionModel_Transformer weights into a spinelib checkpoint", _convert_args)
 def _convert(ns: argparse.Namespace) -> int:
     from .learn.paper_checkpoint import convert_paper_checkpoint
 
@@ -204,43 +218,33 @@ def _convert(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- align
-def _run_params(ns: argparse.Namespace, run_dir) -> dict:
+def _run_params(ns: argparse.Namespace, run_dir: Path) -> dict:
     """The parameters of a run folder's command (``--profile``, ``--data``, ``-p``), as ``spinelib run``
-    resolves them (:func:`spinelib.run.pipeline.resolve_params`)."""
-    from .run.pipeline import resolve_params, run_profile
-    from .profiles import parse_override
+    resolves them (:func:`spinelib.run.parameters.resolve_params`)."""
+    from .run.parameters import resolve_params, run_profile
 
     profile = run_profile(run_dir, ns.profile)
-    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
-    return resolve_params(run_dir, profile=profile, data=ns.data, overrides=overrides)
+    return resolve_params(run_dir, profile=profile, data=ns.data, overrides=_overrides(ns, profile))
 
 
 def _align_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder whose alignment section will read the results")
     p.add_argument("--data", required=True, help="manifest.csv of the cohort")
-    p.add_argument("--profile", default=None,
-                   help="smoke | default | paper (default: the run folder's, else default)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override one profile parameter (repeatable)")
+    _run_profile_arg(p)
+    _param_arg(p)
     _fanout_args(p)
 
 
 @command("align", "align every subject and read its targets into the run's cache "
-                  "(the alignment section's per-subject half; shardable)")(_align_args)
+                  "(the alignment section's per-subject half; shardable)", _align_args)
 def _align(ns: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .run.privacy import run_manifest
-    from .study.targets import align_cohort_targets, target_store
+    from .study.cohort_targets import align_into_store
 
     run_dir = Path(ns.run)
     params = _run_params(ns, run_dir)
     manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
-    store = target_store(run_dir, params)
-    out = align_cohort_targets(manifest, params, jobs=_engine(ns), shard=_shard(ns), store=store)
-    trusted = sum(bool(r["trusted"]) for r, _, _ in out)
-    failed = [r for r, _, _ in out if str(r["reason"]).startswith(("failed:", "load failed:"))]
-    print(f"{len(out)} subjects aligned into {store}: {trusted} trusted, {len(failed)} failed to load or run")
+    print(align_into_store(run_dir, manifest, params, jobs=_engine(ns), shard=_shard(ns)))
     return 0
 
 
@@ -252,28 +256,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "spell it --run-dir under torchrun")
     p.add_argument("--data", required=True, help="manifest.csv of the cohort the targets belong to")
     p.add_argument("--models", default=None,
-                   help="comma-separated models to train (default: every trained model of spinelib.learn.models."
+                   help="comma-separated models to train (default: every trained model of spinelib.learn.config."
                         "TRAINED_MODELS; mean_shape and visible_summaries are always fitted)")
-    p.add_argument("--profile", default=None,
-                   help="smoke | default | paper (default: the run folder's, else default)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override one profile parameter (repeatable)")
+    _run_profile_arg(p)
+    _param_arg(p)
 
 
-@command("train", "train the models on a run's targets (works under torchrun for DDP)")(_train_args)
+@command("train", "train the models on a run's targets (works under torchrun for DDP)", _train_args)
 def _train(ns: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
-
     from .errors import InvalidArgumentError
-    from .study.experiment import record_training, train_section
-    from .learn.models import TRAINED_MODELS
+    from .learn.config import TRAINED_MODELS
     from .run.privacy import run_manifest
-    from .io.runfolder import run_paths
-    from .study.targets import read_targets
+    from .study.experiment import train_run
+    from .study.targets import read_run_targets
 
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if rank != 0:  # one voice: the other ranks report problems only
+    if int(os.environ.get("RANK", "0")) != 0:  # one voice: the other ranks report problems only
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(ns.run)
     names = list(TRAINED_MODELS) if ns.models is None else [n.strip() for n in ns.models.split(",") if n.strip()]
@@ -281,49 +278,20 @@ def _train(ns: argparse.Namespace) -> int:
     if not names or bad:
         raise InvalidArgumentError(f"--models: cannot train {bad or names}; choose from {','.join(TRAINED_MODELS)}")
     params = _run_params(ns, run_dir)
-    targets = read_targets(run_paths(run_dir)["targets"])
-    if targets.n_levels != int(params["n_levels"]):
-        raise InvalidArgumentError(
-            f"{run_paths(run_dir)['targets']} holds curves with K = {targets.n_levels} levels but the profile's "
-            f"n_levels is {params['n_levels']}; pass --profile or -p n_levels {targets.n_levels}"
-        )
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if local_world > 1 and not _cuda():
-        # processes of one machine share its cores: more threads than cores only thrash
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        params["num_threads"] = max(1, min(int(params["num_threads"]), cores // local_world))
-    log.info("training %s on %d process%s (rank %d), profile %s", ",".join(names), world,
-             "es" if world > 1 else "", rank, params["profile"])
+    targets = read_run_targets(run_dir, params["n_levels"])
     # the run's targets name subjects as the run publishes them (spinelib.run.privacy)
     manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
-    import torch.distributed as dist
-
-    try:
-        summary = train_section(run_dir, manifest, targets, params, names=names, progress=rank == 0)
-        if rank == 0:
-            record_training(run_dir, summary)
-            print(summary.to_string(index=False))
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # no rank leaves before rank 0 has written the summaries
-    finally:
-        # no barrier on failure: a rank that raised must not wait for the others forever
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    summary = train_run(run_dir, manifest, targets, params, names=names)
+    if summary is not None:
+        print(summary.to_string(index=False))
     return 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # --------------------------------------------------------------------------- run
 def _run_args(p: argparse.ArgumentParser) -> None:
-    from .run.pipeline import SECTION_NAMES
+    from .run.sections import SECTION_NAMES
 
-    p.add_argument("--profile", default=None,
-                   help="smoke | default | paper (default: the run folder's, else default)")
+    _run_profile_arg(p)
     p.add_argument("--data", default=None,
                    help="manifest.csv of the cohort (default: the run folder's previous one)")
     p.add_argument("--out", default=None,
@@ -331,8 +299,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sections", default=None,
                    help="comma-separated sections to run, in order: " + ",".join(SECTION_NAMES)
                    + " (later sections re-run when these do; default: all)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override one profile parameter (repeatable)")
+    _param_arg(p)
     p.add_argument("--force", action="store_true",
                    help="execute the selected sections even when up to date")
     p.add_argument("--show-ids", action="store_true",
@@ -348,18 +315,15 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="with --check: relative tolerance of the comparison (default 0: exact)")
 
 
-@command("run", "run the paper's notebooks (papermill) into a run folder")(_run_args)
+@command("run", "run the paper's notebooks (papermill) into a run folder", _run_args)
 def _run(ns: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .run.pipeline import run_pipeline, run_profile
-    from .profiles import parse_override
+    from .run.parameters import run_profile
+    from .run.pipeline import run_pipeline
 
     if ns.check is not None:
         return _run_check(ns)
     out = Path(ns.out) if ns.out else Path("results") / (ns.profile or "default")
-    profile = run_profile(out, ns.profile)
-    overrides = {k: parse_override(k, v, profile=profile) for k, v in ns.param}
+    overrides = _overrides(ns, run_profile(out, ns.profile))
     for flag in ("show_ids", "publish_images"):  # --show-ids is -p show_ids true, spelled out
         if getattr(ns, flag, False):
             overrides[flag] = True
@@ -371,7 +335,8 @@ def _run(ns: argparse.Namespace) -> int:
 
 def _run_check(ns: argparse.Namespace) -> int:
     from .errors import InvalidArgumentError
-    from .run.repro import CHECK_REPORT, check_run
+    from .run.compare import CHECK_REPORT
+    from .run.repro import check_run
 
     # a check repeats what the run recorded: options that would change it are refused
     changed = [opt for opt, v in (("--profile", ns.profile), ("--data", ns.data), ("-p", ns.param),
@@ -390,7 +355,7 @@ def _book_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="treat Sphinx warnings as errors")
 
 
-@command("book", "build the Jupyter Book (offline HTML) of a run")(_book_args)
+@command("book", "build the Jupyter Book (offline HTML) of a run", _book_args)
 def _book(ns: argparse.Namespace) -> int:
     from .run.book import build_book
 
@@ -401,9 +366,7 @@ def _book(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="spinelib",
-        description="3D spine shape from a single 2D DXA: the paper's companion, end to end.",
-    )
+        prog="spinelib", description="3D spine shape from a single 2D DXA: the paper's companion, end to end.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_, add_args, _) in _COMMANDS.items():
@@ -415,11 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spinelib`` console script."""
     parser = build_parser()
     ns = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if ns.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     handler = _COMMANDS[ns.command][2]
     try:
         return handler(ns)

@@ -43,7 +43,7 @@ _BASE: dict[str, Any] = {
     "publish_images": False,  # real cohorts: put per-subject images in the book
     # -- curves (spinelib.shape.curves)
     "n_levels": 64,  # K
-    # -- model (spinelib.learn.models, spinelib.learn.data)
+    # -- model (spinelib.learn.config, spinelib.learn.data)
     "backbone": "resnet10t",  # light enough for three trainings within the 2-core CPU budget
     "image_size": [192, 96],  # crop rows, cols fed to the network
     "crop_pixel_mm": 3.3,  # pixel size of the crop

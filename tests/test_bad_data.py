@@ -19,7 +19,8 @@ import pytest
 
 from spinelib import io
 from spinelib.errors import DuplicateIdError, InsufficientDataError, InvalidArgumentError, PipelineError
-from spinelib.run.pipeline import SECTIONS, run_pipeline
+from spinelib.run.pipeline import run_pipeline
+from spinelib.run.sections import SECTIONS
 from spinelib.io.quality import (
     BAD_SUBJECT_COLUMNS,
     bad_subjects,

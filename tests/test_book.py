@@ -9,7 +9,8 @@ import pytest
 import spinelib_tests_pipeline_fixtures as fx
 import yaml
 
-from spinelib.run.book import BOOK_DIR, external_assets, glued_keys, stage_book
+from spinelib.run.book import BOOK_DIR, glued_keys, stage_book
+from spinelib.run.book_offline import external_assets
 from spinelib.errors import MissingFileError
 
 
@@ -119,7 +120,7 @@ def test_stage_lists_only_present_chapters(tmp_path):
 
 
 def test_paper_numbers_come_from_one_constant():
-    from spinelib.run.book import SUMMARY_ROWS
+    from spinelib.run.book_pages import SUMMARY_ROWS
     from spinelib.paper import PAPER_RESULTS, paper_text, substitutions
 
     # never typed in the book's pages or the notebooks: they quote the constant
@@ -148,7 +149,7 @@ def test_stage_fills_the_paper_substitutions(tmp_path):
 
 
 def test_summary_row_of_a_total_and_optional_rows():
-    from spinelib.run.book import SummaryRow, _render_summary
+    from spinelib.run.book_pages import SummaryRow, _render_summary
 
     rows = [SummaryRow("Evaluated", "curve_accuracy", "n_eval", "d", of_key="n_all"),
             SummaryRow("Second row", "curve_accuracy", "n_second", "d", optional=True)]

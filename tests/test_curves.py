@@ -9,16 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.shape.curves import (
-    CropWindow,
-    SpineCurves,
-    column_curves,
-    curves_from_points,
-    estimate_table_y,
-    from_crop,
-    to_crop,
-    world_to_frame,
-)
+from spinelib.shape.curves import CropWindow, SpineCurves, from_crop, to_crop
+from spinelib.shape.extract import column_curves, curves_from_points
+from spinelib.shape.frame import world_to_frame
+from spinelib.shape.table_plane import estimate_table_y
 from spinelib.errors import (
     EmptySegmentationError,
     InvalidArgumentError,
@@ -374,10 +368,13 @@ def test_general_affine_path_matches_canonical():
 def test_doctests_of_geometry_modules():
     import doctest
 
-    import spinelib.shape.curves
     import spinelib.metrics
+    import spinelib.metrics.centreline
+    import spinelib.metrics.clinical
+    import spinelib.shape.curves
     import spinelib.shape.reconstruct
 
-    for mod in (spinelib.shape.curves, spinelib.shape.reconstruct, spinelib.metrics):
+    for mod in (spinelib.shape.curves, spinelib.shape.reconstruct, spinelib.metrics, spinelib.metrics.centreline,
+                spinelib.metrics.clinical):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, f"{mod.__name__}: {res.failed} doctest failures"

@@ -9,14 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib.shape.curves import CropWindow, SpineCurves, from_crop
+from spinelib.learn.crop import find_spine_crop, resample_image, sample_crop
 from spinelib.learn.data import (
     PreparedScan,
     SpineDataset,
-    find_spine_crop,
     prepare_scan,
-    resample_image,
     rotate_curves,
-    sample_crop,
     sample_views,
 )
 from spinelib.errors import InvalidArgumentError, NonFiniteError, ShapeError
@@ -66,7 +64,7 @@ def test_spine_ridge_prefers_the_midline_to_a_straighter_lateral_ridge():
     """A curved spine at the skeleton's midline, a brighter straight line of bone (rib-cage
     edge, scapula, ilium) 100 mm to one side and its fainter mirror on the other: the spine
     is the ridge found, and it spans the spine's rows."""
-    from spinelib.learn.data import spine_ridge
+    from spinelib.learn.crop import spine_ridge
 
     c = _curves(bend=25.0)
     img = _phantom(c)

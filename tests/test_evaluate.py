@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib import evaluate as ev
-from spinelib.shape.curves import SpineCurves, column_curves
+from spinelib.shape.curves import SpineCurves
+from spinelib.shape.extract import column_curves
 from spinelib.errors import (EmptySegmentationError, InvalidArgumentError, MissingFileError, NonFiniteError,
                              ShapeError)
 from spinelib.study.experiment import Predictions

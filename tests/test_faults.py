@@ -29,7 +29,7 @@ from spinelib import cli
 from spinelib.util.atomic import TMP_PREFIX
 from spinelib.errors import OutputError
 from spinelib.profiles import get_profile
-from spinelib.run.repro import compare_runs, compare_tables
+from spinelib.run.compare import compare_runs, compare_tables
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SUBJECTS = 40  # the session's smoke cohort (conftest) is the uninterrupted reference
@@ -288,7 +288,7 @@ def _pickled_cohort(tmp_path: Path, smoke_cohort: Path, n: int = 3) -> Path:
 
 def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
     from spinelib import io
-    from spinelib.study.targets import prepare_cohort
+    from spinelib.study.cohort_targets import prepare_cohort
 
     manifest = io.read_manifest(_pickled_cohort(tmp_path, smoke_cohort))
     pid = manifest["subject_id"][1]
@@ -318,7 +318,8 @@ def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
 
 
 def test_notebooks_declare_allow_pickle():
-    from spinelib.run.pipeline import NOTEBOOKS_DIR, notebook_parameters
+    from spinelib.run.parameters import notebook_parameters
+    from spinelib.run.sections import NOTEBOOKS_DIR
 
     for nb in ("01_alignment.ipynb", "02_training.ipynb", "05_qualitative.ipynb"):
         assert notebook_parameters(NOTEBOOKS_DIR / nb)["allow_pickle"] == "False", nb
@@ -335,7 +336,7 @@ class _RunsCode:
 
 
 def test_checkpoint_loading_never_runs_code(tmp_path):
-    from spinelib.learn.models import CHECKPOINT_FORMAT, CorruptCheckpointError, load_checkpoint
+    from spinelib.learn.checkpoint import CHECKPOINT_FORMAT, CorruptCheckpointError, load_checkpoint
 
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"

@@ -303,7 +303,7 @@ def test_savgol_deriv1_matches_scipy(case):
     scipy's numbers: interior convolution and the polynomial fits at both ends."""
     from scipy.signal import savgol_filter
 
-    from spinelib.metrics import _savgol_deriv1
+    from spinelib.metrics.tangents import _savgol_deriv1
 
     x, win, delta = case
     ref = savgol_filter(x, window_length=win, polyorder=2, deriv=1, delta=delta, mode="interp")
@@ -313,7 +313,7 @@ def test_savgol_deriv1_matches_scipy(case):
 
 
 def test_savgol_deriv1_exact_on_a_parabola():
-    from spinelib.metrics import _savgol_deriv1
+    from spinelib.metrics.tangents import _savgol_deriv1
 
     t = np.arange(11) * 2.5
     np.testing.assert_allclose(_savgol_deriv1(3 * t**2 - t + 7, 5, delta=2.5), 6 * t - 1, atol=1e-9)
@@ -333,7 +333,7 @@ def test_savgol_deriv1_exact_on_a_parabola():
     ],
 )
 def test_savgol_deriv1_bad_inputs(x, win, delta):
-    from spinelib.metrics import _savgol_deriv1
+    from spinelib.metrics.tangents import _savgol_deriv1
 
     with pytest.raises(InvalidArgumentError):
         _savgol_deriv1(x, win, delta=delta)

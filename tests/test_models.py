@@ -16,22 +16,18 @@ from spinelib.errors import (
     ShapeError,
     UnreadableFileError,
 )
-from spinelib.learn.models import (
+from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError, load_checkpoint, save_checkpoint
+from spinelib.learn.config import (
     MODEL_NAMES,
     NETWORK_NAMES,
     TRAINED_MODELS,
-    CorruptCheckpointError,
-    MissingCheckpointError,
     ModelConfig,
-    build_model,
     config_from_profile,
-    count_parameters,
     join_targets,
-    load_checkpoint,
     paper_config,
-    save_checkpoint,
     split_output,
 )
+from spinelib.learn.networks import build_model, count_parameters
 from spinelib.profiles import PROFILE_NAMES, get_profile
 
 K = 5

@@ -15,8 +15,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from spinelib.run.book import SUMMARY_ROWS, glued_keys
-from spinelib.run.pipeline import SECTIONS, notebook_parameters
+from spinelib.run.book import glued_keys
+from spinelib.run.book_pages import SUMMARY_ROWS
+from spinelib.run.parameters import notebook_parameters
+from spinelib.run.sections import SECTIONS
 from spinelib.profiles import get_profile
 from spinelib.spine import CURVE_NAMES
 

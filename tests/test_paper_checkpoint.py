@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from spinelib import cli
-from spinelib.learn.data import find_spine_crop, resample_image
+from spinelib.learn.crop import find_spine_crop, resample_image
 from spinelib.errors import CheckpointError, ShapeError
 from spinelib.io import read_dxa
-from spinelib.learn.models import CorruptCheckpointError, MissingCheckpointError, load_checkpoint
+from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError, load_checkpoint
 from spinelib.learn.paper_checkpoint import (
     PAPER_CROP_PIXEL_MM,
     PAPER_EXTENT_CROP,

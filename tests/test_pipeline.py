@@ -16,8 +16,9 @@ import spinelib_tests_pipeline_fixtures as fx
 
 from spinelib.cli import main
 from spinelib.errors import InvalidArgumentError, MissingFileError, PipelineError, ProfileError
-from spinelib.run.pipeline import (SECTION_NAMES, SECTIONS, Section, notebook_parameters,
-                               resolve_sections, run_pipeline)
+from spinelib.run.parameters import notebook_parameters
+from spinelib.run.pipeline import run_pipeline
+from spinelib.run.sections import SECTION_NAMES, SECTIONS, Section, resolve_sections
 
 
 def executions(run: Path) -> list[str]:
@@ -182,18 +183,32 @@ def test_cli_run_errors(tmp_path, capsys):
 
 
 def test_stale_reason_is_a_pure_decision_from_the_record():
-    from spinelib.run.pipeline import stale_reason
+    from spinelib.run.state import SectionRecord, stale_reason
 
     now = dict(key="k", nb_sha="n", params_sha="p", data_sha="d")
-    ok = {"status": "ok", "key": "k", "notebook_sha256": "n", "params_sha256": "p", "data_sha256": "d"}
-    assert stale_reason(ok, executed=True, **now) == ""
-    assert stale_reason(ok, executed=True, forced=True, **now) == "forced"
+    ok = {"section": "s", "status": "ok", "key": "k", "notebook_sha256": "n", "params_sha256": "p",
+          "data_sha256": "d"}
+    rec = SectionRecord.from_json  # a record as the state file holds it
+    assert stale_reason(rec(ok), executed=True, **now) == ""
+    assert stale_reason(rec(ok), executed=True, forced=True, **now) == "forced"
     assert stale_reason(None, executed=False, **now) == "never run"
-    assert stale_reason({**ok, "status": "failed"}, executed=True, **now) == "failed last time"
-    assert stale_reason(ok, executed=False, **now) == "executed notebook missing"
+    assert stale_reason(rec({**ok, "status": "failed"}), executed=True, **now) == "failed last time"
+    assert stale_reason(rec(ok), executed=False, **now) == "executed notebook missing"
     stale = {**ok, "key": "old"}
-    assert stale_reason({**stale, "notebook_sha256": "n0"}, executed=True, **now) == "notebook changed"
-    assert stale_reason({**stale, "params_sha256": "p0"}, executed=True, **now) == "parameters changed"
-    assert stale_reason({**stale, "data_sha256": "d0"}, executed=True, **now) == "data manifest changed"
-    assert stale_reason(stale, executed=True, **now) == "an earlier section changed"
-    assert stale_reason(stale, executed=True, upstream_changed=True, **now) == "an earlier section re-ran"
+    assert stale_reason(rec({**stale, "notebook_sha256": "n0"}), executed=True, **now) == "notebook changed"
+    assert stale_reason(rec({**stale, "params_sha256": "p0"}), executed=True, **now) == "parameters changed"
+    assert stale_reason(rec({**stale, "data_sha256": "d0"}), executed=True, **now) == "data manifest changed"
+    assert stale_reason(rec(stale), executed=True, **now) == "an earlier section changed"
+    assert stale_reason(rec(stale), executed=True, upstream_changed=True, **now) == "an earlier section re-ran"
+
+
+def test_section_record_round_trips_the_state_file():
+    from spinelib.run.state import SectionRecord
+
+    saved = {"section": "b", "notebook": "/r/notebooks/b.ipynb", "source": "/n/b.ipynb",
+             "notebook_sha256": "n", "params_sha256": "p", "data_sha256": "d", "upstream": [["a", "t0"]],
+             "key": "k", "started": "2024-01-01T00:00:00+00:00", "status": "ok",
+             "finished": "2024-01-01T00:00:01+00:00", "elapsed_s": 1.25, "run_token": "t1", "error": None}
+    record = SectionRecord.from_json(saved)
+    assert record.upstream == (("a", "t0"),) and record.run_token == "t1"
+    assert json.dumps(record.to_json()) == json.dumps(saved)  # same keys, same order

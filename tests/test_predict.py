@@ -29,14 +29,11 @@ from spinelib.errors import (
 )
 from spinelib.io import read_dxa, write_dxa
 from spinelib.metrics import clinical_measures
-from spinelib.learn.models import (
-    CorruptCheckpointError,
-    MissingCheckpointError,
-    build_model,
-    config_from_profile,
-    save_checkpoint,
-)
-from spinelib.learn.predict import MAX_FOV_MM, MIN_SPINE_FOV_MM, Predictor, frame_to_ras_affine
+from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError, save_checkpoint
+from spinelib.learn.config import config_from_profile
+from spinelib.learn.networks import build_model
+from spinelib.learn.predict import Predictor, frame_to_ras_affine
+from spinelib.learn.sanity import MAX_FOV_MM, MIN_SPINE_FOV_MM
 from spinelib.run.prediction_files import predict_file
 from spinelib.bench.predict import random_checkpoint, synthetic_examples, write_synthetic_dxa
 from spinelib.profiles import get_profile
@@ -222,7 +219,8 @@ def test_checkpoint_without_crop_pixel_size(tmp_path):
 
 
 def test_checkpoint_carries_its_input_scaling(files, tmp_path):
-    from spinelib.learn.data import INPUT_SCALE, input_recipe
+    from spinelib.learn.data import INPUT_SCALE
+    from spinelib.learn.recipe import input_recipe
 
     extra = torch.load(files["bot"], weights_only=True)["extra"]
     assert extra["input_recipe"] == "spinelib" and extra["crop_pixel_mm"] == PARAMS["crop_pixel_mm"]
@@ -356,7 +354,7 @@ def test_warm_workload_times_real_predictions(tmp_path):
 
 
 def test_train_throughput_sets_each_model_against_its_bare_step(tmp_path):
-    from spinelib.bench.predict import bare_step_images_per_second, train_throughput_workload
+    from spinelib.bench.train import bare_step_images_per_second, train_throughput_workload
 
     wl = train_throughput_workload(tmp_path / "t", "smoke", n_images=8, models=("resnet", "biplanar"))
     assert wl.run() == 16
@@ -554,7 +552,8 @@ def test_cohort_folder(files, cohort, tmp_path, capsys):
 
 
 def test_cohort_list_and_manifest(files, cohort, tmp_path):
-    from spinelib.run.prediction_files import list_scans, predict_scans
+    from spinelib.run.cohort_prediction import predict_scans
+    from spinelib.run.scan_list import list_scans
 
     lst = tmp_path / "scans.txt"
     lst.write_text(f"# my cohort\n{cohort / 's0' / 'dxa.npz'}\n\n{cohort / 's2' / 'dxa.npz'}\nmissing.npz\n")
@@ -574,7 +573,7 @@ def test_cohort_list_and_manifest(files, cohort, tmp_path):
 
 
 def test_bad_cohort_sources(files, tmp_path):
-    from spinelib.run.prediction_files import list_scans
+    from spinelib.run.scan_list import list_scans
 
     with pytest.raises(MissingFileError):
         list_scans(tmp_path / "nowhere")

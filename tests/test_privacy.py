@@ -18,7 +18,8 @@ import pytest
 from spinelib import cli
 from spinelib.run.book import BOOK_DIR, build_book
 from spinelib.errors import InvalidArgumentError, MissingFileError, UnreadableFileError
-from spinelib.run.pipeline import SECTIONS, run_pipeline
+from spinelib.run.pipeline import run_pipeline
+from spinelib.run.sections import SECTIONS
 from spinelib.run.privacy import (
     PRIVATE_DIR,
     SALT_FILE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinelib.shape.curves import SpineCurves, column_curves
+from spinelib.shape.curves import SpineCurves
+from spinelib.shape.extract import column_curves
 from spinelib.errors import EmptySegmentationError, InvalidArgumentError, ShapeError
 from spinelib.metrics import dice_3d, iou_3d
 from spinelib.shape.reconstruct import (

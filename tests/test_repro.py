@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from spinelib import cli
 from spinelib.errors import InvalidArgumentError, MissingFileError, UnreadableFileError
-from spinelib.run.repro import (CHECK_REPORT, CheckReport, Difference, check_run, compare_metrics, compare_runs,
-                            compare_values, flatten_json)
+from spinelib.run.compare import (CHECK_REPORT, CheckReport, Difference, compare_metrics, compare_runs,
+                                  compare_values, flatten_json)
+from spinelib.run.repro import check_run
 
 METRICS = {
     "profile": "smoke",

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.shape.curves import column_curves
+from spinelib.shape.extract import column_curves
 from spinelib.errors import (
     DTypeError,
     EmptySegmentationError,
@@ -26,13 +26,9 @@ from spinelib.errors import (
     ShapeError,
 )
 from spinelib.profiles import get_profile
-from spinelib.ingest.segment import (
-    VERTEBRAE_MR_LABELS,
-    VERTEBRAE_MR_LEVEL_LABEL,
-    assign_discs,
-    seg_from_totalsegmentator,
-    split_vertebra,
-)
+from spinelib.ingest.discs import assign_discs
+from spinelib.ingest.segment import VERTEBRAE_MR_LABELS, VERTEBRAE_MR_LEVEL_LABEL, seg_from_totalsegmentator
+from spinelib.ingest.vertebra_body import split_vertebra
 from spinelib.spine import (
     DISC_LABEL,
     LEVELS,

@@ -1,4 +1,4 @@
-"""spinelib.learn.summaries: the visible-summaries features, the ridge baseline, its checkpoint, summary_r2,
+"""spinelib.learn.summaries and .ridge: the visible-summaries features, the ridge baseline, its checkpoint, summary_r2,
 its place in the training section and the book, and the key check that the AP image's plain
 summaries do not give away the sagittal angles."""
 
@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spinelib import metrics as M
+from spinelib.learn import ridge as R
 from spinelib.learn import summaries as S
 from spinelib.shape.curves import CropWindow, SpineCurves
 from spinelib.learn.data import INPUT_SCALE, PreparedScan
@@ -25,7 +27,8 @@ from spinelib.errors import (
     UnreadableFileError,
 )
 from spinelib.io import write_arrays
-from spinelib.learn.models import CorruptCheckpointError, MissingCheckpointError, output_size
+from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError
+from spinelib.learn.config import output_size
 
 PX = 2.0
 
@@ -141,7 +144,7 @@ def _linear_data(n: int, f: int, d: int, seed: int, noise: float = 0.0):
 
 def test_ridge_recovers_a_known_linear_map():
     x, y, w, b = _linear_data(300, 8, 3, seed=1)
-    fit = S.fit_ridge(x, y, 1e-6)
+    fit = R.fit_ridge(x, y, 1e-6)
     np.testing.assert_allclose(fit.coef.T / fit.scale[:, None], w, rtol=1e-5, atol=1e-6)
     xt = _linear_data(50, 8, 3, seed=2)[0]
     np.testing.assert_allclose(fit.predict(xt), xt @ w + b, rtol=1e-5, atol=1e-4)
@@ -150,15 +153,15 @@ def test_ridge_recovers_a_known_linear_map():
     from sklearn.preprocessing import StandardScaler
 
     ref = make_pipeline(StandardScaler(), Ridge(alpha=5.0)).fit(x, y)
-    np.testing.assert_allclose(S.fit_ridge(x, y, 5.0).predict(xt), ref.predict(xt), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(R.fit_ridge(x, y, 5.0).predict(xt), ref.predict(xt), rtol=1e-10, atol=1e-10)
 
 
 def test_choose_alpha_uses_validation():
     x, y, _, _ = _linear_data(160, 6, 2, seed=3)  # an exact linear map: the least penalty fits best
-    fit, losses = S.choose_alpha(x[:120], y[:120], x[120:], y[120:], (0.01, 10.0, 1e4))
+    fit, losses = R.choose_alpha(x[:120], y[:120], x[120:], y[120:], (0.01, 10.0, 1e4))
     assert losses.shape == (3,) and fit.alpha == 0.01 and np.argmin(losses) == 0
     rng = np.random.default_rng(4)  # targets unrelated to the features: the heaviest penalty wins
-    fit, losses = S.choose_alpha(rng.normal(size=(60, 10)), rng.normal(size=(60, 1)),
+    fit, losses = R.choose_alpha(rng.normal(size=(60, 10)), rng.normal(size=(60, 1)),
                                  rng.normal(size=(200, 10)), rng.normal(size=(200, 1)), (0.01, 1.0, 1e6))
     assert fit.alpha == 1e6 and losses[2] == losses.min()
 
@@ -168,17 +171,17 @@ def _model_data(k: int = 4, n_bins: int = 4, n: int = 80, seed: int = 0):
     return x, y
 
 
-def _fitted(k: int = 4, n_bins: int = 4) -> S.VisibleSummariesModel:
+def _fitted(k: int = 4, n_bins: int = 4) -> R.VisibleSummariesModel:
     x, y = _model_data(k, n_bins)
-    m = S.VisibleSummariesModel(k, crop_pixel_mm=PX, image_size=(80, 40), n_bins=n_bins)
+    m = R.VisibleSummariesModel(k, crop_pixel_mm=PX, image_size=(80, 40), n_bins=n_bins)
     return m.fit(x[:60], y[:60], x[60:], y[60:])
 
 
 def test_model_fits_predicts_and_records_alpha():
     m = _fitted()
     x, y = _model_data()
-    assert m.fitted and m.alpha in S.ALPHA_GRID and m.n_train == 60
-    assert m.val_l1.shape == (len(S.ALPHA_GRID),) and m.best_val_l1 == pytest.approx(m.val_l1.min())
+    assert m.fitted and m.alpha in R.ALPHA_GRID and m.n_train == 60
+    assert m.val_l1.shape == (len(R.ALPHA_GRID),) and m.best_val_l1 == pytest.approx(m.val_l1.min())
     assert m.n_parameters == output_size(4) * 17
     pred = m.predict(x[60:])
     assert pred.shape == (20, output_size(4)) and np.mean(np.abs(pred - y[60:])) < 0.1
@@ -187,12 +190,12 @@ def test_model_fits_predicts_and_records_alpha():
 
 def test_checkpoint_round_trip(tmp_path):
     m = _fitted()
-    path = m.save(tmp_path / "ckpt" / S.CHECKPOINT_FILE)
+    path = m.save(tmp_path / "ckpt" / R.CHECKPOINT_FILE)
     with np.load(path, allow_pickle=False) as z:  # plain arrays only
         assert {"coef", "intercept", "scaler_mean", "scaler_scale", "alpha", "meta_json"} <= set(z.files)
         meta = json.loads(str(z["meta_json"]))
-    assert meta["format"] == S.CHECKPOINT_FORMAT and meta["image_size"] == [80, 40] and meta["crop_pixel_mm"] == PX
-    back = S.VisibleSummariesModel.load(path)
+    assert meta["format"] == R.CHECKPOINT_FORMAT and meta["image_size"] == [80, 40] and meta["crop_pixel_mm"] == PX
+    back = R.VisibleSummariesModel.load(path)
     x, _ = _model_data()
     np.testing.assert_array_equal(back.predict(x), m.predict(x))
     assert (back.alpha, back.n_levels, back.n_bins, back.image_size, back.crop_pixel_mm, back.n_train) == \
@@ -203,12 +206,12 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_model_bad_inputs(tmp_path):
     x, y = _model_data()
-    m = S.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80, 40), n_bins=4)
-    with pytest.raises(S.UnfittedModelError, match="before fit"):
+    m = R.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80, 40), n_bins=4)
+    with pytest.raises(R.UnfittedModelError, match="before fit"):
         m.predict(x)
-    with pytest.raises(S.UnfittedModelError):
+    with pytest.raises(R.UnfittedModelError):
         m.save(tmp_path / "x.npz")
-    with pytest.raises(S.UnfittedModelError):
+    with pytest.raises(R.UnfittedModelError):
         _ = m.alpha
     with pytest.raises(ShapeError, match="train_targets"):
         m.fit(x[:60], y[:60, :5], x[60:], y[60:])
@@ -224,17 +227,17 @@ def test_model_bad_inputs(tmp_path):
         m.fit(x[:60].astype(str), y[:60], x[60:], y[60:])
     for alphas in ((0.0,), (-1.0,), (np.nan,), ("a",), (), "1.0", (True,)):
         with pytest.raises(InvalidArgumentError, match="alpha"):
-            S.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80, 40), alphas=alphas)
+            R.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80, 40), alphas=alphas)
     with pytest.raises(InvalidArgumentError, match="alpha"):
-        S.fit_ridge(x, y, 0)
+        R.fit_ridge(x, y, 0)
     with pytest.raises(InvalidArgumentError, match="n_levels"):
-        S.VisibleSummariesModel(2, crop_pixel_mm=PX, image_size=(80, 40))
+        R.VisibleSummariesModel(2, crop_pixel_mm=PX, image_size=(80, 40))
     with pytest.raises(InvalidArgumentError, match="crop_pixel_mm"):
-        S.VisibleSummariesModel(4, crop_pixel_mm=-1.0, image_size=(80, 40))
+        R.VisibleSummariesModel(4, crop_pixel_mm=-1.0, image_size=(80, 40))
     with pytest.raises(InvalidArgumentError, match="image_size"):
-        S.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80,))
+        R.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(80,))
     with pytest.raises(InvalidArgumentError, match="n_bins"):
-        S.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(8, 40), n_bins=16)
+        R.VisibleSummariesModel(4, crop_pixel_mm=PX, image_size=(8, 40), n_bins=16)
     fitted = _fitted()
     with pytest.raises(ShapeError, match="features"):
         fitted.predict(x[:, :5])
@@ -248,18 +251,18 @@ def test_model_bad_inputs(tmp_path):
 
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(MissingCheckpointError, match="does not exist") as err:
-        S.VisibleSummariesModel.load(tmp_path / "absent.npz")
+        R.VisibleSummariesModel.load(tmp_path / "absent.npz")
     assert isinstance(err.value, MissingFileError) and isinstance(err.value, CheckpointError)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not an archive at all")
     with pytest.raises(CorruptCheckpointError) as err:
-        S.VisibleSummariesModel.load(garbage)
+        R.VisibleSummariesModel.load(garbage)
     assert isinstance(err.value, UnreadableFileError)
     good = _fitted().save(tmp_path / "good.npz")
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(CorruptCheckpointError):
-        S.VisibleSummariesModel.load(truncated)
+        R.VisibleSummariesModel.load(truncated)
     with np.load(good, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
 
@@ -270,17 +273,17 @@ def test_checkpoint_errors(tmp_path):
 
     meta = json.loads(str(arrays["meta_json"]))
     with pytest.raises(CorruptCheckpointError, match="incomplete"):
-        S.VisibleSummariesModel.load(variant("nocoef", coef=None))
+        R.VisibleSummariesModel.load(variant("nocoef", coef=None))
     with pytest.raises(CorruptCheckpointError, match="format tag"):
-        S.VisibleSummariesModel.load(variant("foreign", meta_json=np.asarray(json.dumps({**meta, "format": "x"}))))
+        R.VisibleSummariesModel.load(variant("foreign", meta_json=np.asarray(json.dumps({**meta, "format": "x"}))))
     with pytest.raises(CheckpointError, match="version"):
-        S.VisibleSummariesModel.load(variant("future", meta_json=np.asarray(json.dumps({**meta, "version": 99}))))
+        R.VisibleSummariesModel.load(variant("future", meta_json=np.asarray(json.dumps({**meta, "version": 99}))))
     with pytest.raises(CorruptCheckpointError, match="do not fit"):
-        S.VisibleSummariesModel.load(variant("otherk", meta_json=np.asarray(json.dumps({**meta, "n_levels": 5}))))
+        R.VisibleSummariesModel.load(variant("otherk", meta_json=np.asarray(json.dumps({**meta, "n_levels": 5}))))
     with pytest.raises(CorruptCheckpointError, match="non-finite|do not fit"):
-        S.VisibleSummariesModel.load(variant("nan", intercept=np.full_like(arrays["intercept"], np.nan)))
+        R.VisibleSummariesModel.load(variant("nan", intercept=np.full_like(arrays["intercept"], np.nan)))
     with pytest.raises(CorruptCheckpointError, match="incomplete"):
-        S.VisibleSummariesModel.load(variant("badalpha", alpha=np.asarray(-1.0)))
+        R.VisibleSummariesModel.load(variant("badalpha", alpha=np.asarray(-1.0)))
 
 
 # ----------------------------------------------------------------------------- summary_r2
@@ -313,7 +316,7 @@ def test_summary_r2_matches_sklearn():
     pred = truth + rng.normal(0, [4.0, 6.0, 5.0], size=truth.shape)
     tv, te = _cohort(truth)
     pv, pe = _cohort(pred)
-    out = S.summary_r2(tv, te, pv, pe)
+    out = M.summary_r2(tv, te, pv, pe)
     assert out["n"] == 20 and set(out) == {"kyphosis", "lordosis", "anterior_depth", "n"}
     cm_t = [clinical_measures(SpineCurves(v, e)) for v, e in zip(tv, te)]
     cm_p = [clinical_measures(SpineCurves(v, e)) for v, e in zip(pv, pe)]
@@ -322,30 +325,30 @@ def test_summary_r2_matches_sklearn():
         assert out[key] == pytest.approx(ref, abs=1e-12)
     assert out["anterior_depth"] == pytest.approx(r2_score(tv[:, 5].mean(1), pv[:, 5].mean(1)), abs=1e-12)
     assert 0.0 < out["kyphosis"] < 1.0
-    perfect = S.summary_r2(tv, te, tv, te)
+    perfect = M.summary_r2(tv, te, tv, te)
     assert perfect["kyphosis"] == perfect["lordosis"] == perfect["anterior_depth"] == 1.0
-    mean_pred = S.r2_score(truth[:, 2], np.full(20, truth[:, 2].mean()))
+    mean_pred = M.r2_score(truth[:, 2], np.full(20, truth[:, 2].mean()))
     assert mean_pred == pytest.approx(0.0, abs=1e-12)
 
 
 def test_summary_r2_bad_inputs():
     tv, te = _cohort(np.array([[10.0, 20.0, 80.0], [20.0, 30.0, 90.0], [15.0, 25.0, 70.0]]))
     with pytest.raises(ShapeError, match="true_values"):
-        S.summary_r2(tv[0], te, tv, te)
+        M.summary_r2(tv[0], te, tv, te)
     with pytest.raises(ShapeError, match="pred_extent"):
-        S.summary_r2(tv, te, tv, te[:2])
+        M.summary_r2(tv, te, tv, te[:2])
     with pytest.raises(ShapeError, match="differ"):
-        S.summary_r2(tv, te, tv[:, :, :-1], te)
+        M.summary_r2(tv, te, tv[:, :, :-1], te)
     with pytest.raises(ShapeError, match="at least 2"):
-        S.summary_r2(tv[:1], te[:1], tv[:1], te[:1])
+        M.summary_r2(tv[:1], te[:1], tv[:1], te[:1])
     bad = tv.copy()
     bad[0, 4, 3] = np.nan
     with pytest.raises(NonFiniteError):
-        S.summary_r2(tv, te, bad, te)
+        M.summary_r2(tv, te, bad, te)
     with pytest.raises(InvalidArgumentError, match="do not vary"):
-        S.r2_score([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+        M.r2_score([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ShapeError):
-        S.r2_score([1.0, 2.0], [1.0])
+        M.r2_score([1.0, 2.0], [1.0])
 
 
 # ----------------------------------------------------------------------------- the training section
@@ -393,7 +396,7 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
     summary = train_section(run, manifest, targets, params, names=(), progress=False)
     assert list(summary["model"]) == ["mean_shape", "visible_summaries"]
     row = summary.set_index("model").loc["visible_summaries"]
-    ridge = S.VisibleSummariesModel.load(checkpoint_path(run, "visible_summaries"))
+    ridge = R.VisibleSummariesModel.load(checkpoint_path(run, "visible_summaries"))
     assert row["params_total"] == ridge.n_parameters and row["best_val_l1"] == pytest.approx(ridge.best_val_l1)
     assert checkpoint_path(run, "visible_summaries").parent.name == "visible_summaries"
     test = targets.select("test")
@@ -447,7 +450,8 @@ def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
 
 
 def test_book_renders_the_r2_table(tmp_path):
-    from spinelib.run.book import _render_visible_summaries_r2, stage_book
+    from spinelib.run.book import stage_book
+    from spinelib.run.book_pages import _render_visible_summaries_r2
 
     run = tmp_path / "run"
     (run / "notebooks").mkdir(parents=True)
@@ -473,9 +477,10 @@ def _ap_scan_and_angles(index: int, params: dict):
     DXA-session kyphosis and lordosis; the MRI and lateral view are not rendered (speed)."""
     from spinelib.learn.data import prepare_scan
     from spinelib.io import DXAImage
-    from spinelib.synth.anatomy import build_primitives, materials_for
+    from spinelib.synth.anatomy import materials_for
+    from spinelib.synth.chain import measure_angles
     from spinelib.synth.dxa import finish_dxa, project_ap
-    from spinelib.synth.shape import measure_angles
+    from spinelib.synth.parts import build_primitives
     from spinelib.synth.subject import DXA_FOV_MM, draw_subject_geometry
 
     g = draw_subject_geometry(index, params)
@@ -510,8 +515,8 @@ def test_visible_summaries_do_not_give_away_the_sagittal_angles():
     seconds = time.perf_counter() - t0
     x, y = np.array(feats), np.array(angles)
     n_fit, n_train = n // 2, 2 * n // 3  # the penalty is chosen on train[n_fit:], never on the held-out third
-    best, _ = S.choose_alpha(x[:n_fit], y[:n_fit], x[n_fit:n_train], y[n_fit:n_train])
-    pred = S.fit_ridge(x[:n_train], y[:n_train], best.alpha).predict(x[n_train:])
-    r2 = {name: S.r2_score(y[n_train:, j], pred[:, j]) for j, name in enumerate(("kyphosis", "lordosis"))}
+    best, _ = R.choose_alpha(x[:n_fit], y[:n_fit], x[n_fit:n_train], y[n_fit:n_train])
+    pred = R.fit_ridge(x[:n_train], y[:n_train], best.alpha).predict(x[n_train:])
+    r2 = {name: M.r2_score(y[n_train:, j], pred[:, j]) for j, name in enumerate(("kyphosis", "lordosis"))}
     print(f"visible-summaries held-out R2 {r2} (alpha {best.alpha:g}; {n} subjects in {seconds:.0f} s)")
     assert r2["kyphosis"] <= 0.25 and r2["lordosis"] <= 0.25, r2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError
 from spinelib.profiles import get_profile
-from spinelib.spine import COLUMN_LABELS, LEVELS, column_mask
+from spinelib.spine import LEVELS, column_mask
 from spinelib.synth.cohort import SUBJECT_FILES, assign_splits, generate_cohort
 from spinelib.synth.subject import GENERATOR_VERSION, make_subject
 from spinelib.geometry.transform import PlanarTransform, dxa_pixel_to_mri
@@ -238,7 +237,7 @@ def test_sagittal_depth_follows_back_thickness():
 
 def test_scoliosis_severity_scales_cobb():
     from spinelib.synth.subject import draw_subject_geometry
-    from spinelib.synth.shape import measure_angles
+    from spinelib.synth.chain import measure_angles
 
     def cobbs(sev):
         p = get_profile("smoke", {"seed": 9, "scoliosis_severity": sev})
@@ -315,8 +314,8 @@ def test_rasterise_labels_rejects_bad_grids(subject):
 @settings(max_examples=50, deadline=None)
 @given(phi=st.floats(-35, 35), psi=st.floats(-30, 30), rho=st.floats(-30, 30))
 def test_rib_frame_keeps_coronal_tilt_and_rotation_but_not_sagittal_tilt(phi, psi, rho):
-    from spinelib.synth.anatomy import rib_frame
-    from spinelib.synth.shape import vertebra_frame
+    from spinelib.synth.chain import vertebra_frame
+    from spinelib.synth.parts import rib_frame
 
     F = vertebra_frame(phi, psi, rho)
     R = rib_frame(F)
@@ -331,8 +330,8 @@ def test_rib_frame_keeps_coronal_tilt_and_rotation_but_not_sagittal_tilt(phi, ps
 
 
 def test_rib_frame_of_an_untilted_vertebra_is_the_world_frame():
-    from spinelib.synth.anatomy import rib_frame
-    from spinelib.synth.shape import vertebra_frame
+    from spinelib.synth.chain import vertebra_frame
+    from spinelib.synth.parts import rib_frame
 
     np.testing.assert_allclose(rib_frame(vertebra_frame(25.0, 0.0, 0.0)), np.eye(3), atol=1e-12)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib.synth.primitives import CYLINDER, ELLIPSOID, Primitive, chord_mm, occupancy, world_aabb
-from spinelib.synth.shape import vertebra_frame
+from spinelib.synth.chain import vertebra_frame
 
 
 def _rot(a, b, c):

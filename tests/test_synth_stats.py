@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spinelib.profiles import get_profile
-from spinelib.synth.shape import cobb_from_tilts, measure_angles
+from spinelib.synth.chain import cobb_from_tilts, measure_angles
 from spinelib.synth.subject import draw_subject_geometry
 
 N = 400

@@ -8,7 +8,8 @@ import pytest
 from spinelib.errors import InvalidArgumentError, MissingFileError, ShapeError, UnreadableFileError
 from spinelib.io import read_manifest
 from spinelib.profiles import get_profile
-from spinelib.study.targets import TargetSet, prepare_cohort, read_targets, write_targets
+from spinelib.study.cohort_targets import prepare_cohort
+from spinelib.study.targets import TargetSet, read_targets, write_targets
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,9 @@ def test_truth_targets_with_and_without_seg_dxa(smoke_cohort, tmp_path):
     import pandas as pd
 
     from spinelib.io import load_subject
-    from spinelib.study.targets import ANATOMY_DXA, ANATOMY_MRI, prepare_cohort_targets, truth_curves
+    from spinelib.study.cohort_targets import prepare_cohort_targets
+    from spinelib.study.subject_targets import truth_curves
+    from spinelib.study.targets import ANATOMY_DXA, ANATOMY_MRI
 
     rows = read_manifest(smoke_cohort).head(2).to_dict(orient="records")
     # subject 0: a DXA-session spine one MRI voxel superior to the MRI one (a posture change)
@@ -126,7 +129,7 @@ def test_truth_targets_with_and_without_seg_dxa(smoke_cohort, tmp_path):
 
 
 def test_truth_targets_for_rejected_alignments_and_none_for_real_data(smoke_cohort, tmp_path):
-    from spinelib.study.targets import prepare_cohort_targets
+    from spinelib.study.cohort_targets import prepare_cohort_targets
 
     manifest = read_manifest(smoke_cohort).head(3).copy()
     params = get_profile("smoke", {"align_min_score": 1.01})  # reject every alignment

@@ -14,8 +14,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from spinelib.errors import CheckpointError, InvalidArgumentError, ShapeError
-from spinelib.learn.models import ModelConfig, build_model, load_checkpoint
-from spinelib.learn.train import BEST, LAST, LOG, TrainConfig, l1_loss, train_model
+from spinelib.learn.checkpoint import load_checkpoint
+from spinelib.learn.config import ModelConfig
+from spinelib.learn.loss import l1_loss
+from spinelib.learn.networks import build_model
+from spinelib.learn.train import BEST, LAST, LOG, TrainConfig, train_model
 
 # the CNN baseline head has dropout: its randomness must be reproducible too
 CFG = ModelConfig(name="resnet", backbone="resnet10t", in_chans=2, n_levels=3, head="cnn",

@@ -27,7 +27,8 @@ import pytest
 
 from spinelib import cli
 from spinelib.io import read_dxa, read_manifest, read_truth
-from spinelib.run.pipeline import SECTIONS, run_pipeline
+from spinelib.run.pipeline import run_pipeline
+from spinelib.run.sections import SECTIONS
 from spinelib.profiles import get_profile
 from spinelib.spine import LEVELS
 from spinelib.synth.subject import make_subject

@@ -1,4 +1,4 @@
-"""spinelib.viz.qualitative: the Gaussian-splat renderer, Figure 5 and its helpers."""
+"""viz.splat, viz.qualitative_case and viz.qualitative: the Gaussian-splat renderer, Figure 5, its helpers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from spinelib.shape.curves import column_curves  # noqa: E402
+from spinelib.shape.extract import column_curves  # noqa: E402
 from spinelib.errors import (  # noqa: E402
     EmptySegmentationError,
     InvalidArgumentError,
@@ -24,18 +24,9 @@ from spinelib.shape.reconstruct import Grid3D  # noqa: E402
 from spinelib.spine import DISC_LABEL  # noqa: E402
 from spinelib.geometry.transform import PlanarTransform  # noqa: E402
 from spinelib.viz.png import save_png  # noqa: E402
-from spinelib.viz.qualitative import (  # noqa: E402
-    QualitativeCase,
-    case_meshes,
-    figure5,
-    gaussian_splat,
-    mask_surface_points,
-    qualitative_case,
-    select_by_severity,
-    splat_rgb,
-    splat_window,
-    turntable_figure,
-)
+from spinelib.viz.qualitative import case_meshes, figure5, turntable_figure  # noqa: E402
+from spinelib.viz.qualitative_case import QualitativeCase, qualitative_case, select_by_severity  # noqa: E402
+from spinelib.viz.splat import gaussian_splat, mask_surface_points, splat_rgb, splat_window  # noqa: E402
 
 ORIGIN = np.zeros(3)
 HALF = np.array([20.0, 20.0])  # 41 x 41 pixels at 1 mm, centre pixel (20, 20)
@@ -349,7 +340,7 @@ def test_notebook_05_follows_the_rules():
 
     import nbformat
 
-    from spinelib.run.pipeline import RUN_PARAMETERS, notebook_parameters
+    from spinelib.run.parameters import RUN_PARAMETERS, notebook_parameters
     from spinelib.profiles import get_profile
 
     path = Path(__file__).resolve().parents[1] / "notebooks" / "05_qualitative.ipynb"

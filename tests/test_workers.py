@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError, SpineLibError, UnreadableFileError
@@ -136,7 +136,7 @@ def test_synth_local_dask_and_shards_write_identical_cohorts(tmp_path):
 
 def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
     from spinelib.io import read_manifest
-    from spinelib.study.targets import align_cohort_targets, prepare_cohort_targets
+    from spinelib.study.cohort_targets import align_cohort_targets, prepare_cohort_targets
 
     manifest = read_manifest(smoke_cohort).iloc[:9].reset_index(drop=True)
     params = get_profile("smoke")
@@ -160,7 +160,7 @@ def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
 
 
 def test_cohort_prediction_local_dask_and_shards_agree(tmp_path, smoke_run, smoke_cohort):
-    from spinelib.run.prediction_files import predict_scans
+    from spinelib.run.cohort_prediction import predict_scans
 
     from spinelib.study.experiment import checkpoint_path
 
@@ -211,7 +211,7 @@ def test_dask_leaves_this_process_environment_alone():
 def test_cli_align_shards_fill_the_store_the_alignment_section_reads(tmp_path, smoke_cohort, capsys):
     from spinelib.cli import main
     from spinelib.io import read_manifest
-    from spinelib.study.targets import prepare_cohort_targets, target_store
+    from spinelib.study.cohort_targets import prepare_cohort_targets, target_store
 
     small = tmp_path / "small.csv"  # six subjects of the session's cohort
     manifest = read_manifest(smoke_cohort)

@@ -39,8 +39,9 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..geometry.transform import PlanarTransform, _check_spacing, coronal_affine
-from .features import _check_pixel_mm, _finite_array, dxa_thickness, mri_coronal_thickness, mri_spine_projection
-from .search import _stage1, refine_spine
+from .features import (WorldMap, _check_pixel_mm, _finite_array, dxa_thickness, mri_coronal_thickness,
+                       mri_spine_projection)
+from .search import Hit, _stage1, refine_spine
 
 __all__ = ["AlignmentResult", "align_pair"]
 
@@ -147,6 +148,28 @@ def align_pair(
     NonFiniteError : NaN or infinite values in any image.
     EmptySegmentationError : no spine-column label in ``seg``.
     """
+    s, rng, ms, ms1 = _settings(pixel_mm, angle_range_deg, min_score, min_stage1_score)
+    bone, tissue, spacing = _dxa_fields(dxa)
+    thick, spine, column = _mri_maps(fat, water, seg, affine, s, spacing)
+    tissue_mm = dxa_thickness(tissue)
+    centre = PlanarTransform(0.0, thick.x0 + (thick.shape[1] - 1) * s / 2, thick.z0 + (thick.shape[0] - 1) * s / 2)
+    if float(np.ptp(tissue_mm)) <= 0 or float(np.ptp(thick.data)) <= 0:
+        which = "DXA tissue channel" if float(np.ptp(tissue_mm)) <= 0 else "MRI body mask"
+        return AlignmentResult(centre, centre, 0.0, 0.0, False, f"{which} is blank")
+    hit1, at_bound = _stage1(thick, tissue_mm, spacing, rng)
+    if not np.isfinite(hit1.score):
+        return AlignmentResult(centre, centre, 0.0, 0.0, False, "stage 1 found no admissible overlap")
+    reasons = []
+    if at_bound:
+        reasons.append(f"stage-1 angle {hit1.theta_deg:.2f} deg at the search bound +/-{rng:g}")
+    if hit1.score < ms1:
+        reasons.append(f"stage-1 score {hit1.score:.3f} below align_min_stage1_score {ms1:g}")
+    return _stage2(hit1, reasons, spine, column, bone, spacing, ms)
+
+
+def _settings(pixel_mm: float | None, angle_range_deg: float | None, min_score: float | None,
+              min_stage1_score: float | None) -> tuple[float, float, float, float]:
+    """The checked pixel (mm), angle range (deg) and the two NCC thresholds; ``default`` profile for None."""
     s = _check_pixel_mm(_default("align_pixel_mm") if pixel_mm is None else pixel_mm)
     rng = float(_default("align_angle_range_deg") if angle_range_deg is None else angle_range_deg)
     ms = float(_default("align_min_score") if min_score is None else min_score)
@@ -156,7 +179,13 @@ def align_pair(
     for name, val in (("min_score", ms), ("min_stage1_score", ms1)):
         if not np.isfinite(val) or not -1 <= val <= 1:
             raise InvalidArgumentError(f"{name} must be an NCC value in [-1, 1], got {val!r}")
-    bone, tissue, spacing = _dxa_fields(dxa)
+    return s, rng, ms, ms1
+
+
+def _mri_maps(fat: np.ndarray, water: np.ndarray, seg: np.ndarray, affine: np.ndarray, s: float,
+              spacing: tuple[float, float]) -> tuple[WorldMap, WorldMap, np.ndarray]:
+    """The MRI's coronal thickness map (pixel ``s`` mm) and its spine projection and column
+    (:func:`~spinelib.align.features.mri_spine_projection`), every input checked."""
     affine = np.asarray(affine, dtype=float)
     coronal_affine(affine)  # validates shape and canonical form
     thick = mri_coronal_thickness(fat, water, affine, pixel_mm=s)  # validates fat and water
@@ -164,22 +193,13 @@ def align_pair(
     if seg.shape != np.shape(fat):
         raise ShapeError(f"seg {seg.shape} and MRI fat {np.shape(fat)} differ in shape")
     spine, column = mri_spine_projection(seg, affine, pixel_mm=_spine_pixel_mm(s, spacing))
-    tissue_mm = dxa_thickness(tissue)
+    return thick, spine, column
 
-    centre = PlanarTransform(0.0, thick.x0 + (thick.shape[1] - 1) * s / 2, thick.z0 + (thick.shape[0] - 1) * s / 2)
-    if float(np.ptp(tissue_mm)) <= 0 or float(np.ptp(thick.data)) <= 0:
-        which = "DXA tissue channel" if float(np.ptp(tissue_mm)) <= 0 else "MRI body mask"
-        return AlignmentResult(centre, centre, 0.0, 0.0, False, f"{which} is blank")
 
-    hit1, at_bound = _stage1(thick, tissue_mm, spacing, rng)
-    if not np.isfinite(hit1.score):
-        return AlignmentResult(centre, centre, 0.0, 0.0, False, "stage 1 found no admissible overlap")
+def _stage2(hit1: Hit, reasons: list[str], spine: WorldMap, column: np.ndarray, bone: np.ndarray,
+            spacing: tuple[float, float], ms: float) -> AlignmentResult:
+    """Stage 2 from the stage-1 hit; ``reasons`` (stage 1's doubts so far) grows with its own."""
     t1 = hit1.transform
-    reasons = []
-    if at_bound:
-        reasons.append(f"stage-1 angle {hit1.theta_deg:.2f} deg at the search bound +/-{rng:g}")
-    if hit1.score < ms1:
-        reasons.append(f"stage-1 score {hit1.score:.3f} below align_min_stage1_score {ms1:g}")
     if float(np.ptp(bone)) <= 0:
         return AlignmentResult(t1, t1, 0.0, hit1.score, False, "; ".join(reasons + ["DXA bone channel is blank"]))
     hit2, why = refine_spine(spine, column, bone, spacing, t1)

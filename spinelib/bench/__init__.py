@@ -1,3 +1,3 @@
 """Benchmarks: the harness (``harness``) and its entries, per pipeline stage (``stages``,
-``synth``, ``align``) and for ``spinelib predict`` (``predict``).
+``synth``, ``align``), for ``spinelib predict`` (``predict``) and for training (``train``).
 """

@@ -12,7 +12,6 @@ it does its one-off setup (outside the timing) and returns the callable to time.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import platform
 import statistics
@@ -56,7 +55,7 @@ ENTRIES: dict[str, str] = {
     "predict_warm_default": "spinelib.bench.predict:warm_default_workload",
     "predict_warm_paper": "spinelib.bench.predict:warm_paper_workload",
     "predict_cold": "spinelib.bench.predict:cold_workload",
-    "train_throughput": "spinelib.bench.predict:train_throughput_workload",
+    "train_throughput": "spinelib.bench.train:train_throughput_workload",
     "stage_synth": "spinelib.bench.stages:synth_workload",
     "stage_align_targets": "spinelib.bench.stages:align_workload",
     "stage_predict": "spinelib.bench.stages:predict_workload",
@@ -158,27 +157,7 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="spinelib-bench-", dir=workdir) as tmp:
         for name, factory in factories.items():
             wl = factory(Path(tmp) / name, profile)
-            times, items, peaks = [], [], []
-            for _ in range(repeat):
-                _reset_peak_rss()
-                t0 = time.perf_counter()
-                n = wl.run()
-                times.append(time.perf_counter() - t0)
-                items.append(n)
-                peaks.append(max(peak_rss_mb(), peak_rss_mb(children=True)))
-            if wl.teardown:
-                wl.teardown()
-            rates = [n / t for n, t in zip(items, times) if t > 0]
-            entry = {
-                "description": wl.description,
-                "unit": wl.unit,
-                "items": items[0],
-                "seconds": {"median": statistics.median(times), "min": min(times), "max": max(times)},
-                "per_item_seconds_median": statistics.median(times) / max(items[0], 1),
-                "items_per_second": {"median": statistics.median(rates), "min": min(rates), "max": max(rates)},
-                "peak_rss_mb": {"median": statistics.median(peaks), "max": max(peaks)},
-                **wl.extra,
-            }
+            entry = _entry(wl, *_time(wl, repeat))
             results["entries"][name] = entry
             echo(
                 f"{name:<24} {entry['items']:>6} {wl.unit:<10} "
@@ -194,3 +173,33 @@ def run_bench(
         write_json_atomic(Path(out), results)
         echo(f"wrote {out}")
     return results
+
+
+def _time(wl: BenchWorkload, repeat: int) -> tuple[list[float], list[int], list[float]]:
+    """Run a workload ``repeat`` times, then its teardown: seconds, items and peak MiB of each run."""
+    times, items, peaks = [], [], []
+    for _ in range(repeat):
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        n = wl.run()
+        times.append(time.perf_counter() - t0)
+        items.append(n)
+        peaks.append(max(peak_rss_mb(), peak_rss_mb(children=True)))
+    if wl.teardown:
+        wl.teardown()
+    return times, items, peaks
+
+
+def _entry(wl: BenchWorkload, times: list[float], items: list[int], peaks: list[float]) -> dict:
+    """An entry's results: median, min and max of its timings, rates and peaks, and its extras."""
+    rates = [n / t for n, t in zip(items, times) if t > 0]
+    return {
+        "description": wl.description,
+        "unit": wl.unit,
+        "items": items[0],
+        "seconds": {"median": statistics.median(times), "min": min(times), "max": max(times)},
+        "per_item_seconds_median": statistics.median(times) / max(items[0], 1),
+        "items_per_second": {"median": statistics.median(rates), "min": min(rates), "max": max(rates)},
+        "peak_rss_mb": {"median": statistics.median(peaks), "max": max(peaks)},
+        **wl.extra,
+    }

@@ -1,4 +1,4 @@
-"""Benchmark entries of prediction and training (issue 4): warm and cold prediction, training speed.
+"""Benchmark entries of prediction (issue 4): warm and cold prediction, cohort against cold commands.
 
 Entries (registered in :data:`spinelib.bench.harness.ENTRIES`):
 
@@ -11,17 +11,14 @@ Entries (registered in :data:`spinelib.bench.harness.ENTRIES`):
 ``predict_cold``
     the ``spinelib predict`` command as a subprocess (interpreter start, imports,
     checkpoint load, prediction, the four output files).
-``train_throughput``
-    training images per second of each trained model at the profile's crop size (one
-    epoch of :func:`spinelib.learn.train.train_model` on synthetic scans), against the bare
-    training step of the same network on the same batch.
 
 :func:`cohort_speedup` compares cohort prediction (``spinelib predict FOLDER``: one warm
 model) with one cold ``spinelib predict DXA`` process per scan.
 
 The synthetic scans come from :func:`synthetic_examples`: subjects of
 :func:`spinelib.synth.subject.make_subject` with their targets read through the true
-DXA -> MRI transform (no alignment needed), also used by the tests.
+DXA -> MRI transform (no alignment needed), also used by the tests and by the training
+entry (:mod:`spinelib.bench.train`).
 """
 
 from __future__ import annotations
@@ -53,8 +50,6 @@ __all__ = [
     "warm_default_workload",
     "warm_paper_workload",
     "cold_workload",
-    "bare_step_images_per_second",
-    "train_throughput_workload",
     "cohort_speedup",
 ]
 
@@ -78,7 +73,7 @@ def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
     :class:`spinelib.shape.curves.SpineCurves` with ``K = params["n_levels"]``), the targets
     read off each subject's MRI spine column through the TRUE transform and table plane.
     """
-    from ..shape.curves import column_curves
+    from ..shape.extract import column_curves
     from ..io import DXAImage
     from ..synth.subject import make_subject
     from ..geometry.transform import PlanarTransform
@@ -115,8 +110,10 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
     """
     import torch
 
-    from ..learn.data import input_recipe
-    from ..learn.models import build_model, config_from_profile, save_checkpoint
+    from ..learn.checkpoint import save_checkpoint
+    from ..learn.config import config_from_profile
+    from ..learn.networks import build_model
+    from ..learn.recipe import input_recipe
 
     cfg = config_from_profile(dict(params), name)
     torch.manual_seed(int(seed))
@@ -127,11 +124,18 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
                                               "profile": str(params.get("profile", ""))})
 
 
+def _ms_stats(seconds: list[float]) -> dict[str, float]:
+    """Median, min and 90th percentile of durations in seconds, in milliseconds."""
+    return {"median": 1e3 * statistics.median(seconds), "min": 1e3 * min(seconds),
+            "p90": 1e3 * float(np.percentile(seconds, 90))}
+
+
 def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
     import torch
 
     from ..io import read_dxa
-    from ..learn.models import build_model, config_from_profile
+    from ..learn.config import config_from_profile
+    from ..learn.networks import build_model
     from ..learn.predict import Predictor
 
     params = get_profile(profile)
@@ -156,7 +160,7 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
             t0 = time.perf_counter()
             fn(i)
             ts.append(time.perf_counter() - t0)
-        return {"median": 1e3 * statistics.median(ts), "min": 1e3 * min(ts), "p90": 1e3 * float(np.percentile(ts, 90))}
+        return _ms_stats(ts)
 
     # outside the timed repeats: the bare forward pass, and everything at one thread (on a
     # machine shared with other busy processes one thread is often faster than several)
@@ -176,8 +180,7 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
             scan_s.append(time.perf_counter() - t0)
             if not pred.mask.any():
                 raise InvalidArgumentError("warm prediction produced an empty 3D spine")
-        extra["scan_ms"] = {"median": 1e3 * statistics.median(scan_s), "min": 1e3 * min(scan_s),
-                            "p90": 1e3 * float(np.percentile(scan_s, 90))}
+        extra["scan_ms"] = _ms_stats(scan_s)
         extra["load_average_1min_after"] = os.getloadavg()[0]
         return N_WARM_SCANS
 
@@ -196,6 +199,22 @@ def warm_paper_workload(workdir: Path, profile: str) -> BenchWorkload:
     return _warm_workload(workdir, "paper")
 
 
+def _spinelib_predict(args: list[str]) -> None:
+    """Run ``spinelib predict ARGS`` as a subprocess of this interpreter, this package first on its path.
+
+    Raises
+    ------
+    InvalidArgumentError
+        The command failed (its exit status and the end of its stderr).
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
+                                                                      os.environ.get("PYTHONPATH", "")]))}
+    proc = subprocess.run([sys.executable, "-m", "spinelib.cli", "predict", *args], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise InvalidArgumentError(f"spinelib predict failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+
+
 def cold_workload(workdir: Path, profile: str) -> BenchWorkload:
     """``predict_cold``: ``python -m spinelib.cli predict`` as a subprocess, at ``profile``'s model."""
     params = get_profile(profile)
@@ -204,121 +223,15 @@ def cold_workload(workdir: Path, profile: str) -> BenchWorkload:
     dxa = write_synthetic_dxa(workdir / "dxa.npz", params, lateral=False)
     ckpt = random_checkpoint(workdir / "best.pt", params, "resnet_bot", seed=int(params["seed"]))
     out = workdir / "out"
-    cmd = [sys.executable, "-m", "spinelib.cli", "predict", str(dxa), "--checkpoint", str(ckpt), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
-                                                                      os.environ.get("PYTHONPATH", "")]))}
 
     def run() -> int:
         shutil.rmtree(out, ignore_errors=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise InvalidArgumentError(f"spinelib predict failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        _spinelib_predict([str(dxa), "--checkpoint", str(ckpt), "--out", str(out)])
         return 1
 
     return BenchWorkload(run=run, unit="commands", teardown=lambda: shutil.rmtree(workdir, True),
                          extra={"command": "spinelib predict DXA --checkpoint CKPT --out DIR", "profile": profile},
                          description=f"`spinelib predict` as a subprocess, {profile} resnet_bot, four outputs written")
-
-
-def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps: int = 4) -> float:
-    """Images per second of the bare training step of ``model`` on one fixed batch.
-
-    The step is what :func:`spinelib.learn.train.train_model` does per batch without the data
-    pipeline and bookkeeping: zero the gradients, forward, L1 loss, backward, Adam step,
-    on channels-last inputs. Two warm-up steps are not timed.
-
-    Parameters
-    ----------
-    model : the network, in training mode after the call.
-    batch : ``(images (B, C, H, W) tensor, targets (B, D) tensor)``.
-    steps : timed steps (>= 1).
-    """
-    import torch
-
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
-    x, y = batch
-    x = x.contiguous(memory_format=torch.channels_last)
-    model.train().to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.l1_loss(model(x), y).backward()
-        opt.step()
-
-    for _ in range(2):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(int(steps)):
-        step()
-    return int(steps) * len(x) / (time.perf_counter() - t0)
-
-
-def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32,
-                              models: tuple[str, ...] | None = None) -> BenchWorkload:
-    """``train_throughput``: one epoch of ``n_images`` augmented crops per trained model, set
-    against the bare training step of the same network on one batch of the same crops.
-
-    ``extra[model]`` holds, per repeat, ``train_loop_images_per_second`` (the epoch's loop
-    as :func:`spinelib.learn.train.train_model` reports it: data, step and bookkeeping, without
-    validation and checkpoints), ``bare_images_per_second``
-    (:func:`bare_step_images_per_second`) and their ``ratio`` (the goal is >= 0.8: the
-    loop wastes little beside the network's own arithmetic). ``models`` defaults to
-    :data:`spinelib.learn.models.TRAINED_MODELS`.
-    """
-    import torch
-
-    from ..learn.data import PreparedScan, SpineDataset, prepare_scan
-    from ..learn.models import TRAINED_MODELS, build_model, config_from_profile
-    from ..learn.train import TrainConfig, train_model
-
-    models = TRAINED_MODELS if models is None else tuple(models)
-    params = get_profile(profile)
-    workdir = Path(workdir)
-    n_subj = 8
-    dxas, curves = synthetic_examples(n_subj + 2, params)
-    scans = [prepare_scan(d, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"], lateral=True)
-             for d in dxas]
-    reps = -(-n_images // n_subj)
-    tcfg = TrainConfig.from_profile({**params, "epochs": 1})
-    configs = {m: config_from_profile(params, m) for m in models}
-    extra: dict = {"batch_size": tcfg.batch_size, "num_threads": tcfg.num_threads,
-                   **{m: {"model": c.describe(), "train_loop_images_per_second": [], "bare_images_per_second": [],
-                          "ratio": []} for m, c in configs.items()}}
-    state = {"repeat": 0}
-
-    def datasets(n_ch: int) -> tuple[SpineDataset, SpineDataset]:
-        views = [PreparedScan(sc.stack[:n_ch], sc.crop) for sc in scans]
-        return (SpineDataset((views[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
-                             augment=True, seed=int(params["seed"])),
-                SpineDataset(views[n_subj:], curves[n_subj:]))
-
-    def run() -> int:
-        for name, cfg in configs.items():
-            train_ds, val_ds = datasets(cfg.in_chans)
-            torch.manual_seed(int(params["seed"]))
-            out = workdir / f"{name}-{state['repeat']}"
-            res = train_model(build_model(cfg), cfg, train_ds, val_ds, out, tcfg, resume=False, progress=False,
-                              meta={"crop_pixel_mm": float(params["crop_pixel_mm"])})
-            loop = float(res.history["images_per_second"].iloc[-1])
-            items = [train_ds[i] for i in range(min(tcfg.batch_size, len(train_ds)))]
-            batch = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
-            torch.manual_seed(int(params["seed"]))
-            bare = bare_step_images_per_second(build_model(cfg), batch, lr=tcfg.lr)
-            for key, value in (("train_loop_images_per_second", loop), ("bare_images_per_second", bare),
-                               ("ratio", loop / bare)):
-                extra[name][key].append(value)
-            shutil.rmtree(out, ignore_errors=True)
-        state["repeat"] += 1
-        return len(configs) * n_images
-
-    names = ", ".join(f"{m} ({c.backbone})" for m, c in configs.items())
-    return BenchWorkload(run=run, unit="images", teardown=lambda: shutil.rmtree(workdir, True), extra=extra,
-                         description=f"training, {profile}: {names} at {params['image_size'][0]}x"
-                                     f"{params['image_size'][1]}, batch {tcfg.batch_size}, {n_images} images per "
-                                     "epoch each (with validation and checkpoints); per model the loop's images/s "
-                                     "against the bare step's")
 
 
 def cohort_speedup(workdir: str | Path, *, profile: str = "default", n_scans: int = 200, n_cold: int = 5,
@@ -353,15 +266,10 @@ def cohort_speedup(workdir: str | Path, *, profile: str = "default", n_scans: in
     for i in range(n_scans):
         shutil.copyfile(sources[i % len(sources)], scans / f"scan{i:04d}.npz")
     ckpt = random_checkpoint(workdir / "best.pt", params, "resnet_bot", seed=int(params["seed"]))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent),
-                                                                      os.environ.get("PYTHONPATH", "")]))}
-    base = [sys.executable, "-m", "spinelib.cli", "predict"]
 
     def run(args: list[str]) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run(base + args, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise InvalidArgumentError(f"spinelib predict failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        _spinelib_predict(args)
         return time.perf_counter() - t0
 
     cold = [run([str(scans / f"scan{i:04d}.npz"), "--checkpoint", str(ckpt), "--out", str(workdir / f"cold{i}")])

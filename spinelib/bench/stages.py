@@ -122,7 +122,7 @@ def _rows(workdir: Path, params: dict, n: int) -> list[dict]:
 
 
 def _align(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
-    from ..study.targets import subject_targets
+    from ..study.subject_targets import subject_targets
 
     rows = _rows(workdir, params, n)
 
@@ -151,7 +151,7 @@ def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
 def _evaluate(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
     from ..evaluate.volume3d import evaluate_subject
     from ..io import read_truth
-    from ..study.targets import subject_targets
+    from ..study.subject_targets import subject_targets
     from ..geometry.transform import PlanarTransform
 
     jobs = []

@@ -4,7 +4,9 @@ Pure functions over an :class:`EvalSet` (targets, predictions, alignment and man
 the same subjects) that return tables (pandas DataFrames) and ``metrics.json`` blocks; the
 evaluation notebooks (``03_curve_accuracy_2d``, ``04_reconstruction_3d``) only call them.
 
-Modules: :mod:`.cohort` (which subjects, loading, the shifted cohort's cache),
+Modules: :mod:`.cohort` (which subjects, against which reference), :mod:`.shifted` (the
+shifted cohort and its cache), :mod:`.subject_files` (which DXAs load, their geometry, the
+generator's true angles),
 :mod:`.curves2d` (per-curve and per-level errors, paired comparisons), :mod:`.volume3d`
 (IoU, Dice, surface distances, centreline deviation level by level and at the same rows,
 extent errors, against the true spine column),
@@ -15,12 +17,13 @@ extent errors, against the true spine column),
 from .clinical import (ANGLES, SCOLIOSIS_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table,
                        classification_scores, cobb_errors, group_summary, reference_cobb, region_table, scoliosis_block,
                        scoliosis_classification, severity_bins)
-from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, dxa_geometry, eval_set, evaluation_block,
-                     has_truth_targets, loadable_dxa, ordered_models, shifted_paths, shifted_set, take_predictions,
-                     test_set, truth_angles, with_counts)
+from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, eval_set, evaluation_block,
+                     has_truth_targets, ordered_models, take_predictions, test_set, with_counts)
 from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
                        hardest_region, level_error_table, pick_subjects, pixel_sizes)
+from .shifted import shifted_paths, shifted_set
 from .stats import BootstrapResult, bland_altman, paired_bootstrap, summarize
+from .subject_files import dxa_geometry, loadable_dxa, truth_angles
 from .volume3d import (CEILING, PAPER_RESULTS, empty_mask_table, evaluate_3d, evaluate_subject, mask_scores,
                        paper_comparison, reconstruction_metrics_block)
 

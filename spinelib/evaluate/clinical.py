@@ -57,7 +57,7 @@ def angle_table(es: EvalSet, truth: pd.DataFrame | None = None) -> pd.DataFrame:
     Parameters
     ----------
     es : the evaluation subjects.
-    truth : optional :func:`spinelib.evaluate.cohort.truth_angles` table (the generator's
+    truth : optional :func:`spinelib.evaluate.subject_files.truth_angles` table (the generator's
         ``cobb_deg, kyphosis_deg, lordosis_deg``; NaN where unknown).
 
     Returns

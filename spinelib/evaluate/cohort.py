@@ -5,8 +5,7 @@ An :class:`EvalSet` holds, for the same subjects in the same order, the curve ta
 (:class:`spinelib.study.experiment.Predictions`), the alignment row (the estimated DXA->MRI
 transform that placed the targets, needed to put the true MRI column in the same frame)
 and the manifest row (file paths, truth). :func:`test_set` builds it from a run's test
-split; :func:`shifted_set` aligns, targets and predicts a second cohort once and caches it
-in ``<run>/shifted/`` so that both evaluation notebooks read the same numbers.
+split; :func:`spinelib.evaluate.shifted.shifted_set` from a second (shifted) cohort.
 
 Two references
 --------------
@@ -23,35 +22,23 @@ manifest holds (``n_test``) and why the others were not evaluated (``not_evaluat
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # console bars: no notebook-widget detection
 
-from ..util.atomic import atomic_path, write_json_atomic
-from ..errors import InvalidArgumentError, MissingFileError, SpineLibError, UnreadableFileError
-from ..study.experiment import (Predictions, checkpoint_path, predict_cohort, read_predictions, trained_models,
-                          write_predictions)
-from ..io import read_dxa, read_manifest, read_truth
-from ..learn.models import MODEL_NAMES
-from ..io.runfolder import run_paths
-from ..study.targets import (ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, dxa_session_seg_path, prepare_cohort_targets,
-                       read_targets, write_targets)
+from ..errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from ..geometry.transform import PlanarTransform
+from ..io import read_manifest, read_truth
+from ..io.runfolder import run_paths
+from ..learn.config import MODEL_NAMES
+from ..study.experiment import Predictions, read_predictions
+from ..study.subject_targets import dxa_session_seg_path
+from ..study.targets import ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, read_targets
 
-log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from ..util.workers import Engine
-
-__all__ = ["EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry",
-           "truth_angles", "ordered_models", "REFERENCES", "REFERENCE_LABELS", "loadable_dxa",
+__all__ = ["EvalSet", "eval_set", "test_set", "ordered_models", "REFERENCES", "REFERENCE_LABELS",
            "take_predictions", "has_truth_targets", "evaluation_block", "with_counts", "coverage_sentence"]
 
 #: The references an evaluation set can be measured against (see the module docstring).
@@ -62,15 +49,9 @@ REFERENCE_LABELS: dict[str, str] = {
     "estimated": "estimated alignment, trusted subjects only (as the paper measures)",
 }
 
-#: The angle keys of ``truth.json`` ``"angles"`` used for agreement with the generator.
-TRUTH_ANGLES: tuple[str, ...] = ("cobb_deg", "kyphosis_deg", "lordosis_deg")
-#: Profile parameters the shifted cohort's cached files depend on.
-_SHIFT_KEYS: tuple[str, ...] = ("align_pixel_mm", "align_angle_range_deg", "align_min_score",
-                                "align_min_stage1_score", "n_levels", "crop_pixel_mm", "image_size")
-
 
 def ordered_models(names: Sequence[str]) -> list[str]:
-    """Model names in the library's order (``models.MODEL_NAMES``), unknown ones last."""
+    """Model names in the library's order (``learn.config.MODEL_NAMES``), unknown ones last."""
     known = [m for m in MODEL_NAMES if m in names]
     return known + sorted(n for n in names if n not in MODEL_NAMES)
 
@@ -239,34 +220,6 @@ def take_predictions(pred: Predictions, subject_ids: Sequence[str]) -> Predictio
                        {m: np.asarray(v)[idx] for m, v in pred.extent_mm.items()})
 
 
-def loadable_dxa(manifest: pd.DataFrame, subject_ids: Sequence[str], *, allow_pickle: bool = False,
-                 progress: bool = True) -> tuple[list[str], pd.DataFrame]:
-    """Which of the listed subjects' DXAs load: all a model needs to predict them.
-
-    Returns
-    -------
-    (subject ids whose DXA loads, in the given order; DataFrame ``subject_id, reason`` of
-    the others).
-    """
-    if "subject_id" not in manifest.columns or "dxa_path" not in manifest.columns:
-        raise InvalidArgumentError("manifest needs subject_id and dxa_path columns")
-    by = manifest.assign(subject_id=manifest["subject_id"].astype(str)).drop_duplicates("subject_id")
-    by = by.set_index("subject_id")
-    ok, bad = [], []
-    for sid in tqdm([str(s) for s in subject_ids], desc="checking DXAs", unit="scan", disable=None if progress else True,
-                    leave=False):
-        if sid not in by.index:
-            bad.append({"subject_id": sid, "reason": "not in the manifest"})
-            continue
-        try:
-            read_dxa(by.loc[sid, "dxa_path"], allow_pickle=allow_pickle)
-        except SpineLibError as exc:
-            bad.append({"subject_id": sid, "reason": f"DXA does not load: {type(exc).__name__}: {exc}"})
-            continue
-        ok.append(sid)
-    return ok, pd.DataFrame(bad, columns=["subject_id", "reason"])
-
-
 def has_truth_targets(run_dir: str | Path, split: str = "test") -> bool:
     """Whether the run wrote truth targets (:data:`TRUTH_TARGETS_FILE`) for ``split``."""
     p = run_paths(run_dir)["root"] / TRUTH_TARGETS_FILE
@@ -306,11 +259,16 @@ def with_counts(models: Mapping[str, Mapping[str, Any]], es: EvalSet) -> dict[st
     return {m: {**dict(b), "n_evaluated": es.n_evaluated, "n_test": int(es.n_test)} for m, b in models.items()}
 
 
+def _check_reference(reference: str) -> None:
+    """Raise unless ``reference`` is ``"headline"`` or one of :data:`REFERENCES`."""
+    if reference != "headline" and reference not in REFERENCES:
+        raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
+
+
 def _reference(run_dir: str | Path, reference: str) -> str:
     if reference == "headline":
         return "truth" if has_truth_targets(run_dir) else "estimated"
-    if reference not in REFERENCES:
-        raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
+    _check_reference(reference)
     return reference
 
 
@@ -334,16 +292,24 @@ def _select(targets: TargetSet, pred: Predictions, alignment: pd.DataFrame, mani
                     n_test=len(wanted), not_evaluated=ne)
 
 
-def _reasons(run_dir: Path, reference: str, alignment: pd.DataFrame) -> dict[str, str]:
-    if reference == "truth":
-        p = run_paths(run_dir)["tables"] / "truth_targets.csv"
-        if p.is_file():
-            t = pd.read_csv(p, dtype={"subject_id": str}, keep_default_na=False)
-            return {str(r["subject_id"]): f"no truth targets: {r['reason']}" for _, r in t.iterrows()
-                    if str(r.get("has_truth_targets")).lower() not in ("true", "1")}
-        return {}
+def _truth_reasons(path: Path) -> dict[str, str]:
+    """Why each subject of a truth table (``truth_targets.csv``) has no truth targets."""
+    t = pd.read_csv(path, dtype={"subject_id": str}, keep_default_na=False)
+    return {str(r["subject_id"]): f"no truth targets: {r['reason']}" for _, r in t.iterrows()
+            if str(r.get("has_truth_targets")).lower() not in ("true", "1")}
+
+
+def _untrusted_reasons(alignment: pd.DataFrame) -> dict[str, str]:
+    """Why each untrusted subject of an alignment table has no estimated targets."""
     a = alignment[~alignment.get("trusted", pd.Series(False, index=alignment.index)).astype(bool)]
     return {str(r["subject_id"]): f"alignment not trusted: {r.get('reason', '')}" for _, r in a.iterrows()}
+
+
+def _reasons(run_dir: Path, reference: str, alignment: pd.DataFrame) -> dict[str, str]:
+    if reference != "truth":
+        return _untrusted_reasons(alignment)
+    p = run_paths(run_dir)["tables"] / "truth_targets.csv"
+    return _truth_reasons(p) if p.is_file() else {}
 
 
 def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, *, reference: str = "headline") -> EvalSet:
@@ -377,158 +343,3 @@ def _read_alignment(path: Path) -> pd.DataFrame:
         if col not in df.columns:
             raise UnreadableFileError(f"alignment table {path} lacks column {col!r}")
     return df
-
-
-def shifted_paths(run_dir: str | Path) -> dict[str, Path]:
-    """Files of the shifted cohort's cache inside a run folder."""
-    root = run_paths(run_dir)["root"] / "shifted"
-    return {"root": root, "targets": root / "targets.npz", "truth_targets": root / TRUTH_TARGETS_FILE,
-            "alignment": root / "alignment.csv", "truth_table": root / "truth_targets.csv",
-            "predictions": root / "predictions.npz", "key": root / "source.json"}
-
-
-#: Bumped when the shifted cache's content changes (older caches are recomputed).
-_SHIFT_CACHE_VERSION = 2
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], names: Sequence[str]) -> dict:
-    ckpts = {}
-    for n in names:
-        p = checkpoint_path(run_dir, n)
-        if not p.is_file():
-            raise MissingFileError(f"no checkpoint for model {n!r} at {p} (run the training section first)")
-        ckpts[n] = _sha256(p)
-    return {"cache_version": _SHIFT_CACHE_VERSION, "manifest": str(manifest_path),
-            "manifest_sha256": _sha256(manifest_path),
-            "params": {k: params[k] for k in _SHIFT_KEYS if k in params}, "checkpoints": ckpts}
-
-
-def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[str, Any], *,
-                names: Sequence[str] | None = None, jobs: "int | Engine" = 1, progress: bool = True,
-                reference: str = "headline") -> EvalSet:
-    """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
-
-    The cohort is aligned and targeted, with truth targets where it is synthetic
-    (:func:`spinelib.study.targets.prepare_cohort_targets`), and every model predicts every
-    subject whose DXA loads (:func:`spinelib.study.experiment.predict_cohort`); the results go to
-    ``<run>/shifted/`` (``targets.npz``, ``truth_targets.npz``, ``alignment.csv``,
-    ``truth_targets.csv``, ``predictions.npz``) with ``source.json`` recording the
-    manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
-    same inputs reads the cache; any change recomputes it. Every subject counts whatever
-    its split column says (the models never trained on this cohort). ``reference`` as in
-    :func:`test_set` (``"headline"``: truth where the cohort has it). ``names``: the models
-    to predict with, by default every model the run trained
-    (:func:`spinelib.study.experiment.trained_models`).
-
-    Raises
-    ------
-    MissingFileError
-        The manifest or a checkpoint does not exist.
-    InvalidArgumentError
-        No subject of the cohort could be aligned, or none has targets of the reference.
-    """
-    run = Path(run_dir)
-    mp = Path(manifest_path).expanduser()
-    if not mp.is_file():
-        raise MissingFileError(f"shifted cohort manifest {mp} does not exist")
-    if reference != "headline" and reference not in REFERENCES:
-        raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
-    mp = mp.resolve()
-    manifest = read_manifest(mp)
-    names = trained_models(run) if names is None else list(names)
-    sp = shifted_paths(run)
-    key = _shift_key(run, mp, params, names)
-    files = ("targets", "truth_targets", "alignment", "truth_table", "predictions")
-    cached = sp["key"].is_file() and all(sp[k].is_file() for k in files)
-    if cached:
-        try:
-            cached = json.loads(sp["key"].read_text()) == json.loads(json.dumps(key))
-        except (OSError, ValueError):
-            cached = False
-    if not cached:
-        log.info("shifted cohort %s: aligning and predicting %d subjects", mp, len(manifest))
-        res = prepare_cohort_targets(manifest, params, jobs=jobs, progress=progress)
-        if len(res.targets) == 0 and len(res.truth) == 0:
-            raise InvalidArgumentError(f"no subject of the shifted cohort {mp} could be aligned")
-        ids, skipped = loadable_dxa(manifest, list(manifest["subject_id"].astype(str)),
-                                    allow_pickle=bool(params.get("allow_pickle", False)), progress=progress)
-        pred = predict_cohort(run, manifest, ids, params, names=names, progress=progress)
-        sp["root"].mkdir(parents=True, exist_ok=True)
-        write_targets(sp["targets"], res.targets)
-        write_targets(sp["truth_targets"], res.truth)
-        for k, df in (("alignment", res.alignment), ("truth_table", res.truth_table)):
-            with atomic_path(sp[k]) as tmp:
-                df.to_csv(tmp, index=False)
-        write_predictions(sp["predictions"], pred)
-        write_json_atomic(sp["key"], key)  # last: the cache counts only once all files are there
-    else:
-        log.info("shifted cohort: reusing %s", sp["root"])
-    truth = read_targets(sp["truth_targets"])
-    ref = ("truth" if len(truth) else "estimated") if reference == "headline" else reference
-    targets = truth if ref == "truth" else read_targets(sp["targets"])
-    pred = read_predictions(sp["predictions"])
-    align = _read_alignment(sp["alignment"])
-    if ref == "truth":
-        t = pd.read_csv(sp["truth_table"], dtype={"subject_id": str}, keep_default_na=False)
-        reasons = {str(r["subject_id"]): f"no truth targets: {r['reason']}" for _, r in t.iterrows()
-                   if str(r["has_truth_targets"]).lower() not in ("true", "1")}
-    else:
-        reasons = _reasons(run, "estimated", align)
-    wanted = [str(s) for s in manifest["subject_id"]]
-    return _select(targets, pred, align, manifest, wanted, ref, reasons, name="shifted")
-
-
-def dxa_geometry(es: EvalSet, *, progress: bool = True, allow_pickle: bool = False) -> pd.DataFrame:
-    """Shape and pixel spacing of each subject's DXA (``allow_pickle``: the run's opt-in to
-    reading DXAs stored as pickles).
-
-    Returns
-    -------
-    DataFrame with ``subject_id, rows, cols, row_mm, col_mm`` (spacing in mm per pixel).
-    """
-    out = []
-    for sid, path in tqdm(list(zip(es.subject_id, es.manifest["dxa_path"])), desc="DXA geometry",
-                          unit="scan", disable=None if progress else True, leave=False):
-        d = read_dxa(path, allow_pickle=allow_pickle)
-        out.append({"subject_id": str(sid), "rows": int(d.shape[0]), "cols": int(d.shape[1]),
-                    "row_mm": float(d.pixel_spacing_mm[0]), "col_mm": float(d.pixel_spacing_mm[1])})
-    return pd.DataFrame(out)
-
-
-def truth_angles(es: EvalSet, *, session: str | None = None) -> pd.DataFrame:
-    """The generator's true angles per subject.
-
-    ``session="dxa"`` reads ``truth.json`` ``"angles_dxa_session"`` (the spine the DXA
-    shows, after the posture change; ``"angles"`` where a cohort lacks it), ``"mri"``
-    reads ``"angles"`` (the MRI session). By default the session of the set's reference:
-    DXA for ``"truth"``, MRI for ``"estimated"`` (whose targets come from the MRI spine).
-
-    Returns
-    -------
-    DataFrame ``subject_id, cobb_deg, kyphosis_deg, lordosis_deg``; NaN where the subject
-    has no truth file (real data) or the file lacks the angle.
-    """
-    if session is None:
-        session = "dxa" if es.reference == "truth" else "mri"
-    if session not in ("dxa", "mri"):
-        raise InvalidArgumentError(f"session must be 'dxa' or 'mri', got {session!r}")
-    rows = []
-    for sid, tp in zip(es.subject_id, es.manifest.get("truth_path", pd.Series([""] * len(es)))):
-        rec = {"subject_id": str(sid), **{k: np.nan for k in TRUTH_ANGLES}}
-        if isinstance(tp, str) and tp.strip():
-            truth = read_truth(tp)
-            angles = (truth.get("angles_dxa_session") if session == "dxa" else None) or truth.get("angles", {}) or {}
-            for k in TRUTH_ANGLES:
-                v = angles.get(k)
-                if isinstance(v, (int, float)) and np.isfinite(v):
-                    rec[k] = float(v)
-        rows.append(rec)
-    return pd.DataFrame(rows, columns=["subject_id", *TRUTH_ANGLES])

@@ -32,7 +32,7 @@ def _check_set(es: EvalSet) -> None:
 
 def pixel_sizes(es: EvalSet, geometry: pd.DataFrame) -> np.ndarray:
     """(N,) DXA pixel size (mm, the column spacing) of each subject of ``es``, from the table of
-    :func:`spinelib.evaluate.cohort.dxa_geometry`."""
+    :func:`spinelib.evaluate.subject_files.dxa_geometry`."""
     _check_set(es)
     if not {"subject_id", "col_mm"} <= set(geometry.columns):
         raise InvalidArgumentError("geometry must have subject_id and col_mm columns (dxa_geometry)")

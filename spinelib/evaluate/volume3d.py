@@ -36,7 +36,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..shape.curves import SpineCurves, world_to_frame
+from ..shape.curves import SpineCurves
+from ..shape.frame import world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, SpineLibError, SubjectsFailedError
 from ..io import read_dxa, read_volume
 from ..metrics import (THORACIC_FRACTION, centreline_deviation_mm, centreline_same_row_mm, dice_3d,

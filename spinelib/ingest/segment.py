@@ -2,7 +2,7 @@
 
 UK Biobank gives no spine segmentation. TotalSegmentator (an optional tool the user runs
 on ``mri_water.nii.gz``; never imported here) segments MR with two tasks whose outputs
-this module combines:
+this module combines (:func:`seg_from_totalsegmentator`):
 
 * ``vertebrae_mr`` -- one label per *whole* vertebra (body and posterior elements), the
   numbering of :data:`VERTEBRAE_MR_LABELS` (1 sacrum, 2 L5 ... 18 T1, 19 C7 ... 25 C1);
@@ -14,36 +14,12 @@ The result uses the labels of :mod:`spinelib.spine`: bodies T1..L5 -> 1..17, sac
 column discs T1/T2..L4/L5 -> 20, L5/S1 -> 21, posterior elements -> 22. Cervical
 vertebrae and discs above T1 are outside the convention and dropped.
 
-The vertebral body rule (:func:`split_vertebra`)
-------------------------------------------------
-The body is the part of the vertebra anterior to its posterior wall, and the posterior
-wall is the anterior edge of the vertebral canal. Per vertebra, in world mm:
-
-1. *Core*: the largest connected component of the vertebra's morphological opening by a
-   ball of radius ``opening_radius_mm`` (5 mm). Pedicles, laminae and processes are
-   thinner than the ball and vanish; the body (over 15 mm in every direction) stays.
-2. *Axes*: the superior axis ``u`` runs along the column (from the next lower to the next
-   upper vertebra's core centroid). The anterior axis ``a`` points from the spinal cord
-   (``total_mr``'s ``spinal_cord`` voxels at the vertebra's height) to the core centroid;
-   without cord voxels it points from the centroid of the thin parts (vertebra minus core)
-   to the core centroid; without those, it is the scanner's anterior axis. ``a`` is made
-   orthogonal to ``u``, so the rule follows sagittal tilt and axial rotation.
-3. *Canal edge*: the vertebra's voxels in a mid-sagittal band (lateral distance from the
-   core centroid within ``band_fraction`` of the core's width) are binned along ``a``.
-   Walking from the most anterior bin backwards, past the body's front, the first bin
-   holding at most ``gap_fraction`` of the fullest bin's voxels is the canal; the wall is
-   that bin's anterior edge, never behind the cord's anterior edge when the cord is known.
-   If no such gap exists (a canal the segmentation filled in), the wall is the posterior
-   face of the core in the band (or the cord's anterior edge, whichever is more anterior).
-4. *Body*: the vertebra's voxels anterior to the wall (a plane orthogonal to ``a``), the
-   connected component holding the core; everything else of the vertebra is posterior.
-
-Discs (:func:`assign_discs`): each connected component of ``intervertebral_discs`` goes
-to the gap between the two consecutive vertebrae (C7, T1 .. L5, sacrum; by their body
-centroids, the sacrum's top tenth standing for its body) whose connecting segment its centroid projects inside of and lies nearest to;
-components projecting outside every segment, or farther from it than the larger body's
-half-width plus 10 mm, are dropped. Bodies, sacrum and posterior elements win over discs
-where the two tasks overlap.
+Each vertebra T1..L5 is split into body and posterior elements by the rule of
+:mod:`spinelib.ingest.vertebra_body` (:func:`~spinelib.ingest.vertebra_body.split_vertebra`),
+along a superior axis through the neighbouring vertebrae's core centroids; the discs go to
+the gaps between the bodies by the rule of :mod:`spinelib.ingest.discs`
+(:func:`~spinelib.ingest.discs.assign_discs`). Bodies, sacrum and posterior elements win
+over discs where the two tasks overlap.
 """
 
 from __future__ import annotations
@@ -62,18 +38,18 @@ from ..errors import (
     NonFiniteError,
     ShapeError,
 )
-from ..spine import DISC_LABEL, LEVELS, LUMBOSACRAL_DISC_LABEL, POSTERIOR_LABEL, SACRUM_LABEL, vertebra_label
+from ..spine import LEVELS, POSTERIOR_LABEL, SACRUM_LABEL, vertebra_label
+from .discs import assign_discs
+from .labelgrid import box_affine, opened_core, padded_box, to_world, unit, voxel_sizes
+from .vertebra_body import OPENING_RADIUS_MM, split_vertebra
 
 __all__ = [
     "TOTALSEGMENTATOR_VERSION",
     "VERTEBRAE_MR_LABELS",
     "TOTAL_MR_LABELS",
     "TOTAL_MR_N_CLASSES",
-    "OPENING_RADIUS_MM",
     "VERTEBRAE_MR_LEVEL_LABEL",
     "seg_from_totalsegmentator",
-    "split_vertebra",
-    "assign_discs",
 ]
 
 #: Version of TotalSegmentator whose ``totalsegmentator/map_to_binary.py`` (``class_map``)
@@ -95,10 +71,6 @@ TOTAL_MR_LABELS: dict[int, str] = {18: "sacrum", 19: "vertebrae", 20: "intervert
 #: Number of classes of ``total_mr`` (labels 1..50); a larger label means another task's file.
 TOTAL_MR_N_CLASSES = 50
 
-#: Radius of the ball whose opening strips a vertebra's posterior elements (step 1 of the rule):
-#: thicker than pedicles, laminae and processes (about 5-10 mm across), thinner than a body.
-OPENING_RADIUS_MM = 5.0
-
 _VERT_BY_NAME = {name: lab for lab, name in VERTEBRAE_MR_LABELS.items()}
 #: ``vertebrae_mr`` label of each level of the spine column, ``'T1' -> 18`` ... ``'L5' -> 2``.
 VERTEBRAE_MR_LEVEL_LABEL: dict[str, int] = {lv: _VERT_BY_NAME[f"vertebrae_{lv}"] for lv in LEVELS}
@@ -106,6 +78,8 @@ _VERT_SACRUM = _VERT_BY_NAME["sacrum"]
 _VERT_C7 = _VERT_BY_NAME["vertebrae_C7"]
 _TOTAL_DISCS = 20
 _TOTAL_CORD = 21
+#: padding (mm) of each vertebra's box: room for the opening and the cord beside it
+_BOX_PAD_MM = 15.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -162,269 +136,33 @@ def _load(obj: Any, name: str, max_label: int, task: str) -> tuple[np.ndarray, n
     return np.asarray(labels, dtype=np.uint8), affine, where
 
 
-# --------------------------------------------------------------------------- geometry
+def _load_pair(vertebrae_mr: Any, total_mr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+    """(vertebrae_mr labels, total_mr labels, affine, where_v, where_t) of two outputs on one grid."""
+    vert, aff_v, where_v = _load(vertebrae_mr, "vertebrae_mr", max(VERTEBRAE_MR_LABELS), "vertebrae_mr")
+    tot, aff_t, where_t = _load(total_mr, "total_mr", TOTAL_MR_N_CLASSES, "total_mr")
+    if vert.shape != tot.shape:
+        raise ShapeError(
+            f"{where_v} has shape {vert.shape} but {where_t} has {tot.shape}: run both tasks on the same MRI"
+        )
+    if not np.allclose(aff_v, aff_t, atol=1e-3, rtol=0):
+        raise InvalidArgumentError(
+            f"{where_v} and {where_t} have different affines (voxel grids): run both tasks on the same MRI"
+        )
+    return vert, tot, aff_v, where_v, where_t
 
 
-def _voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-
-
-def _ball(radius_mm: float, voxel_mm: np.ndarray) -> np.ndarray:
-    """Boolean ellipsoidal structuring element: a ball of ``radius_mm`` on this grid."""
-    half = np.floor(radius_mm / voxel_mm).astype(int)
-    grids = np.meshgrid(*[np.arange(-h, h + 1) * v for h, v in zip(half, voxel_mm)], indexing="ij")
-    return sum(g * g for g in grids) <= radius_mm**2 + 1e-9
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return lab == int(np.argmax(sizes))
-
-
-def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """(N, 3) world mm of (N, 3) voxel indices."""
-    return ijk @ affine[:3, :3].T + affine[:3, 3]
-
-
-def _unit(v: np.ndarray) -> np.ndarray | None:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 1e-9 else None
-
-
-def _vertebra_core(mask: np.ndarray, voxel_mm: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Largest component of the opening of ``mask`` by a ball (``mask`` itself if the ball
-    is a single voxel or the opening removes everything)."""
-    ball = _ball(radius_mm, voxel_mm)
-    if ball.sum() <= 1:
-        return _largest_component(mask)
-    opened = ndi.binary_opening(mask, structure=ball)
-    if not opened.any():
-        return _largest_component(mask)
-    return _largest_component(opened)
-
-
-def _check_split_args(vertebra, affine, superior, cord, opening_radius_mm, band_fraction, gap_fraction):
-    v = np.asarray(vertebra)
-    if v.ndim != 3:
-        raise ShapeError(f"vertebra must be a 3D mask, got shape {v.shape}")
-    if v.dtype != bool:
-        if v.dtype.kind not in "iuf" or not np.all(np.isin(np.unique(v), (0, 1))):
-            raise DTypeError(f"vertebra must be a boolean (or 0/1) mask, got dtype {v.dtype}")
-        v = v.astype(bool)
-    if not v.any():
-        raise EmptySegmentationError("vertebra mask is empty")
-    a = np.asarray(affine, dtype=float)
-    if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-9:
-        raise InvalidArgumentError(f"affine must be a finite, invertible (4, 4) matrix, got shape {a.shape}")
-    u = np.asarray(superior, dtype=float)
-    if u.shape != (3,) or not np.all(np.isfinite(u)) or _unit(u) is None:
-        raise InvalidArgumentError(f"superior must be a finite non-zero (3,) vector, got {superior!r}")
-    c = None
-    if cord is not None:
-        c = np.asarray(cord)
-        if c.shape != v.shape:
-            raise ShapeError(f"cord mask shape {c.shape} differs from the vertebra's {v.shape}")
-        c = c.astype(bool)
-    for nm, val, lo, hi in (("opening_radius_mm", opening_radius_mm, 0.0, 50.0),
-                            ("band_fraction", band_fraction, 0.0, 0.5),
-                            ("gap_fraction", gap_fraction, 0.0, 1.0)):
-        if not np.isfinite(val) or not lo < float(val) < hi:
-            raise InvalidArgumentError(f"{nm} must lie in ({lo}, {hi}), got {val!r}")
-    return v, a, _unit(u), c
-
-
-def split_vertebra(
-    vertebra: np.ndarray,
-    affine: np.ndarray,
-    superior: np.ndarray,
-    *,
-    cord: np.ndarray | None = None,
-    opening_radius_mm: float = OPENING_RADIUS_MM,
-    band_fraction: float = 0.1,
-    gap_fraction: float = 0.1,
-) -> np.ndarray:
-    """The vertebral body of a whole-vertebra mask (the rule in the module docstring).
-
-    Parameters
-    ----------
-    vertebra : (I, J, K) bool mask of one whole vertebra (body and posterior elements).
-    affine : (4, 4) voxel -> world (mm) affine of the mask.
-    superior : (3,) world direction of the column's superior axis at this vertebra.
-    cord : optional (I, J, K) bool mask of the spinal cord (any extent; only the voxels at
-        this vertebra's height are used).
-    opening_radius_mm : radius of the ball that strips the posterior elements (step 1).
-    band_fraction : half-width of the mid-sagittal band, as a fraction of the core's width.
-    gap_fraction : a bin holding at most this fraction of the fullest bin is the canal.
-
-    Returns
-    -------
-    (I, J, K) bool mask of the body, a subset of ``vertebra``.
-
-    Raises
-    ------
-    ShapeError, DTypeError, EmptySegmentationError, InvalidArgumentError
-        Bad masks, affine, axis or parameters.
-    """
-    v, aff, u, cord_m = _check_split_args(vertebra, affine, superior, cord, opening_radius_mm,
-                                          band_fraction, gap_fraction)
-    # work in the vertebra's bounding box (padded for the opening): volumes are large
-    idx = np.nonzero(v)
-    vox = _voxel_sizes(aff)
-    pad = np.ceil(opening_radius_mm / vox).astype(int) + 2
-    lo = np.maximum(np.array([i.min() for i in idx]) - pad, 0)
-    hi = np.minimum(np.array([i.max() for i in idx]) + pad + 1, v.shape)
-    box = tuple(slice(int(a0), int(b0)) for a0, b0 in zip(lo, hi))
-    sub = v[box]
-    sub_aff = aff.copy()
-    sub_aff[:3, 3] = _world(lo[None, :].astype(float), aff)[0]
-
-    core = _vertebra_core(sub, vox, float(opening_radius_mm))
-    pts = _world(np.argwhere(sub).astype(float), sub_aff)
-    core_pts = _world(np.argwhere(core).astype(float), sub_aff)
-    c_core = core_pts.mean(axis=0)
-
-    anterior = None
-    near = np.zeros((0, 3))
-    if cord_m is not None:
-        cpts = _world(np.argwhere(cord_m).astype(float), aff)
-        h = (core_pts - c_core) @ u
-        hc = (cpts - c_core) @ u
-        near = cpts[(hc >= h.min()) & (hc <= h.max())]
-        if len(near):
-            anterior = c_core - near.mean(axis=0)
-    if anterior is None:
-        thin = sub & ~core
-        if thin.sum() >= 0.05 * sub.sum():
-            anterior = c_core - _world(np.argwhere(thin).astype(float), sub_aff).mean(axis=0)
-    for cand in (anterior, np.array([0.0, 1.0, 0.0])):  # RAS+: +y is anterior
-        if cand is None:
-            continue
-        a = _unit(cand - (cand @ u) * u)
-        if a is not None:
-            break
-    else:  # the column runs along y: no meaningful anterior axis
-        raise InvalidArgumentError(f"superior axis {u.tolist()} leaves no anterior direction")
-    lat = np.cross(u, a)
-
-    rel = pts - c_core
-    t = rel @ a
-    width = np.ptp((core_pts - c_core) @ lat)
-    band = np.abs(rel @ lat) <= max(band_fraction * width, 0.5 * float(vox.min()))
-    tb = t[band]
-    # bin width: the largest step along ``a`` between neighbouring voxels, so that a bin of
-    # a solid part is never empty by sampling alone
-    step = max(float(np.max(np.abs(aff[:3, :3].T @ a))), 1e-6)
-    # bins centred on the most anterior voxel: when ``a`` runs along a grid axis, every
-    # voxel lies mid-bin and the wall (a bin edge) falls half-way between voxel rows, so
-    # rounding never decides which side a voxel is on
-    n_bins = int(np.floor((tb.max() - tb.min()) / step + 0.5)) + 1
-    edges = tb.max() + 0.5 * step - step * np.arange(n_bins + 1)[::-1]  # ascending
-    edges[0] = min(edges[0], tb.min() - 0.5 * step)
-    counts, _ = np.histogram(tb, bins=edges)
-    thresh = gap_fraction * counts.max()
-    wall = None
-    in_body = False
-    for k in range(n_bins - 1, -1, -1):  # anterior -> posterior; stray anterior voxels before
-        if counts[k] > thresh:            # the body's front are not the canal
-            in_body = True
-        elif in_body:
-            wall = edges[k + 1]
-            break
-    if wall is None:
-        core_band = np.abs((core_pts - c_core) @ lat) <= max(band_fraction * width, 0.5 * float(vox.min()))
-        back = ((core_pts - c_core) @ a)[core_band] if core_band.any() else t
-        wall = float(back.min()) - 0.5 * step
-    if len(near):
-        # the cord lies in the canal: the wall is never behind the cord's anterior edge
-        # (this matters when coarse voxels fill the canal between the pedicles)
-        wall = max(wall, float(((near - c_core) @ a).max()) + 0.5 * step)
-
-    body_sub = np.zeros_like(sub)
-    ijk = np.argwhere(sub)
-    keep = t >= wall
-    body_sub[tuple(ijk[keep].T)] = True
-    lab, n = ndi.label(body_sub)
-    if n > 1:
-        hits = np.bincount(lab[core & body_sub], minlength=n + 1)
-        hits[0] = 0
-        body_sub = lab == int(np.argmax(hits)) if hits.any() else _largest_component(body_sub)
-    out = np.zeros(v.shape, dtype=bool)
-    out[box] = body_sub
-    return out
-
-
-# --------------------------------------------------------------------------- discs
-
-
-def assign_discs(
-    discs: np.ndarray,
-    affine: np.ndarray,
-    anchors: list[tuple[str, np.ndarray, float]],
-) -> np.ndarray:
-    """Label each connected disc component with the gap it fills (rule in the module docstring).
-
-    Parameters
-    ----------
-    discs : (I, J, K) bool mask of all intervertebral discs.
-    affine : (4, 4) voxel -> world (mm) affine.
-    anchors : consecutive vertebrae from superior to inferior, as ``(name, (3,) body
-        centroid in world mm, half-width in mm)``; names of :data:`spinelib.spine.LEVELS`
-        plus ``"C7"`` and ``"sacrum"``.
-
-    Returns
-    -------
-    (I, J, K) uint8: 20 for discs between two of T1..L5, 21 for L5/S1, 0 elsewhere.
-
-    Raises
-    ------
-    ShapeError, InvalidArgumentError
-        Bad mask, affine or anchors.
-    """
-    d = np.asarray(discs)
-    if d.ndim != 3:
-        raise ShapeError(f"discs must be a 3D mask, got shape {d.shape}")
-    d = d.astype(bool)
-    a = np.asarray(affine, dtype=float)
-    if a.shape != (4, 4) or not np.all(np.isfinite(a)):
-        raise InvalidArgumentError("affine must be a finite (4, 4) matrix")
-    if len(anchors) < 2:
-        raise InvalidArgumentError(f"assign_discs needs at least two anchor vertebrae, got {len(anchors)}")
-    names = [str(n) for n, _, _ in anchors]
-    cents = np.array([np.asarray(c, dtype=float) for _, c, _ in anchors])
-    halfw = np.array([float(w) for _, _, w in anchors])
-    if cents.shape != (len(anchors), 3) or not np.all(np.isfinite(cents)):
-        raise InvalidArgumentError("anchor centroids must be finite (3,) points")
-    out = np.zeros(d.shape, dtype=np.uint8)
-    lab, n = ndi.label(d)
-    if n == 0:
-        return out
-    com = np.array(ndi.center_of_mass(d, lab, range(1, n + 1)), dtype=float).reshape(n, 3)
-    com_w = _world(com, a)
-    p0, p1 = cents[:-1], cents[1:]
-    seg = p1 - p0
-    seg_len2 = np.maximum((seg * seg).sum(axis=1), 1e-9)
-    column = set(LEVELS)
-    for comp in range(n):
-        s = ((com_w[comp] - p0) * seg).sum(axis=1) / seg_len2
-        foot = p0 + s[:, None] * seg
-        dist = np.linalg.norm(com_w[comp] - foot, axis=1)
-        ok = (s > 0.0) & (s < 1.0) & (dist <= np.maximum(halfw[:-1], halfw[1:]) + 10.0)
-        if not ok.any():
-            continue
-        g = int(np.argmin(np.where(ok, dist, np.inf)))
-        upper, lower = names[g], names[g + 1]
-        if upper in column and lower in column:
-            value = DISC_LABEL
-        elif upper == LEVELS[-1] and lower == "sacrum":
-            value = LUMBOSACRAL_DISC_LABEL
-        else:
-            continue
-        out[lab == comp + 1] = value
-    return out
+def _present_labels(vert: np.ndarray, where_v: str) -> np.ndarray:
+    """Bool table of the ``vertebrae_mr`` labels present; raises when one of T1..L5 is missing."""
+    present = np.zeros(max(VERTEBRAE_MR_LABELS) + 1, dtype=bool)
+    present[np.unique(vert)] = True
+    missing = [lv for lv in LEVELS if not present[VERTEBRAE_MR_LEVEL_LABEL[lv]]]
+    if missing:
+        labs = ", ".join(str(VERTEBRAE_MR_LEVEL_LABEL[lv]) for lv in missing)
+        raise EmptySegmentationError(
+            f"{where_v} lacks vertebrae {', '.join(missing)} (vertebrae_mr labels {labs}); the spine "
+            "column needs every vertebra T1-L5: check that the MRI covers them"
+        )
+    return present
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -436,9 +174,63 @@ def _superior_axes(centres: np.ndarray) -> np.ndarray:
     out = np.zeros_like(centres)
     for i in range(n):
         up = centres[max(i - 1, 0)] - centres[min(i + 1, n - 1)]
-        uu = _unit(up)
+        uu = unit(up)
         out[i] = uu if uu is not None else np.array([0.0, 0.0, 1.0])
     return out
+
+
+def _vertebra_boxes(vert: np.ndarray, affine: np.ndarray) -> tuple[dict, np.ndarray]:
+    """``{level: (box, box affine, mask)}`` of each vertebra T1..L5 and their (17, 3) superior axes."""
+    vox = voxel_sizes(affine)
+    objects = ndi.find_objects(vert)
+    pad = np.ceil(_BOX_PAD_MM / vox).astype(int)
+    boxes, cores = {}, {}
+    for lv in LEVELS:  # core centroids first: they give every vertebra's superior axis
+        sl = objects[VERTEBRAE_MR_LEVEL_LABEL[lv] - 1]
+        box, lo = padded_box(np.array([s_.start for s_ in sl]), np.array([s_.stop for s_ in sl]), pad, vert.shape)
+        box_aff = box_affine(affine, lo)
+        m = vert[box] == VERTEBRAE_MR_LEVEL_LABEL[lv]
+        boxes[lv] = (box, box_aff, m)
+        core = opened_core(m, vox, OPENING_RADIUS_MM)
+        cores[lv] = to_world(np.argwhere(core).astype(float), box_aff).mean(axis=0)
+    return boxes, _superior_axes(np.array([cores[lv] for lv in LEVELS]))
+
+
+def _split_bodies(vert: np.ndarray, boxes: dict, ups: np.ndarray, cord: np.ndarray | None,
+                  where_v: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray, float]]]:
+    """(uint8 body labels, bool posterior elements, disc anchors T1..L5) of the column's vertebrae."""
+    out = np.zeros(vert.shape, dtype=np.uint8)
+    posterior = np.zeros(vert.shape, dtype=bool)
+    anchors: list[tuple[str, np.ndarray, float]] = []
+    for i, lv in enumerate(LEVELS):
+        box, box_aff, m = boxes[lv]
+        body = split_vertebra(m, box_aff, ups[i], cord=None if cord is None else cord[box])
+        if not body.any():
+            raise EmptySegmentationError(f"{where_v}: no vertebral body found in vertebra {lv}")
+        out[box][body] = vertebra_label(lv)
+        posterior[box] |= m & ~body
+        bpts = to_world(np.argwhere(body).astype(float), box_aff)
+        c = bpts.mean(axis=0)
+        lat = unit(np.cross(ups[i], np.array([0.0, 1.0, 0.0])))
+        lat = lat if lat is not None else np.array([1.0, 0.0, 0.0])
+        anchors.append((lv, c, float(np.ptp((bpts - c) @ lat)) / 2))
+    return out, posterior, anchors
+
+
+def _end_anchors(anchors: list, vert: np.ndarray, affine: np.ndarray, present: np.ndarray,
+                 sacrum: np.ndarray, up_l5: np.ndarray) -> list[tuple[str, np.ndarray, float]]:
+    """``anchors`` with C7 above and the sacrum below when segmented (half-widths of T1 and L5)."""
+    anchors = list(anchors)
+    if present[_VERT_C7]:
+        c7 = to_world(np.argwhere(vert == _VERT_C7).astype(float), affine)
+        anchors.insert(0, ("C7", c7.mean(axis=0), anchors[0][2]))
+    if sacrum.any():
+        # the sacrum's top (its superior tenth) stands for its "body" next to the L5/S1 disc
+        spts = to_world(np.argwhere(sacrum).astype(float), affine)
+        h = spts @ up_l5
+        top = spts[h >= np.quantile(h, 0.9)]
+        anchors.append(("sacrum", top.mean(axis=0), anchors[-1][2]))
+    return anchors
 
 
 def seg_from_totalsegmentator(vertebrae_mr: Any, total_mr: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -470,80 +262,21 @@ def seg_from_totalsegmentator(vertebrae_mr: Any, total_mr: Any) -> tuple[np.ndar
         ``vertebrae_mr`` lacks any of T1..L5 (the message lists them), or ``total_mr``
         holds no intervertebral disc.
     """
-    vert, aff_v, where_v = _load(vertebrae_mr, "vertebrae_mr", max(VERTEBRAE_MR_LABELS), "vertebrae_mr")
-    tot, aff_t, where_t = _load(total_mr, "total_mr", TOTAL_MR_N_CLASSES, "total_mr")
-    if vert.shape != tot.shape:
-        raise ShapeError(
-            f"{where_v} has shape {vert.shape} but {where_t} has {tot.shape}: run both tasks on the same MRI"
-        )
-    if not np.allclose(aff_v, aff_t, atol=1e-3, rtol=0):
-        raise InvalidArgumentError(
-            f"{where_v} and {where_t} have different affines (voxel grids): run both tasks on the same MRI"
-        )
-    present = np.zeros(max(VERTEBRAE_MR_LABELS) + 1, dtype=bool)
-    present[np.unique(vert)] = True
-    missing = [lv for lv in LEVELS if not present[VERTEBRAE_MR_LEVEL_LABEL[lv]]]
-    if missing:
-        labs = ", ".join(str(VERTEBRAE_MR_LEVEL_LABEL[lv]) for lv in missing)
-        raise EmptySegmentationError(
-            f"{where_v} lacks vertebrae {', '.join(missing)} (vertebrae_mr labels {labs}); the spine "
-            "column needs every vertebra T1-L5: check that the MRI covers them"
-        )
+    vert, tot, aff_v, where_v, where_t = _load_pair(vertebrae_mr, total_mr)
+    present = _present_labels(vert, where_v)
     disc_mask = tot == _TOTAL_DISCS
     if not disc_mask.any():
         raise EmptySegmentationError(
             f"{where_t} holds no intervertebral_discs voxel (total_mr label {_TOTAL_DISCS})"
         )
     cord = tot == _TOTAL_CORD
-    cord = cord if cord.any() else None
-    vox = _voxel_sizes(aff_v)
-
-    # each vertebra is handled in its bounding box, padded for the opening and the cord
-    objects = ndi.find_objects(vert)
-    pad = np.ceil(15.0 / vox).astype(int)
-    boxes, cores = {}, {}
-    for lv in LEVELS:  # core centroids first: they give every vertebra's superior axis
-        sl = objects[VERTEBRAE_MR_LEVEL_LABEL[lv] - 1]
-        lo = np.array([max(s_.start - p_, 0) for s_, p_ in zip(sl, pad)])
-        hi = np.array([min(s_.stop + p_, n) for s_, p_, n in zip(sl, pad, vert.shape)])
-        box = tuple(slice(int(a0), int(b0)) for a0, b0 in zip(lo, hi))
-        box_aff = aff_v.copy()
-        box_aff[:3, 3] = _world(lo[None, :].astype(float), aff_v)[0]
-        m = vert[box] == VERTEBRAE_MR_LEVEL_LABEL[lv]
-        boxes[lv] = (box, box_aff, m)
-        core = _vertebra_core(m, vox, OPENING_RADIUS_MM)
-        cores[lv] = _world(np.argwhere(core).astype(float), box_aff).mean(axis=0)
-    ups = _superior_axes(np.array([cores[lv] for lv in LEVELS]))
-
-    out = np.zeros(vert.shape, dtype=np.uint8)
-    posterior = np.zeros(vert.shape, dtype=bool)
-    anchors: list[tuple[str, np.ndarray, float]] = []
-    for i, lv in enumerate(LEVELS):
-        box, box_aff, m = boxes[lv]
-        body = split_vertebra(m, box_aff, ups[i], cord=None if cord is None else cord[box])
-        if not body.any():
-            raise EmptySegmentationError(f"{where_v}: no vertebral body found in vertebra {lv}")
-        out[box][body] = vertebra_label(lv)
-        posterior[box] |= m & ~body
-        bpts = _world(np.argwhere(body).astype(float), box_aff)
-        c = bpts.mean(axis=0)
-        lat = _unit(np.cross(ups[i], np.array([0.0, 1.0, 0.0])))
-        lat = lat if lat is not None else np.array([1.0, 0.0, 0.0])
-        anchors.append((lv, c, float(np.ptp((bpts - c) @ lat)) / 2))
-    if present[_VERT_C7]:
-        c7 = _world(np.argwhere(vert == _VERT_C7).astype(float), aff_v)
-        anchors.insert(0, ("C7", c7.mean(axis=0), anchors[0][2]))
+    boxes, ups = _vertebra_boxes(vert, aff_v)
+    out, posterior, anchors = _split_bodies(vert, boxes, ups, cord if cord.any() else None, where_v)
     sacrum = vert == _VERT_SACRUM
-    if sacrum.any():
-        # the sacrum's top (its superior tenth) stands for its "body" next to the L5/S1 disc
-        spts = _world(np.argwhere(sacrum).astype(float), aff_v)
-        h = spts @ ups[-1]
-        top = spts[h >= np.quantile(h, 0.9)]
-        anchors.append(("sacrum", top.mean(axis=0), anchors[-1][2]))
+    anchors = _end_anchors(anchors, vert, aff_v, present, sacrum, ups[-1])
     discs = assign_discs(disc_mask & (vert == 0), aff_v, anchors)
     out[(out == 0) & sacrum] = SACRUM_LABEL
     out[(out == 0) & posterior] = POSTERIOR_LABEL
     free = out == 0
     out[free] = discs[free]
     return out, aff_v
-

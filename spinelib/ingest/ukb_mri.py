@@ -106,6 +106,55 @@ def _floats(ds, key: str, n: int, where: str) -> np.ndarray:
     return arr
 
 
+def _series_geometry(first, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """(ImageOrientationPatient (6,), PixelSpacing (2,) mm, slice normal (3,), (Rows, Columns)) of a series."""
+    iop = _floats(first, "ImageOrientationPatient", 6, where)
+    spacing = _floats(first, "PixelSpacing", 2, where)
+    if np.any(spacing <= 0):
+        raise UnreadableFileError(f"{where}: PixelSpacing {spacing.tolist()} must be positive")
+    normal = np.cross(iop[:3], iop[3:])
+    if abs(np.linalg.norm(normal) - 1.0) > 1e-3:
+        raise UnreadableFileError(f"{where}: ImageOrientationPatient {iop.tolist()} is not two orthonormal vectors")
+    return iop, spacing, normal, (int(first.Rows), int(first.Columns))
+
+
+def _slice_positions(slices: list, iop: np.ndarray, spacing: np.ndarray, size: tuple[int, int],
+                     where: str) -> np.ndarray:
+    """(N, 3) ImagePositionPatient (LPS mm) of each slice, which must share the series' geometry."""
+    positions = []
+    for ds in slices:
+        if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, where), iop, atol=_TOL_COS):
+            raise UnreadableFileError(f"{where}: slices of one series have different ImageOrientationPatient")
+        if not np.allclose(_floats(ds, "PixelSpacing", 2, where), spacing, rtol=1e-5):
+            raise UnreadableFileError(f"{where}: slices of one series have different PixelSpacing")
+        if (int(ds.Rows), int(ds.Columns)) != size:
+            raise ShapeError(f"{where}: slices of one series have different Rows x Columns")
+        positions.append(_floats(ds, "ImagePositionPatient", 3, where))
+    return np.asarray(positions)
+
+
+def _slice_vector(depth: np.ndarray, positions: np.ndarray, first, normal: np.ndarray, where: str) -> np.ndarray:
+    """(3,) LPS mm step from one slice to the next, from sorted ``depth`` (mm along the normal) and ``positions``.
+
+    A single slice steps by SpacingBetweenSlices (else SliceThickness) along the normal.
+    """
+    if len(depth) > 1:
+        steps = np.diff(depth)
+        step = float(np.median(steps))
+        if np.any(steps < 1e-3 * max(step, 1e-3)):
+            raise IncompleteScanError(f"{where}: two slices share one position")
+        if np.any(np.abs(steps - step) > 0.05 * step):
+            raise IncompleteScanError(
+                f"{where}: slice positions are unevenly spaced (steps {np.round(steps, 3).min()}.."
+                f"{np.round(steps, 3).max()} mm): slices are missing")
+        return (positions[-1] - positions[0]) / (len(depth) - 1)
+    thick = getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None)
+    try:
+        return normal * float(thick)
+    except (TypeError, ValueError):
+        raise UnreadableFileError(f"{where}: a single slice without SliceThickness") from None
+
+
 def station_from_slices(slices: list, *, where: str) -> Station:
     """Stack one series' axial slices into a station with its RAS+ affine.
 
@@ -122,53 +171,20 @@ def station_from_slices(slices: list, *, where: str) -> Station:
         Duplicate or unevenly spaced slice positions (missing slices).
     """
     first = slices[0]
-    iop = _floats(first, "ImageOrientationPatient", 6, where)
-    spacing = _floats(first, "PixelSpacing", 2, where)
-    if np.any(spacing <= 0):
-        raise UnreadableFileError(f"{where}: PixelSpacing {spacing.tolist()} must be positive")
-    row_cos, col_cos = iop[:3], iop[3:]
-    normal = np.cross(row_cos, col_cos)
-    if abs(np.linalg.norm(normal) - 1.0) > 1e-3:
-        raise UnreadableFileError(f"{where}: ImageOrientationPatient {iop.tolist()} is not two orthonormal vectors")
-    size = (int(first.Rows), int(first.Columns))
-    positions, images = [], []
-    for ds in slices:
-        if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, where), iop, atol=_TOL_COS):
-            raise UnreadableFileError(f"{where}: slices of one series have different ImageOrientationPatient")
-        if not np.allclose(_floats(ds, "PixelSpacing", 2, where), spacing, rtol=1e-5):
-            raise UnreadableFileError(f"{where}: slices of one series have different PixelSpacing")
-        if (int(ds.Rows), int(ds.Columns)) != size:
-            raise ShapeError(f"{where}: slices of one series have different Rows x Columns")
-        positions.append(_floats(ds, "ImagePositionPatient", 3, where))
-        images.append(ds)
-    positions_arr = np.asarray(positions)
-    depth = positions_arr @ normal
+    iop, spacing, normal, size = _series_geometry(first, where)
+    positions = _slice_positions(slices, iop, spacing, size, where)
+    depth = positions @ normal
     order = np.argsort(depth, kind="stable")
-    depth, positions_arr = depth[order], positions_arr[order]
-    if len(depth) > 1:
-        steps = np.diff(depth)
-        step = float(np.median(steps))
-        if np.any(steps < 1e-3 * max(step, 1e-3)):
-            raise IncompleteScanError(f"{where}: two slices share one position")
-        if np.any(np.abs(steps - step) > 0.05 * step):
-            raise IncompleteScanError(
-                f"{where}: slice positions are unevenly spaced (steps {np.round(steps, 3).min()}.."
-                f"{np.round(steps, 3).max()} mm): slices are missing")
-        slice_vec = (positions_arr[-1] - positions_arr[0]) / (len(depth) - 1)
-    else:
-        thick = getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None)
-        try:
-            slice_vec = normal * float(thick)
-        except (TypeError, ValueError):
-            raise UnreadableFileError(f"{where}: a single slice without SliceThickness") from None
+    depth, positions = depth[order], positions[order]
+    slice_vec = _slice_vector(depth, positions, first, normal, where)
     volume = np.empty((size[1], size[0], len(order)), np.float32)  # (column, row, slice)
     for k, i in enumerate(order):
-        volume[:, :, k] = pixels(images[i], what=f"{where} slice {k}").T
+        volume[:, :, k] = pixels(slices[i], what=f"{where} slice {k}").T
     lps = np.eye(4)
-    lps[:3, 0] = row_cos * spacing[1]  # along a row = increasing column index
-    lps[:3, 1] = col_cos * spacing[0]
+    lps[:3, 0] = iop[:3] * spacing[1]  # along a row = increasing column index
+    lps[:3, 1] = iop[3:] * spacing[0]
     lps[:3, 2] = slice_vec
-    lps[:3, 3] = positions_arr[0]
+    lps[:3, 3] = positions[0]
     return Station(volume, LPS_TO_RAS @ lps, 2, where)
 
 

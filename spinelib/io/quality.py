@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InsufficientDataError, InvalidArgumentError
+from .manifest import SPLITS, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ __all__ = [
 BAD_SUBJECT_COLUMNS: tuple[str, ...] = ("subject_id", "stage", "reason")
 #: Stages at which a subject can be left out, in pipeline order.
 STAGES: tuple[str, ...] = ("manifest", "load", "alignment", "targets")
-_SPLITS: tuple[str, ...] = ("train", "val", "test")
-# prefixes that spinelib.study.targets / spinelib.align.cohort put in front of a failure reason
+# prefixes that spinelib.study.subject_targets / spinelib.align.cohort put in front of a failure reason
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("load failed:", "load"),
     ("alignment failed:", "alignment"),
@@ -92,8 +92,6 @@ def read_cohort_manifest(path: str | Path):
     ------
     MissingFileError, UnreadableFileError, ManifestError
     """
-    from . import read_manifest
-
     return split_duplicates(read_manifest(path, on_duplicate="report"))
 
 
@@ -137,7 +135,7 @@ def stage_and_reason(reason: str) -> tuple[str, str]:
     """The stage (:data:`STAGES`) at which a subject failed, from an alignment-table reason.
 
     ``"load failed: ..."``, ``"alignment failed: ..."`` and ``"targets failed: ..."`` (written
-    by :mod:`spinelib.study.targets` and :mod:`spinelib.align.cohort`) name their stage; any other
+    by :mod:`spinelib.study.cohort_targets` and :mod:`spinelib.align.cohort`) name their stage; any other
     non-empty reason is an alignment the pair got but that is not trusted.
     """
     text = str(reason).strip()
@@ -152,7 +150,7 @@ def bad_subjects(alignment_table, *earlier) -> Any:
 
     Parameters
     ----------
-    alignment_table : the table of :func:`spinelib.study.targets.prepare_cohort` (one row per
+    alignment_table : the table of :func:`spinelib.study.cohort_targets.prepare_cohort` (one row per
         manifest row it was given; ``trusted`` False for the subjects without targets).
     *earlier : tables of :data:`BAD_SUBJECT_COLUMNS` from before the alignment (e.g. the
         duplicated ids of :func:`read_cohort_manifest`); listed first.
@@ -233,10 +231,10 @@ def require_subjects(splits: Sequence[str], *, min_subjects: int, bad=None,
     if int(min_subjects) < 0:
         raise InvalidArgumentError(f"min_subjects must be >= 0, got {min_subjects}")
     s = [str(x) for x in np.asarray(splits).reshape(-1)]
-    counts = {k: s.count(k) for k in _SPLITS}
-    empty = [k for k in _SPLITS if counts[k] == 0]
+    counts = {k: s.count(k) for k in SPLITS}
+    empty = [k for k in SPLITS if counts[k] == 0]
     if len(s) < int(min_subjects) or empty:
-        per = ", ".join(f"{k} {counts[k]}" for k in _SPLITS)
+        per = ", ".join(f"{k} {counts[k]}" for k in SPLITS)
         need = f"at least min_subjects = {int(min_subjects)} and one per split"
         if empty:
             need += f" (none in {', '.join(empty)})"

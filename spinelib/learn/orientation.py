@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from .data import resample_image, spine_ridge
+from .crop import resample_image, spine_ridge
 from ..errors import InvalidArgumentError
 from ..io import DXAImage
 
@@ -67,7 +67,7 @@ def flip_dxa(dxa: DXAImage, *, vertical: bool = False, horizontal: bool = False)
 def orientation_ratio(dxa: DXAImage) -> float | None:
     """How head-up a scan looks: soft tissue beside the lower half of the spine over the upper half.
 
-    The spine and the rows it spans are found by :func:`spinelib.learn.data.spine_ridge` (the
+    The spine and the rows it spans are found by :func:`spinelib.learn.crop.spine_ridge` (the
     crop is placed from the same). In bands 25-100 mm either side of it, the mean
     soft-tissue areal density of the lower half of that extent is divided by that of the
     upper half. In a head-up scan

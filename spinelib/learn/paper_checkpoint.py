@@ -9,9 +9,9 @@ activation=nn.ReLU())`` (``layer.net.<block>.net.<i>``), ``AdaptiveAvgPool2d(1)`
 ``Flatten`` and ``linear = nn.Linear(2048, 1254)``. Its released file is a bare
 ``state_dict`` (``torch.save(model.state_dict(), ...)``).
 
-Our ``resnet_bot`` (:mod:`spinelib.learn.models`) holds the same network: a timm ``resnet50``
+Our ``resnet_bot`` (:mod:`spinelib.learn.networks`) holds the same network: a timm ``resnet50``
 has torchvision's layout and arithmetic (stride on the 3 x 3 convolution, same
-BatchNorm), and :class:`spinelib.learn.models.BottleneckTransformerBlock` computes what a
+BatchNorm), and :class:`spinelib.learn.networks.BottleneckTransformerBlock` computes what a
 lucidrains ``BottleBlock`` without downsampling computes, with relative logits added
 before the ``dim_head ** -0.5`` scaling (``scale_pos_embed=True``). Conversion is
 therefore a renaming of the weights (:data:`_TRUNK_KEYS`, :data:`_BLOCK_KEYS`) plus
@@ -58,7 +58,7 @@ normalisation. :func:`paper_input_stack` reproduces this but for the resize:
 Assumed: the crop's pixel size is :data:`PAPER_CROP_PIXEL_MM` (2.2 mm, the paper's
 figure; the public code's 832-row body box gives about that for an adult) rather than the
 body-box rescaling (which needs the preprocessing's body mask), and the crop is placed
-by :func:`spinelib.learn.data.find_spine_crop` from the image alone (the public code centred it
+by :func:`spinelib.learn.crop.find_spine_crop` from the image alone (the public code centred it
 on the true curves, which leaks the answer).
 """
 
@@ -74,14 +74,9 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InvalidArgumentError, ShapeError
-from .models import (
-    CorruptCheckpointError,
-    MissingCheckpointError,
-    ModelConfig,
-    build_model,
-    paper_config,
-    save_checkpoint,
-)
+from .checkpoint import CorruptCheckpointError, MissingCheckpointError, save_checkpoint
+from .config import ModelConfig, paper_config
+from .networks import build_model
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +274,7 @@ def convert_paper_state_dict(state: Mapping[str, Any], *, where: str = "paper st
 def convert_paper_checkpoint(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """``spinelib convert-paper-checkpoint``: the paper's state dict -> a spinelib checkpoint.
 
-    The result loads with :func:`spinelib.learn.models.load_checkpoint` and
+    The result loads with :func:`spinelib.learn.checkpoint.load_checkpoint` and
     :meth:`spinelib.learn.predict.Predictor.from_checkpoint`; its ``extra`` records
     ``crop_pixel_mm`` (:data:`PAPER_CROP_PIXEL_MM`), ``input_recipe``
     (:data:`PAPER_INPUT_RECIPE`) and the source file name. Written atomically.

@@ -7,11 +7,10 @@ clinical measures.
 (:func:`spinelib.study.experiment.predict_cohort`) and ``spinelib predict``
 (:mod:`spinelib.run.prediction_files`, which writes the outputs) both go through it.
 
-Input sanity
-------------
-Before a scan reaches the network its pixel spacing must give a plausible field of view
-(:func:`check_spacing`: :data:`MIN_SPINE_FOV_MM` .. :data:`MAX_FOV_MM`) and the image must
-be head-up (:mod:`spinelib.learn.orientation`).
+Before a scan reaches the network its pixel spacing must be plausible and the image head-up;
+after it, the outputs must lie near the crop (:mod:`spinelib.learn.sanity`,
+:mod:`spinelib.learn.orientation`). The crop follows the input recipe the checkpoint records
+(:mod:`spinelib.learn.recipe`).
 
 The paper's released checkpoint (a bare ``RegressionModel_Transformer`` state dict) is
 recognised by :meth:`Predictor.from_checkpoint` and converted on the fly
@@ -23,39 +22,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..shape.curves import CropWindow, SpineCurves, from_crop
-from .data import INPUT_SCALE, find_spine_crop, prepare_scan, resample_image, sample_crop
-from ..errors import CheckpointError, InvalidArgumentError, SpineLibError
+from ..errors import InvalidArgumentError, SpineLibError
 from ..io import DXAImage
 from ..metrics import clinical_measures
-from .orientation import check_orientation
+from ..shape.curves import CropWindow, SpineCurves, from_crop
 from ..shape.reconstruct import Grid3D, ellipse_mask, grid_for
+from .crop import sample_crop
+from .orientation import check_orientation
+from .recipe import INPUT_RECIPES, check_crop_recipe, read_recipe, recipe_input
+from .sanity import check_crop_output, check_spacing
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Prediction", "Predictor", "frame_to_ras_affine", "check_spacing", "INPUT_RECIPES",
-           "MIN_SPINE_FOV_MM", "MAX_FOV_MM", "PLAUSIBLE_CROP_RANGE"]
-
-#: A DXA whose field of view is shorter than this cannot hold a T1-L5 spine: its pixel
-#: spacing is almost certainly wrong.
-MIN_SPINE_FOV_MM = 300.0
-#: A whole-body DXA is about 2 m tall; a field of view beyond this means a wrong spacing.
-MAX_FOV_MM = 2500.0
-_SPACING_RANGE_MM = (0.2, 10.0)
-#: Network outputs (crop coordinates) outside this range put the spine more than a quarter
-#: of the crop outside the crop placed on it: the input is not what the model knows.
-PLAUSIBLE_CROP_RANGE = (-0.25, 1.25)
-
-
-#: Inputs a Predictor can build: ``"spinelib"`` (AP bone and tissue scaled by
-#: ``data.INPUT_SCALE``, plus the lateral view for biplanar models) and the paper's
-#: released model's recipe (:data:`spinelib.learn.paper_checkpoint.PAPER_INPUT_RECIPE`).
-INPUT_RECIPES: tuple[str, ...] = ("spinelib", "paper_bone_rgb")
+__all__ = ["Prediction", "Predictor", "frame_to_ras_affine"]
 
 
 @dataclass(frozen=True)
@@ -87,60 +71,20 @@ def frame_to_ras_affine(grid: Grid3D) -> np.ndarray:
     return aff
 
 
-def check_spacing(dxa: DXAImage) -> None:
-    """Refuse a pixel spacing no DXA has: its field of view must lie between
-    :data:`MIN_SPINE_FOV_MM` (a T1-L5 spine) and :data:`MAX_FOV_MM` (a whole body).
-
-    Raises
-    ------
-    InvalidArgumentError
-        Naming the scan, its spacing and the field of view it gives.
-    """
-    sp = np.asarray(dxa.pixel_spacing_mm, dtype=float)
-    lo, hi = _SPACING_RANGE_MM
-    where = dxa.path or "DXA"
-    if np.any(sp < lo) or np.any(sp > hi):
-        raise InvalidArgumentError(
-            f"{where}: pixel spacing {sp.tolist()} mm is outside the plausible DXA range {lo}-{hi} mm"
-        )
-    fov = dxa.shape[0] * sp[0]
-    if fov < MIN_SPINE_FOV_MM:
-        raise InvalidArgumentError(
-            f"{where}: pixel spacing {sp[0]:g} mm gives a field of view of {fov:.0f} mm, too short for a "
-            f"T1-L5 spine (>= {MIN_SPINE_FOV_MM:.0f} mm); check the pixel spacing"
-        )
-    if max(fov, dxa.shape[1] * sp[1]) > MAX_FOV_MM:
-        raise InvalidArgumentError(
-            f"{where}: pixel spacing {sp.tolist()} mm gives a field of view of "
-            f"{dxa.shape[0] * sp[0]:.0f} x {dxa.shape[1] * sp[1]:.0f} mm, larger than any DXA "
-            f"(<= {MAX_FOV_MM:.0f} mm); check the pixel spacing"
-        )
-
-
-def _plain_scale(scale: Any) -> Any:
-    """A recorded channel scaling as plain floats (checkpoints hand numbers back as tensors)."""
-    if not isinstance(scale, Mapping):
-        return scale
-    try:
-        return {str(k): float(v) for k, v in scale.items()}
-    except (TypeError, ValueError):
-        return dict(scale)
-
-
 class Predictor:
     """A trained model ready to read DXA scans (load once, predict many).
 
     Parameters
     ----------
     model : network returning ``(B, 6 K + 2)`` crop-coordinate vectors.
-    config : its :class:`spinelib.learn.models.ModelConfig`.
+    config : its :class:`spinelib.learn.config.ModelConfig`.
     pixel_mm : the crop pixel size (mm) the model was trained at.
     grid_mm : voxel size (mm) of the reconstructed 3D mask.
     num_threads : torch intra-op threads to use (a process-wide setting); ``None`` leaves
         torch's setting alone. On a machine shared with other busy processes one thread
         is often faster than several.
-    input_recipe : one of :data:`INPUT_RECIPES`: ``"spinelib"`` (our models) or
-        ``"paper_bone_rgb"`` (the paper's released model: contrast-normalised bone only,
+    input_recipe : one of :data:`spinelib.learn.recipe.INPUT_RECIPES`: ``"spinelib"`` (our
+        models) or ``"paper_bone_rgb"`` (the paper's released model: contrast-normalised bone only,
         8-bit, copied to 3 channels; :mod:`spinelib.learn.paper_checkpoint`).
 
     The model is switched to eval mode and to channels-last memory format in place.
@@ -154,7 +98,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config, *, pixel_mm: float, grid_mm: float = 2.0,
                  num_threads: int | None = None, input_recipe: str = "spinelib") -> None:
-        from .models import ModelConfig
+        from .config import ModelConfig
 
         if not isinstance(model, torch.nn.Module):
             raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -202,40 +146,8 @@ class Predictor:
             Weights that do not fit the stored configuration, another format version, or
             no (valid) record of the crop pixel size the model was trained at.
         """
-        from .models import CorruptCheckpointError, build_model, load_checkpoint
-
-        try:
-            model, config, extra = load_checkpoint(path)
-        except CorruptCheckpointError as exc:
-            from . import paper_checkpoint as pc
-
-            try:
-                state = pc.load_paper_state_dict(path)
-            except CorruptCheckpointError:
-                raise exc from None
-            config, weights = pc.convert_paper_state_dict(state, where=str(path))
-            model = build_model(config)
-            model.load_state_dict(weights, strict=True)
-            extra = {"crop_pixel_mm": pc.PAPER_CROP_PIXEL_MM, "input_recipe": pc.PAPER_INPUT_RECIPE}
-            log.info("%s is the paper's released state dict: converted to %s", path, config.describe())
-        px = extra.get("crop_pixel_mm")
-        if px is None:
-            raise CheckpointError(f"checkpoint {path} does not record the crop pixel size it was trained at")
-        try:
-            px = float(px)
-        except (TypeError, ValueError):
-            px = float("nan")
-        if not (np.isfinite(px) and px > 0):
-            raise CheckpointError(f"checkpoint {path} records an invalid crop pixel size {extra.get('crop_pixel_mm')!r}")
-        recipe = str(extra.get("input_recipe", "spinelib"))
-        if recipe not in INPUT_RECIPES:
-            raise CheckpointError(f"checkpoint {path} records an unknown input recipe {recipe!r} "
-                                  f"(known: {', '.join(INPUT_RECIPES)})")
-        # checkpoints written before the scaling was recorded used today's INPUT_SCALE
-        scale = extra.get("input_scale", INPUT_SCALE) if recipe == "spinelib" else INPUT_SCALE
-        if _plain_scale(scale) != INPUT_SCALE:
-            raise CheckpointError(f"checkpoint {path} was trained on inputs scaled by {scale!r}; this version of "
-                                  f"spinelib prepares them scaled by {INPUT_SCALE!r}: retrain it")
+        model, config, extra = _load_any_checkpoint(path)
+        px, recipe = read_recipe(extra, path)
         return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe)
 
     @property
@@ -301,27 +213,11 @@ class Predictor:
         -------
         ((C, rows, cols) float32 crop, its :class:`CropWindow` on the ``pixel_mm`` grid).
         """
-        if self.input_recipe == "paper_bone_rgb":
-            from .paper_checkpoint import paper_bone_normalize, paper_input_stack
-
-            sp = dxa.pixel_spacing_mm
-            crop = find_spine_crop(resample_image(dxa.bone, sp, self.pixel_mm), pixel_mm=self.pixel_mm,
-                                   image_size=self.config.image_size)
-            norm = np.clip(resample_image(paper_bone_normalize(dxa.bone), sp, self.pixel_mm), 0.0, 1.0)
-            return sample_crop(paper_input_stack(norm), crop), crop
-        scan = prepare_scan(dxa, pixel_mm=self.pixel_mm, image_size=self.config.image_size,
+        return recipe_input(dxa, self.input_recipe, pixel_mm=self.pixel_mm, image_size=self.config.image_size,
                             lateral=self.needs_lateral)
-        return sample_crop(scan.stack, scan.crop), scan.crop
 
     def _finish(self, label: str, vec: np.ndarray, crop: CropWindow, reconstruct: bool) -> Prediction:
-        lo, hi = PLAUSIBLE_CROP_RANGE
-        if not (np.all(np.isfinite(vec)) and vec.min() >= lo and vec.max() <= hi):
-            # also keeps the 3D grid, which spans the predicted curves, to a sane size
-            raise InvalidArgumentError(
-                f"{label}: the model's prediction lies outside the crop placed on the spine "
-                f"(crop coordinates {np.nanmin(vec):.3g}..{np.nanmax(vec):.3g}, plausible {lo}..{hi}); the image "
-                "is probably not a spine DXA on the intensity scale the model was trained on (g/cm^2)"
-            )
+        check_crop_output(label, vec)
         curves = from_crop(vec, crop, self.n_levels)
         measures = clinical_measures(curves)
         if reconstruct:
@@ -337,7 +233,7 @@ class Predictor:
         Parameters
         ----------
         dxa : the scan (:func:`spinelib.io.read_dxa`); its pixel spacing must be plausible
-            (field of view between :data:`MIN_SPINE_FOV_MM` and :data:`MAX_FOV_MM`) and it
+            (:func:`spinelib.learn.sanity.check_spacing`) and it
             must be head-up (:func:`check_orientation`).
         reconstruct : also build the 3D ellipse-per-level mask (on a ``grid_mm`` grid);
             without it, ``mask`` is a single empty voxel.
@@ -347,7 +243,8 @@ class Predictor:
         InvalidArgumentError
             Not a DXAImage, an implausible pixel spacing, a biplanar model given a scan
             without a lateral view, or a prediction far outside the crop
-            (:data:`PLAUSIBLE_CROP_RANGE`: not a spine DXA, or another intensity scale).
+            (:func:`spinelib.learn.sanity.check_crop_output`: not a spine DXA, or another
+            intensity scale).
         OrientationError
             The scan is upside down (an :class:`InvalidArgumentError`).
         """
@@ -382,22 +279,9 @@ class Predictor:
                          reconstruct=reconstruct, on_error=on_error)
 
     def check_recipe(self, pixel_mm: float, image_size: Sequence[int], *, where: str = "the checkpoint") -> None:
-        """Refuse crops of another scale or size than the model was trained on.
-
-        A run's profile states the crop it prepares (``crop_pixel_mm``, ``image_size``); the
-        checkpoint states the crop its model was trained on. They must agree, or the model
-        would silently read a spine of the wrong size.
-
-        Raises
-        ------
-        CheckpointError
-            Naming ``where`` and both recipes.
-        """
-        size = tuple(int(v) for v in image_size)
-        if size != tuple(self.config.image_size) or not np.isclose(float(pixel_mm), self.pixel_mm):
-            raise CheckpointError(
-                f"{where} was trained on {self.config.image_size[0]}x{self.config.image_size[1]} crops of "
-                f"{self.pixel_mm:g} mm, but {size[0]}x{size[1]} crops of {float(pixel_mm):g} mm are asked for")
+        """Refuse crops of another scale or size than the model was trained on
+        (:func:`spinelib.learn.recipe.check_crop_recipe`, which raises CheckpointError)."""
+        check_crop_recipe(self.pixel_mm, self.config.image_size, pixel_mm, image_size, where=where)
 
     def predict_scans(self, scans: Sequence, *, batch_size: int = 32, on_error: str = "raise",
                       names: Sequence[str] | None = None) -> list:
@@ -478,3 +362,26 @@ class Predictor:
                 except SpineLibError as exc:
                     fail(i, exc)
         return results
+
+
+def _load_any_checkpoint(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
+    """``(model, config, extra)`` of a spinelib checkpoint, or of the paper's released state
+    dict converted in memory (its ``extra`` the paper's input recipe)."""
+    from .checkpoint import CorruptCheckpointError, load_checkpoint
+    from .networks import build_model
+
+    try:
+        return load_checkpoint(path)
+    except CorruptCheckpointError as exc:
+        from . import paper_checkpoint as pc
+
+        try:
+            state = pc.load_paper_state_dict(path)
+        except CorruptCheckpointError:
+            raise exc from None
+        config, weights = pc.convert_paper_state_dict(state, where=str(path))
+        model = build_model(config)
+        model.load_state_dict(weights, strict=True)
+        extra = {"crop_pixel_mm": pc.PAPER_CROP_PIXEL_MM, "input_recipe": pc.PAPER_INPUT_RECIPE}
+        log.info("%s is the paper's released state dict: converted to %s", path, config.describe())
+        return model, config, extra

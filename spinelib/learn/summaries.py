@@ -1,8 +1,9 @@
-"""The ``visible_summaries`` baseline: a ridge regression from what the AP image plainly shows.
+"""The visible summaries: what a coronal DXA plainly shows, as a fixed-length feature vector.
 
 A network that reads the sagittal shape of the spine from a coronal DXA must do better than
-a linear model of the image's obvious summaries, or it has learnt nothing beyond them. This
-module computes those summaries from the same crop the networks see
+a linear model of the image's obvious summaries, or it has learnt nothing beyond them (the
+``visible_summaries`` ridge baseline, :mod:`spinelib.learn.ridge`). This module computes
+those summaries from the same crop the networks see
 (:class:`spinelib.learn.data.PreparedScan`), AP channels only -- never the lateral view:
 
 per crop row (then averaged into ``n_bins`` equal bands of rows, so that every scan gives a
@@ -20,47 +21,27 @@ vector of the same length ``4 * n_bins``)
     bone-weighted mean column of those pixels, in mm from the crop's first column (the
     crop's middle where a row holds no bone).
 
-:class:`VisibleSummariesModel` maps them to the crop-normalised ``6 K + 2`` target vector
-the networks regress (:func:`spinelib.shape.curves.to_crop`) by ridge regression on standardised
-features; the ridge penalty is chosen from ``ALPHA_GRID`` by the validation split's mean L1
-error (the networks' validation loss), never the test split. Its checkpoint is one ``.npz``
-of plain arrays (:func:`spinelib.io.write_arrays`; no pickle).
-
-:func:`summary_r2` scores any prediction of the curves by the coefficient of determination
-of the clinical quantities it implies (kyphosis, lordosis, mean anterior depth).
-
 Examples
 --------
 >>> import numpy as np
 >>> bin_rows(np.arange(6.0), 3).tolist()
 [0.5, 2.5, 4.5]
->>> r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
-1.0
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
-from ..shape.curves import CropWindow, SpineCurves
-from .data import INPUT_SCALE, PreparedScan, sample_crop
-from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, ShapeError, UnreadableFileError
-from ..io import read_arrays, write_arrays
-from .models import CorruptCheckpointError, MissingCheckpointError, output_size
+from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
+from ..shape.curves import CropWindow
+from .crop import sample_crop
+from .data import INPUT_SCALE, PreparedScan
 
 __all__ = [
-    "MODEL_NAME",
-    "CHECKPOINT_FILE",
-    "CHECKPOINT_FORMAT",
     "N_BINS",
-    "ALPHA_GRID",
     "BODY_THRESHOLD_G_CM2",
     "BONE_FLOOR_G_CM2",
     "FEATURE_GROUPS",
@@ -69,41 +50,17 @@ __all__ = [
     "bin_rows",
     "visible_summaries",
     "summary_matrix",
-    "RidgeFit",
-    "fit_ridge",
-    "choose_alpha",
-    "UnfittedModelError",
-    "VisibleSummariesModel",
-    "r2_score",
-    "summary_r2",
 ]
-
-#: The model's name in the study's tables.
-MODEL_NAME = "visible_summaries"
-#: File name of the fitted model in ``<run>/checkpoints/visible_summaries/``.
-CHECKPOINT_FILE = "ridge.npz"
-#: ``format`` tag of that file.
-CHECKPOINT_FORMAT = "spinelib.learn.summaries/ridge"
-_CHECKPOINT_VERSION = 1
 
 #: Bands of crop rows the per-row summaries are averaged into (about one per vertebra at
 #: the default crop, T1-L5 being 17 vertebrae).
 N_BINS = 16
-#: Ridge penalties tried (on standardised features); the validation split picks one.
-ALPHA_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 #: Soft-tissue areal density (g/cm^2, about 1 cm of water) above which a pixel is inside the body.
 BODY_THRESHOLD_G_CM2 = 1.0
 #: Bone areal density (g/cm^2) below which a pixel holds no bone (above the detector's noise).
 BONE_FLOOR_G_CM2 = 0.05
 #: The four per-row summaries, in the order of the feature vector.
 FEATURE_GROUPS: tuple[str, ...] = ("tissue_mean_g_cm2", "outline_width_mm", "bone_width_mm", "bone_centroid_mm")
-
-
-class UnfittedModelError(InvalidArgumentError):
-    """A :class:`VisibleSummariesModel` was asked to predict or save before :meth:`fit`."""
-
-
-# ----------------------------------------------------------------------------- features
 
 
 def feature_names(n_bins: int = N_BINS) -> list[str]:
@@ -113,12 +70,14 @@ def feature_names(n_bins: int = N_BINS) -> list[str]:
 
 
 def _check_bins(n_bins: Any) -> int:
+    """``n_bins`` as an int, refused unless it is an integer >= 1."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or int(n_bins) < 1:
         raise InvalidArgumentError(f"n_bins must be an integer >= 1, got {n_bins!r}")
     return int(n_bins)
 
 
 def _check_scan(scan: Any, what: str = "scan") -> tuple[np.ndarray, CropWindow]:
+    """The AP bone and tissue channels (2, H, W) and the crop window of a checked prepared scan."""
     if not isinstance(scan, PreparedScan):
         raise InvalidArgumentError(f"{what} must be a spinelib.learn.data.PreparedScan, got {type(scan).__name__}")
     stack = np.asarray(scan.stack)
@@ -234,422 +193,3 @@ def summary_matrix(scans: Sequence[PreparedScan], n_bins: int = N_BINS, *, progr
     for i, s in enumerate(bar):
         out[i] = visible_summaries(s, n)
     return out
-
-
-# ----------------------------------------------------------------------------- ridge
-
-
-def _matrix(x: Any, name: str, *, cols: int | None = None, min_rows: int = 1) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "fiu":
-        raise InvalidArgumentError(f"{name} must be numeric, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim != 2 or (cols is not None and a.shape[1] != cols) or a.shape[0] < min_rows:
-        want = f"(N >= {min_rows}, {cols if cols is not None else 'F'})"
-        raise ShapeError(f"{name} must have shape {want}, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise NonFiniteError(f"{name} holds NaN or infinite values")
-    return a
-
-
-def _check_alphas(alphas: Any) -> tuple[float, ...]:
-    if isinstance(alphas, (str, bytes)) or not isinstance(alphas, (Sequence, np.ndarray)) or len(alphas) == 0:
-        raise InvalidArgumentError(f"alphas must be a non-empty sequence of numbers > 0, got {alphas!r}")
-    return tuple(_check_alpha(a) for a in np.asarray(alphas).ravel().tolist())
-
-
-def _check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(alpha) or float(alpha) <= 0:
-        raise InvalidArgumentError(f"ridge alpha must be a finite number > 0, got {alpha!r}")
-    return float(alpha)
-
-
-@dataclass(frozen=True)
-class RidgeFit:
-    """A fitted ridge regression on standardised features, as plain arrays.
-
-    ``predict(x) = ((x - mean) / scale) @ coef.T + intercept``.
-
-    Attributes
-    ----------
-    coef : (n_out, n_features) float64.
-    intercept : (n_out,) float64.
-    mean, scale : (n_features,) float64, the standardiser (``scale`` 1 for a constant feature).
-    alpha : float, the ridge penalty.
-    """
-
-    coef: np.ndarray
-    intercept: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-    alpha: float
-
-    @property
-    def n_features(self) -> int:
-        return int(self.coef.shape[1])
-
-    @property
-    def n_outputs(self) -> int:
-        return int(self.coef.shape[0])
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """``(N, n_features)`` features -> ``(N, n_out)`` predictions."""
-        a = _matrix(x, "features", cols=self.n_features)
-        return ((a - self.mean) / self.scale) @ self.coef.T + self.intercept
-
-
-def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
-    """Ridge regression of ``y`` on standardised ``x`` (scikit-learn StandardScaler + Ridge).
-
-    Parameters
-    ----------
-    x : (N, F) float features (N >= 2).
-    y : (N, D) float targets.
-    alpha : float > 0, the L2 penalty on the standardised coefficients.
-
-    Returns
-    -------
-    RidgeFit
-    """
-    from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import StandardScaler
-
-    a = _check_alpha(alpha)
-    xm = _matrix(x, "x", min_rows=2)
-    ym = _matrix(y, "y")
-    if ym.shape[0] != xm.shape[0]:
-        raise ShapeError(f"x has {xm.shape[0]} rows but y has {ym.shape[0]}")
-    scaler = StandardScaler().fit(xm)
-    ridge = Ridge(alpha=a).fit(scaler.transform(xm), ym)
-    return RidgeFit(coef=np.asarray(ridge.coef_, dtype=np.float64).reshape(ym.shape[1], xm.shape[1]),
-                    intercept=np.asarray(ridge.intercept_, dtype=np.float64).reshape(ym.shape[1]),
-                    mean=np.asarray(scaler.mean_, dtype=np.float64), scale=np.asarray(scaler.scale_, dtype=np.float64),
-                    alpha=a)
-
-
-def choose_alpha(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                 alphas: Sequence[float] = ALPHA_GRID) -> tuple[RidgeFit, np.ndarray]:
-    """Fit a ridge on the training pairs for each penalty; keep the best on validation.
-
-    The criterion is the mean absolute error over every validation target value (the L1
-    loss the networks are selected by). Ties go to the smaller penalty.
-
-    Returns
-    -------
-    (the fit with the chosen alpha, (len(alphas),) validation mean L1 of each alpha)
-    """
-    grid = _check_alphas(alphas)
-    tx = _matrix(train_x, "train_x", min_rows=2)
-    vx = _matrix(val_x, "val_x", cols=tx.shape[1])
-    ty = _matrix(train_y, "train_y")
-    vy = _matrix(val_y, "val_y", cols=ty.shape[1])
-    if vy.shape[0] != vx.shape[0]:
-        raise ShapeError(f"val_x has {vx.shape[0]} rows but val_y has {vy.shape[0]}")
-    fits = [fit_ridge(tx, ty, a) for a in grid]
-    losses = np.array([np.mean(np.abs(f.predict(vx) - vy)) for f in fits])
-    return fits[int(np.argmin(losses))], losses
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-class VisibleSummariesModel:
-    """Ridge regression from :func:`visible_summaries` to the ``6 K + 2`` crop-normalised targets.
-
-    Parameters
-    ----------
-    n_levels : int >= 3
-        K, levels per curve (the targets have ``6 K + 2`` values: :func:`spinelib.shape.curves.to_crop`).
-    crop_pixel_mm : float > 0
-        Pixel size of the crop the summaries are computed on (the run's ``crop_pixel_mm``).
-    image_size : (int, int)
-        Crop (rows, cols) (the run's ``image_size``); ``rows >= n_bins``.
-    n_bins : int
-        Bands of rows per summary (:data:`N_BINS`).
-    alphas : sequence of float
-        Ridge penalties to choose from on the validation split (:data:`ALPHA_GRID`).
-
-    Attributes (after :meth:`fit`)
-    ------------------------------
-    ridge : RidgeFit or None.
-    alpha : float, the chosen penalty.
-    val_l1 : (len(alphas),) validation mean L1 (crop units) of each penalty.
-    n_train : int, training subjects.
-    """
-
-    name = MODEL_NAME
-
-    def __init__(self, n_levels: int, *, crop_pixel_mm: float, image_size: Sequence[int], n_bins: int = N_BINS,
-                 alphas: Sequence[float] = ALPHA_GRID) -> None:
-        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or int(n_levels) < 3:
-            raise InvalidArgumentError(f"n_levels (K) must be an integer >= 3, got {n_levels!r}")
-        if isinstance(crop_pixel_mm, bool) or not isinstance(crop_pixel_mm, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(crop_pixel_mm) or crop_pixel_mm <= 0:
-            raise InvalidArgumentError(f"crop_pixel_mm must be a positive number, got {crop_pixel_mm!r}")
-        if isinstance(image_size, (str, bytes)) or not isinstance(image_size, Sequence) or len(image_size) != 2 \
-                or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in image_size):
-            raise InvalidArgumentError(f"image_size must be (rows, cols) of positive integers, got {image_size!r}")
-        self.n_bins = _check_bins(n_bins)
-        if int(image_size[0]) < self.n_bins:
-            raise InvalidArgumentError(f"image_size rows {image_size[0]} must be >= n_bins {self.n_bins}")
-        grid = _check_alphas(alphas)
-        self.n_levels = int(n_levels)
-        self.crop_pixel_mm = float(crop_pixel_mm)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.alphas = grid
-        self.ridge: RidgeFit | None = None
-        self.val_l1 = np.full(len(grid), np.nan)
-        self.n_train = 0
-
-    # -- state
-    @property
-    def fitted(self) -> bool:
-        return self.ridge is not None
-
-    @property
-    def alpha(self) -> float:
-        """The penalty chosen on the validation split."""
-        return self._fit().alpha
-
-    @property
-    def best_val_l1(self) -> float:
-        """Validation mean L1 (crop units) at the chosen penalty."""
-        self._fit()
-        return float(np.nanmin(self.val_l1))
-
-    @property
-    def n_features(self) -> int:
-        return 4 * self.n_bins
-
-    @property
-    def n_parameters(self) -> int:
-        """Fitted numbers: coefficients and intercepts (the standardiser not counted)."""
-        return output_size(self.n_levels) * (self.n_features + 1)
-
-    def _fit(self) -> RidgeFit:
-        if self.ridge is None:
-            raise UnfittedModelError(f"{MODEL_NAME} model used before fit()")
-        return self.ridge
-
-    def describe(self) -> str:
-        text = (f"{MODEL_NAME}[ridge, K={self.n_levels}, bins={self.n_bins}, "
-                f"crop={self.image_size[0]}x{self.image_size[1]} at {self.crop_pixel_mm:g} mm")
-        return text + (f", alpha={self.ridge.alpha:g}]" if self.ridge is not None else ", unfitted]")
-
-    # -- features
-    def features(self, scans: Sequence[PreparedScan], *, progress: bool = False) -> np.ndarray:
-        """``(N, 4 n_bins)`` summaries of scans prepared with this model's crop recipe.
-
-        Raises
-        ------
-        InvalidArgumentError
-            A scan's crop has another pixel size or size than the model's recipe.
-        """
-        if isinstance(scans, PreparedScan) or not isinstance(scans, Sequence) or len(scans) == 0:
-            raise InvalidArgumentError("scans must be a non-empty sequence of PreparedScan")
-        for i, s in enumerate(scans):
-            _, crop = _check_scan(s, f"scans[{i}]")
-            if (int(crop.rows), int(crop.cols)) != self.image_size or not np.isclose(crop.pixel_mm, self.crop_pixel_mm):
-                raise InvalidArgumentError(
-                    f"scans[{i}] was prepared at {crop.rows}x{crop.cols} pixels of {crop.pixel_mm:g} mm; "
-                    f"{self.describe()} needs {self.image_size[0]}x{self.image_size[1]} of {self.crop_pixel_mm:g} mm")
-        return summary_matrix(scans, self.n_bins, progress=progress)
-
-    # -- fitting and prediction
-    def fit(self, train_features: np.ndarray, train_targets: np.ndarray, val_features: np.ndarray,
-            val_targets: np.ndarray) -> "VisibleSummariesModel":
-        """Fit on training pairs, choosing the penalty on validation pairs; returns self.
-
-        Parameters
-        ----------
-        train_features, val_features : (N, 4 n_bins) float, :meth:`features` of the scans.
-        train_targets, val_targets : (N, 6 K + 2) float, crop-normalised targets
-            (:func:`spinelib.shape.curves.to_crop`).
-        """
-        n_out = output_size(self.n_levels)
-        tx = _matrix(train_features, "train_features", cols=self.n_features, min_rows=2)
-        ty = _matrix(train_targets, "train_targets", cols=n_out)
-        vx = _matrix(val_features, "val_features", cols=self.n_features)
-        vy = _matrix(val_targets, "val_targets", cols=n_out)
-        if tx.shape[0] != ty.shape[0]:
-            raise ShapeError(f"train_features has {tx.shape[0]} rows but train_targets has {ty.shape[0]}")
-        self.ridge, self.val_l1 = choose_alpha(tx, ty, vx, vy, self.alphas)
-        self.n_train = int(tx.shape[0])
-        return self
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """``(N, 4 n_bins)`` features -> ``(N, 6 K + 2)`` crop-normalised predictions."""
-        return self._fit().predict(_matrix(features, "features", cols=self.n_features))
-
-    def predict_scans(self, scans: Sequence[PreparedScan], *, progress: bool = False) -> np.ndarray:
-        """:meth:`predict` of the scans' :meth:`features`: ``(N, 6 K + 2)``."""
-        self._fit()
-        return self.predict(self.features(scans, progress=progress))
-
-    def check_recipe(self, crop_pixel_mm: float, image_size: Sequence[int], *, where: str = "checkpoint") -> None:
-        """Refuse a run whose crop recipe differs from the one the model was fitted on.
-
-        Raises
-        ------
-        CheckpointError
-            Naming ``where`` and both recipes.
-        """
-        size = tuple(int(s) for s in image_size)
-        if size != self.image_size or not np.isclose(float(crop_pixel_mm), self.crop_pixel_mm):
-            raise CheckpointError(
-                f"{where} was fitted on {self.image_size[0]}x{self.image_size[1]} crops of {self.crop_pixel_mm:g} mm, "
-                f"but {size[0]}x{size[1]} crops of {float(crop_pixel_mm):g} mm are asked for")
-
-    # -- checkpoint
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model atomically as one ``.npz`` of plain arrays; returns the path."""
-        ridge = self._fit()
-        meta = {"format": CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "n_levels": self.n_levels,
-                "n_bins": self.n_bins, "crop_pixel_mm": self.crop_pixel_mm, "image_size": list(self.image_size),
-                "n_train": self.n_train, "feature_names": feature_names(self.n_bins)}
-        return write_arrays(path, {
-            "meta_json": np.asarray(json.dumps(meta)),
-            "coef": ridge.coef, "intercept": ridge.intercept,
-            "scaler_mean": ridge.mean, "scaler_scale": ridge.scale,
-            "alpha": np.asarray(ridge.alpha), "alpha_grid": np.asarray(self.alphas), "val_l1": self.val_l1,
-        })
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "VisibleSummariesModel":
-        """Read a model written by :meth:`save`.
-
-        Raises
-        ------
-        MissingCheckpointError
-            No such file.
-        CorruptCheckpointError
-            Not a readable ``visible_summaries`` checkpoint, or arrays inconsistent with its recipe.
-        CheckpointError
-            Written by another version of this format.
-        """
-        p = Path(path)
-        if not p.is_file():
-            raise MissingCheckpointError(f"{MODEL_NAME} checkpoint {p} does not exist")
-        try:
-            z = read_arrays(p, what=f"{MODEL_NAME} checkpoint")
-        except UnreadableFileError as exc:
-            raise CorruptCheckpointError(str(exc)) from exc
-        try:
-            meta = json.loads(str(z["meta_json"]))
-            if not isinstance(meta, Mapping) or meta.get("format") != CHECKPOINT_FORMAT:
-                raise CorruptCheckpointError(f"{p} is not a {MODEL_NAME} checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
-            if meta.get("version") != _CHECKPOINT_VERSION:
-                raise CheckpointError(f"{MODEL_NAME} checkpoint {p} has format version {meta.get('version')!r}; "
-                                      f"this spinelib reads version {_CHECKPOINT_VERSION}")
-            model = cls(int(meta["n_levels"]), crop_pixel_mm=float(meta["crop_pixel_mm"]),
-                        image_size=[int(s) for s in meta["image_size"]], n_bins=int(meta["n_bins"]),
-                        alphas=[float(a) for a in z["alpha_grid"]])
-            ridge = RidgeFit(coef=z["coef"].astype(np.float64), intercept=z["intercept"].astype(np.float64),
-                             mean=z["scaler_mean"].astype(np.float64), scale=z["scaler_scale"].astype(np.float64),
-                             alpha=_check_alpha(float(z["alpha"])))
-            val_l1 = z["val_l1"].astype(np.float64)
-            n_train = int(meta["n_train"])
-        except (KeyError, ValueError, TypeError, InvalidArgumentError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CorruptCheckpointError(f"{MODEL_NAME} checkpoint {p} is incomplete or invalid: "
-                                         f"{type(exc).__name__}: {exc}") from exc
-        n_out, n_feat = output_size(model.n_levels), model.n_features
-        shapes_ok = (ridge.coef.shape == (n_out, n_feat) and ridge.intercept.shape == (n_out,)
-                     and ridge.mean.shape == (n_feat,) and ridge.scale.shape == (n_feat,)
-                     and val_l1.shape == (len(model.alphas),))
-        finite = all(np.all(np.isfinite(a)) for a in (ridge.coef, ridge.intercept, ridge.mean, ridge.scale))
-        if not shapes_ok or not finite or np.any(ridge.scale <= 0):
-            raise CorruptCheckpointError(
-                f"{MODEL_NAME} checkpoint {p}: arrays do not fit K={model.n_levels}, {n_feat} features "
-                f"(coef {ridge.coef.shape}, intercept {ridge.intercept.shape}, scaler {ridge.mean.shape}), "
-                f"or hold non-finite values")
-        model.ridge, model.val_l1, model.n_train = ridge, val_l1, n_train
-        return model
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-def r2_score(true: Any, pred: Any) -> float:
-    """Coefficient of determination ``1 - SS_res / SS_tot`` of ``pred`` against ``true``.
-
-    Parameters
-    ----------
-    true, pred : (N,) float, N >= 2; ``true`` must vary (SS_tot > 0).
-
-    Returns
-    -------
-    float, at most 1 (negative when ``pred`` is worse than the mean of ``true``).
-    """
-    t = np.asarray(true, dtype=np.float64)
-    p = np.asarray(pred, dtype=np.float64)
-    if t.ndim != 1 or p.shape != t.shape or t.size < 2:
-        raise ShapeError(f"true and pred must be equal-length 1D arrays of >= 2 values, got {t.shape} and {p.shape}")
-    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
-        raise NonFiniteError("true or pred holds NaN or infinite values")
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
-    if ss_tot <= 0:
-        raise InvalidArgumentError("R2 is undefined: the true values do not vary")
-    return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
-
-
-def _curve_sets(values: Any, extent: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(values, dtype=np.float64)
-    e = np.asarray(extent, dtype=np.float64)
-    if v.ndim != 3 or v.shape[1] != 6 or v.shape[2] < 3:
-        raise ShapeError(f"{name}_values must have shape (N, 6, K >= 3), got {v.shape}")
-    if e.shape != (v.shape[0], 2):
-        raise ShapeError(f"{name}_extent must have shape ({v.shape[0]}, 2), got {e.shape}")
-    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(e))):
-        raise NonFiniteError(f"{name}_values or {name}_extent hold NaN or infinite values")
-    return v, e
-
-
-def _sagittal_measures(values: np.ndarray, extent: np.ndarray) -> np.ndarray:
-    from ..metrics import clinical_measures
-
-    out = np.empty((values.shape[0], 3))
-    for i in range(values.shape[0]):
-        m = clinical_measures(SpineCurves(values[i], extent[i]))
-        out[i] = (m["kyphosis_deg"], m["lordosis_deg"], values[i, 5].mean())
-    return out
-
-
-def summary_r2(true_values: np.ndarray, true_extent: np.ndarray, pred_values: np.ndarray,
-               pred_extent: np.ndarray) -> dict[str, float | int]:
-    """How much of the subjects' sagittal shape a prediction explains, as R2 of three measures.
-
-    For every subject, kyphosis and lordosis (:func:`spinelib.metrics.clinical_measures`)
-    and the mean anterior depth (the ``sagittal_anterior`` curve averaged over the levels,
-    mm above the table) are computed on the true and on the predicted curves; each measure's
-    coefficient of determination (:func:`r2_score`) is taken over subjects.
-
-    Parameters
-    ----------
-    true_values, pred_values : (N, 6, K) float, curves in mm (``SpineCurves.values``), N >= 2.
-    true_extent, pred_extent : (N, 2) float, (top, bottom) row-mm.
-
-    Returns
-    -------
-    ``{"kyphosis": R2, "lordosis": R2, "anterior_depth": R2, "n": N}``
-
-    Raises
-    ------
-    ShapeError
-        Shapes differ from the above, or truth and prediction disagree in N or K.
-    NonFiniteError
-        Any NaN or infinite value.
-    InvalidArgumentError
-        Curves that are not valid SpineCurves, or a true measure that does not vary.
-    """
-    tv, te = _curve_sets(true_values, true_extent, "true")
-    pv, pe = _curve_sets(pred_values, pred_extent, "pred")
-    if pv.shape != tv.shape:
-        raise ShapeError(f"pred_values {pv.shape} and true_values {tv.shape} differ in shape")
-    if tv.shape[0] < 2:
-        raise ShapeError(f"R2 needs at least 2 subjects, got {tv.shape[0]}")
-    t, p = _sagittal_measures(tv, te), _sagittal_measures(pv, pe)
-    return {"kyphosis": r2_score(t[:, 0], p[:, 0]), "lordosis": r2_score(t[:, 1], p[:, 1]),
-            "anterior_depth": r2_score(t[:, 2], p[:, 2]), "n": int(tv.shape[0])}

@@ -1,9 +1,10 @@
 """Training loop: seeded, resumable, atomic checkpoints, DDP through ``torchrun``.
 
-The loop is model-agnostic: it trains any model built by :func:`spinelib.learn.models.build_model`
+The loop is model-agnostic: it trains any model built by :func:`spinelib.learn.networks.build_model`
 on any map-style dataset whose items are ``(image, target)`` tensors (targets in crop
-coordinates, :func:`spinelib.shape.curves.to_crop`), with the paper's L1 loss (its extent outputs
-weighted by ``extent_weight``, :class:`TrainConfig`) and Adam.
+coordinates, :func:`spinelib.shape.curves.to_crop`), with the paper's L1 loss
+(:mod:`spinelib.learn.loss`; its extent outputs weighted by ``extent_weight``, :class:`TrainConfig`)
+and Adam.
 
 Determinism: every source of randomness is derived from ``(seed, epoch)`` -- the
 shuffling order, the augmentation of each sample (datasets with ``set_epoch``) and
@@ -34,12 +35,14 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..util.atomic import atomic_path, ensure_writable_dir
-from ..errors import CheckpointError, InvalidArgumentError, ShapeError
-from .models import ModelConfig, load_checkpoint, save_checkpoint
+from ..errors import CheckpointError, InvalidArgumentError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig
+from .loss import evaluate_loss, l1_loss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "evaluate_loss", "l1_loss", "dist_info", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "dist_info", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -145,46 +148,35 @@ def dist_info() -> tuple[int, int, int]:
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` of a run seeded ``seed``."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def l1_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, *,
-            reduction: str = "mean") -> torch.Tensor:
-    """L1 loss of ``(B, D)`` outputs, each of the ``D`` outputs weighted by ``weights (D,)``.
+@dataclass
+class _Run:
+    """What every epoch of one training run needs."""
 
-    ``"mean"`` divides by ``B * weights.sum()`` (the plain mean when ``weights`` is None);
-    ``"sum"`` is the weighted sum.
-
-    Raises
-    ------
-    ShapeError
-        ``pred`` and ``target`` differ in shape, or ``weights`` is not ``(D,)``.
-    """
-    if pred.shape != target.shape or pred.ndim != 2:
-        raise ShapeError(f"pred and target must both be (B, D), got {tuple(pred.shape)} and {tuple(target.shape)}")
-    if weights is not None and tuple(weights.shape) != (pred.shape[1],):
-        raise ShapeError(f"weights must have shape ({pred.shape[1]},), got {tuple(weights.shape)}")
-    if weights is None:
-        return nn.functional.l1_loss(pred, target, reduction=reduction)
-    if reduction not in ("mean", "sum"):
-        raise InvalidArgumentError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    err = ((pred - target).abs() * weights.to(pred.device, pred.dtype)).sum()
-    return err / (pred.shape[0] * weights.sum()) if reduction == "mean" else err
+    model: nn.Module  # the bare model: validated and saved
+    net: nn.Module  # what the batches go through: the model, or its DDP wrapper
+    optimiser: torch.optim.Optimizer
+    model_config: ModelConfig
+    config: TrainConfig
+    device: torch.device
+    weights: torch.Tensor | None
+    world: int
+    rank: int
+    out: Path
+    meta: dict
 
 
-@torch.no_grad()
-def evaluate_loss(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
-                  weights: torch.Tensor | None = None) -> float:
-    """Mean L1 loss of ``model`` over ``dataset`` (:func:`l1_loss`'s weights; every sample counts once)."""
-    model.eval()
-    total, count = 0.0, 0.0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x, y = x.to(device), y.to(device)
-        total += l1_loss(model(x), y, weights, reduction="sum").item()
-        count += y.numel() if weights is None else y.shape[0] * float(weights.sum())
-    if count == 0:
-        raise InvalidArgumentError("validation dataset is empty")
-    return total / count
+@dataclass
+class _State:
+    """Where the run stands: the next epoch, the best validation loss so far and the log."""
+
+    start_epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
 
 
 def train_model(
@@ -205,10 +197,10 @@ def train_model(
     Parameters
     ----------
     model : the network (already built; its initial weights are drawn from ``config.seed``
-        by the caller through :func:`spinelib.learn.models.build_model`).
+        by the caller through :func:`spinelib.learn.networks.build_model`).
     model_config : the model's configuration, stored in every checkpoint (both are
-        :func:`spinelib.learn.models.save_checkpoint` files) and compared on resume: a checkpoint
-        of another configuration is refused.
+        :func:`spinelib.learn.checkpoint.save_checkpoint` files) and compared on resume: a
+        checkpoint of another configuration is refused.
     train_set, val_set : map-style datasets of ``(image (C, H, W), target (D,))`` tensors;
         datasets with a ``set_epoch(epoch)`` method get it called before each epoch.
     out_dir : folder for ``last.pt`` (every epoch, with optimiser state), ``best.pt``
@@ -225,116 +217,152 @@ def train_model(
     """
     if len(train_set) == 0:
         raise InvalidArgumentError("training dataset is empty")
-    world, rank, local = dist_info()
-    distributed = world > 1
+    run, state = _start(model, model_config, config, out_dir, resume=resume, meta=meta)
+    t_start, images = time.perf_counter(), 0
+    for epoch in range(state.start_epoch, config.epochs):
+        running, seen, epoch_seconds = _train_epoch(run, train_set, epoch, progress)
+        images += seen * run.world
+        if run.rank == 0:
+            row = _validate(run, val_set, epoch, running, seen, epoch_seconds)
+            _save_epoch(run, state, row)
+            for cb in callbacks:
+                cb(epoch, row)
+        if run.world > 1:
+            torch.distributed.barrier()
+    seconds = time.perf_counter() - t_start
+    if run.world > 1:
+        torch.distributed.barrier()
+    out = run.out
+    return TrainResult(
+        out_dir=out, best_checkpoint=out / BEST, last_checkpoint=out / LAST, log_path=out / LOG,
+        best_epoch=state.best_epoch, best_val_loss=state.best_val, seconds=seconds,
+        images_per_second=images / seconds if seconds > 0 and images else float("nan"),
+        history=pd.DataFrame(state.history),
+    )
+
+
+def _setup_process(config: TrainConfig, world: int, local: int) -> torch.device:
+    """This process's device, thread count and determinism; joins the DDP group under torchrun."""
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(config.num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if distributed and not torch.distributed.is_initialized():
+    if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    out = ensure_writable_dir(out_dir) if rank == 0 else Path(out_dir)
-    last_path, best_path, log_path = out / LAST, out / BEST, out / LOG
+    return device
 
+
+def _start(model: nn.Module, model_config: ModelConfig, config: TrainConfig, out_dir: str | Path, *,
+           resume: bool, meta: dict | None) -> tuple[_Run, _State]:
+    """Set up this process, put the model on its device with its optimiser, and resume from
+    ``out_dir/last.pt`` when asked and present."""
+    world, rank, local = dist_info()
+    device = _setup_process(config, world, local)
+    out = ensure_writable_dir(out_dir) if rank == 0 else Path(out_dir)
     # oneDNN runs NHWC convolutions natively: channels-last weights and inputs train faster on CPU
     model = model.to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
-    history: list[dict] = []
-    start_epoch, best_val, best_epoch = 0, math.inf, -1
-    if resume and last_path.exists():
-        saved, _, state = load_checkpoint(last_path, expect=model_config)
-        if state.get("train_config") != _cfg_dict(config):
-            raise CheckpointError(
-                f"{last_path} was written with training settings {state.get('train_config')}, not "
-                f"{_cfg_dict(config)}; use another output folder or delete it"
-            )
-        model.load_state_dict(saved.state_dict())
-        optimiser.load_state_dict(state["optimiser"])
-        start_epoch = int(state["epoch"]) + 1
-        best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        history = [dict(r) for r in state["history"]]
-        log.info("resuming %s from epoch %d", out, start_epoch)
-
+    last_path = out / LAST
+    state = _resume(last_path, model, optimiser, model_config, config) if resume and last_path.exists() else _State()
     net: nn.Module = model
-    if distributed:
+    if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
-
     weights = config.loss_weights(model_config.output_size)
-    t_start = time.perf_counter()
-    images = 0
-    for epoch in range(start_epoch, config.epochs):
-        eseed = _epoch_seed(config.seed, epoch)
-        torch.manual_seed(eseed)  # dropout and any torch-side randomness
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        if distributed:
-            sampler = torch.utils.data.distributed.DistributedSampler(
-                train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed
-            )
-            sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(eseed))
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=False)
-        steps = len(loader)
-        net.train()
-        t0 = time.perf_counter()
-        running, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=True if not progress or rank != 0 else None, unit="batch")
-        for step, (x, y) in enumerate(bar):
-            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
-            # the rate is a function of the position in the run, so a resumed run follows it exactly
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr_at((epoch * steps + step) / (config.epochs * steps))
-            optimiser.zero_grad(set_to_none=True)
-            loss = l1_loss(net(x), y, weights)
-            loss.backward()
-            optimiser.step()
-            running += loss.item() * len(x)
-            seen += len(x)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        epoch_seconds = time.perf_counter() - t0
-        images += seen * world
-        if rank == 0:
-            val = evaluate_loss(model, val_set, batch_size=config.batch_size, device=device, weights=weights)
-            row = {
-                "epoch": epoch,
-                "train_loss": running / max(seen, 1),
-                "val_loss": val,
-                "seconds": epoch_seconds,
-                "images_per_second": seen * world / max(epoch_seconds, 1e-9),
-                "lr": optimiser.param_groups[0]["lr"],
-            }
-            history.append(row)
-            if val < best_val:
-                best_val, best_epoch = val, epoch
-                save_checkpoint(best_path, model, model_config,
-                                {**(meta or {}), "epoch": epoch, "val_loss": val})
-            save_checkpoint(last_path, model, model_config, {
-                **(meta or {}), "optimiser": optimiser.state_dict(), "train_config": _cfg_dict(config),
-                "epoch": epoch, "best_val_loss": best_val, "best_epoch": best_epoch, "history": history,
-            })
-            _write_log(log_path, history)
-            log.info("epoch %d/%d train %.4f val %.4f (%.1fs)", epoch + 1, config.epochs,
-                     row["train_loss"], val, epoch_seconds)
-            for cb in callbacks:
-                cb(epoch, row)
-        if distributed:
-            torch.distributed.barrier()
-    seconds = time.perf_counter() - t_start
-    if distributed:
-        torch.distributed.barrier()
-    hist = pd.DataFrame(history)
-    return TrainResult(
-        out_dir=out, best_checkpoint=best_path, last_checkpoint=last_path, log_path=log_path,
-        best_epoch=best_epoch, best_val_loss=best_val, seconds=seconds,
-        images_per_second=images / seconds if seconds > 0 and images else float("nan"),
-        history=hist,
-    )
+    return _Run(model, net, optimiser, model_config, config, device, weights, world, rank, out, meta or {}), state
+
+
+def _resume(last_path: Path, model: nn.Module, optimiser: torch.optim.Optimizer, model_config: ModelConfig,
+            config: TrainConfig) -> _State:
+    """Load weights, optimiser and progress from ``last_path``, refusing other training settings."""
+    saved, _, extra = load_checkpoint(last_path, expect=model_config)
+    if extra.get("train_config") != _cfg_dict(config):
+        raise CheckpointError(
+            f"{last_path} was written with training settings {extra.get('train_config')}, not "
+            f"{_cfg_dict(config)}; use another output folder or delete it"
+        )
+    model.load_state_dict(saved.state_dict())
+    optimiser.load_state_dict(extra["optimiser"])
+    state = _State(int(extra["epoch"]) + 1, float(extra["best_val_loss"]), int(extra["best_epoch"]),
+                   [dict(r) for r in extra["history"]])
+    log.info("resuming %s from epoch %d", last_path.parent, state.start_epoch)
+    return state
+
+
+def _epoch_loader(run: _Run, train_set: Dataset, epoch: int) -> DataLoader:
+    """The epoch's batches, every random draw (order, augmentation, dropout) seeded from ``(seed, epoch)``."""
+    config = run.config
+    eseed = _epoch_seed(config.seed, epoch)
+    torch.manual_seed(eseed)  # dropout and any torch-side randomness
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(epoch)
+    if run.world > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=config.seed
+        )
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(eseed))
+    return DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=False)
+
+
+def _train_epoch(run: _Run, train_set: Dataset, epoch: int, progress: bool) -> tuple[float, int, float]:
+    """One epoch of Adam steps: ``(sum of batch loss x batch size, samples seen, seconds)``."""
+    config = run.config
+    loader = _epoch_loader(run, train_set, epoch)
+    steps = len(loader)
+    run.net.train()
+    t0 = time.perf_counter()
+    running, seen = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=True if not progress or run.rank != 0 else None, unit="batch")
+    for step, (x, y) in enumerate(bar):
+        x, y = x.to(run.device).contiguous(memory_format=torch.channels_last), y.to(run.device)
+        # the rate is a function of the position in the run, so a resumed run follows it exactly
+        for group in run.optimiser.param_groups:
+            group["lr"] = config.lr_at((epoch * steps + step) / (config.epochs * steps))
+        run.optimiser.zero_grad(set_to_none=True)
+        loss = l1_loss(run.net(x), y, run.weights)
+        loss.backward()
+        run.optimiser.step()
+        running += loss.item() * len(x)
+        seen += len(x)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    return running, seen, time.perf_counter() - t0
+
+
+def _validate(run: _Run, val_set: Dataset, epoch: int, running: float, seen: int, epoch_seconds: float) -> dict:
+    """The epoch's log row: training and validation loss, time, throughput and learning rate."""
+    val = evaluate_loss(run.model, val_set, batch_size=run.config.batch_size, device=run.device, weights=run.weights)
+    return {
+        "epoch": epoch,
+        "train_loss": running / max(seen, 1),
+        "val_loss": val,
+        "seconds": epoch_seconds,
+        "images_per_second": seen * run.world / max(epoch_seconds, 1e-9),
+        "lr": run.optimiser.param_groups[0]["lr"],
+    }
+
+
+def _save_epoch(run: _Run, state: _State, row: dict) -> None:
+    """Add ``row`` to the history; write ``best.pt`` when the validation loss improved, then
+    ``last.pt`` and the CSV log."""
+    epoch, val = row["epoch"], row["val_loss"]
+    state.history.append(row)
+    if val < state.best_val:
+        state.best_val, state.best_epoch = val, epoch
+        save_checkpoint(run.out / BEST, run.model, run.model_config, {**run.meta, "epoch": epoch, "val_loss": val})
+    save_checkpoint(run.out / LAST, run.model, run.model_config, {
+        **run.meta, "optimiser": run.optimiser.state_dict(), "train_config": _cfg_dict(run.config),
+        "epoch": epoch, "best_val_loss": state.best_val, "best_epoch": state.best_epoch, "history": state.history,
+    })
+    _write_log(run.out / LOG, state.history)
+    log.info("epoch %d/%d train %.4f val %.4f (%.1fs)", epoch + 1, run.config.epochs,
+             row["train_loss"], val, row["seconds"])
 
 
 def _cfg_dict(config: TrainConfig) -> dict[str, Any]:
+    """The training settings a checkpoint records and a resumed run must match."""
     d = asdict(config)
     d["betas"] = list(d["betas"])
     d.pop("num_threads")  # a property of the machine, not of the experiment
@@ -344,5 +372,6 @@ def _cfg_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
+    """Write the per-epoch log rows as CSV, atomically."""
     with atomic_path(path) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")

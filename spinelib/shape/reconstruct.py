@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .curves import SpineCurves, world_to_frame
+from .curves import SpineCurves
+from .frame import world_to_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
 from ..spine import column_mask
 from ..geometry.transform import PlanarTransform
@@ -179,7 +180,7 @@ def column_mask_in_frame(
     """The TRUE spine-column mask of a label volume, resampled (nearest) onto ``grid``.
 
     Each grid voxel centre ``(row_mm, col_mm, depth_mm)`` is mapped back to MRI world
-    (inverse of :func:`spinelib.shape.curves.world_to_frame`) and then to voxel indices of
+    (inverse of :func:`spinelib.shape.frame.world_to_frame`) and then to voxel indices of
     ``seg``; it takes the column label (``spine.column_mask``) of the nearest voxel, and
     False outside the volume.
 

@@ -1,10 +1,11 @@
 """The training section as functions: scans and targets in, trained models and predictions out.
 
 ``train_section`` trains ``resnet_bot``, ``resnet`` and ``biplanar`` (and fits
-``mean_shape`` and the ``visible_summaries`` ridge regression) on a run's targets;
+``mean_shape`` and the ``visible_summaries`` ridge regression) on a run's targets
+(``train_run``: the same under torchrun, summary recorded, as ``spinelib train`` does);
 ``predict_cohort`` runs every model on a split and stores the predicted curves for the
 evaluation sections. Notebooks call these; the algorithms live in :mod:`spinelib.learn.data`,
-:mod:`spinelib.learn.models`, :mod:`spinelib.learn.summaries`, :mod:`spinelib.learn.train`.
+:mod:`spinelib.learn.networks`, :mod:`spinelib.learn.ridge`, :mod:`spinelib.learn.train`.
 """
 
 from __future__ import annotations
@@ -21,21 +22,25 @@ import torch
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..shape.curves import from_crop
-from ..learn.data import AP_CHANNELS, PreparedScan, SpineDataset, input_recipe, prepare_scan
+from ..learn.data import AP_CHANNELS, PreparedScan, SpineDataset, prepare_scan
+from ..learn.recipe import input_recipe
 from ..errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from ..io import read_arrays, read_dxa, write_arrays
-from ..learn.models import MODEL_NAMES, TRAINED_MODELS, build_model, config_from_profile, count_parameters, save_checkpoint
+from ..learn.checkpoint import save_checkpoint
+from ..learn.config import MODEL_NAMES, TRAINED_MODELS, config_from_profile
+from ..learn.networks import build_model, count_parameters
 from ..io.runfolder import run_paths, update_metrics, write_table
-from ..learn.summaries import CHECKPOINT_FILE as SUMMARIES_FILE
-from ..learn.summaries import MODEL_NAME as SUMMARIES
-from ..learn.summaries import VisibleSummariesModel
+from ..learn.ridge import CHECKPOINT_FILE as SUMMARIES_FILE
+from ..learn.ridge import MODEL_NAME as SUMMARIES
+from ..learn.ridge import VisibleSummariesModel
 from .targets import TargetSet
-from ..learn.train import BEST, TrainConfig, dist_info, evaluate_loss, l1_loss, train_model
+from ..learn.loss import evaluate_loss, l1_loss
+from ..learn.train import BEST, TrainConfig, dist_info, train_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "trained_models", "predict_cohort",
-           "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "train_run", "trained_models",
+           "predict_cohort", "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -67,6 +72,66 @@ def _views(scans: Sequence[PreparedScan], n_channels: int) -> list[PreparedScan]
     return [PreparedScan(s.stack[:n_channels], s.crop) for s in scans]
 
 
+def _split_scans(manifest_df: pd.DataFrame, train_t: TargetSet, val_t: TargetSet, params: Mapping,
+                 names: list[str], *, progress: bool) -> tuple[list[PreparedScan], list[PreparedScan]]:
+    """The training and validation scans; drops ``biplanar`` from ``names`` when they have no lateral view."""
+    lateral = None if "biplanar" in names else False  # the lateral views where the DXAs have them
+    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
+    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+    if "biplanar" in names and not all(s.stack.shape[0] > AP_CHANNELS for s in (*tr_scans, *va_scans)):
+        # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
+        # not trained rather than the section failing; the summary simply has no such row
+        log.warning("not training biplanar: the cohort's training and validation DXAs have no lateral view")
+        names.remove("biplanar")
+        tr_scans, va_scans = _views(tr_scans, AP_CHANNELS), _views(va_scans, AP_CHANNELS)
+    return tr_scans, va_scans
+
+
+def _fit_mean_shape(run_dir: str | Path, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
+                    va_scans: Sequence[PreparedScan], va_curves: Sequence, params: Mapping, cfg: TrainConfig,
+                    meta: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Fit and save the floor, the training set's mean target in crop coordinates.
+
+    Returns its row of the training summary, the training targets (N, 6 K + 2) and their mean.
+    """
+    mean_cfg = config_from_profile(params, "mean_shape")
+    mean_model = build_model(mean_cfg)
+    plain = SpineDataset(_views(tr_scans, 2), tr_curves)
+    train_targets = np.stack([plain[i][1].numpy() for i in range(len(plain))])
+    mean_target = train_targets.mean(axis=0)
+    mean_model.fit(mean_target[None])
+    out = checkpoint_path(run_dir, "mean_shape")
+    if dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
+        save_checkpoint(out, mean_model, mean_cfg, meta)
+    row = {"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
+           "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
+           "seconds": 0.0, "images_per_second": float("nan")}
+    return row, train_targets, mean_target
+
+
+def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
+                   va_scans: Sequence[PreparedScan], va_curves: Sequence, mean_target: np.ndarray,
+                   params: Mapping, meta: dict, *, progress: bool) -> dict:
+    """Train network ``name`` from the run's seed, started at the mean shape; its summary row."""
+    cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
+    mcfg = config_from_profile(params, name)
+    n_ch = mcfg.in_chans
+    torch.manual_seed(int(params["seed"]))
+    model = build_model(mcfg)
+    # start every network at the mean shape: it then learns the subject's departure from it
+    model.init_output(mean_target)
+    train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
+                            seed=int(params["seed"]))
+    val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
+    log.info("training %s: %s", name, mcfg.describe())
+    t0 = time.perf_counter()
+    res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
+                      progress=progress, meta=meta)
+    return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
+            "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
+            "images_per_second": res.images_per_second}
+
+
 def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: TargetSet, params: Mapping, *,
                   names: Sequence[str] = TRAINED_MODELS, progress: bool = True) -> pd.DataFrame:
     """Fit ``mean_shape`` and ``visible_summaries``, train the listed models; one summary row per model.
@@ -74,7 +139,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     Checkpoints and logs go to ``<run>/checkpoints/<name>/``; training resumes from the
     last checkpoint of an interrupted run. Every model starts from weights drawn from the
     run's seed, and sees the same crops (found from the images alone; training jitters them).
-    ``visible_summaries`` (:mod:`spinelib.learn.summaries`) is fitted on the training crops
+    ``visible_summaries`` (:mod:`spinelib.learn.ridge`) is fitted on the training crops
     without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
     out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body
     DXAs do not.
@@ -93,54 +158,17 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
             f"need training and validation subjects, got {len(train_t)} and {len(val_t)} with targets"
         )
     names = list(names)
-    lateral = None if "biplanar" in names else False  # the lateral views where the DXAs have them
-    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
-    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
-    if "biplanar" in names and not all(s.stack.shape[0] > AP_CHANNELS for s in (*tr_scans, *va_scans)):
-        # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
-        # not trained rather than the section failing; the summary simply has no such row
-        log.warning("not training biplanar: the cohort's training and validation DXAs have no lateral view")
-        names.remove("biplanar")
-        tr_scans, va_scans = _views(tr_scans, AP_CHANNELS), _views(va_scans, AP_CHANNELS)
+    tr_scans, va_scans = _split_scans(manifest_df, train_t, val_t, params, names, progress=progress)
     tr_curves = [train_t.curves(i) for i in range(len(train_t))]
     va_curves = [val_t.curves(i) for i in range(len(val_t))]
     cfg = TrainConfig.from_profile(params)
     meta = {**input_recipe(float(params["crop_pixel_mm"])), "profile": str(params.get("profile", ""))}
-    rows = []
-
-    # the floor: the training set's mean target in crop coordinates
-    mean_cfg = config_from_profile(params, "mean_shape")
-    mean_model = build_model(mean_cfg)
-    plain = SpineDataset(_views(tr_scans, 2), tr_curves)
-    train_targets = np.stack([plain[i][1].numpy() for i in range(len(plain))])
-    mean_target = train_targets.mean(axis=0)
-    mean_model.fit(mean_target[None])
-    out = checkpoint_path(run_dir, "mean_shape")
-    if dist_info()[1] == 0:  # under torchrun every rank fits the same mean; rank 0 alone writes it
-        save_checkpoint(out, mean_model, mean_cfg, meta)
-    rows.append({"model": "mean_shape", **_count(mean_model), "epochs": 0, "best_epoch": -1,
-                 "best_val_l1": _val(mean_model, SpineDataset(_views(va_scans, 2), va_curves), cfg),
-                 "seconds": 0.0, "images_per_second": float("nan")})
-    rows.append(_fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, cfg, progress=progress))
-
-    for name in names:
-        cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
-        mcfg = config_from_profile(params, name)
-        n_ch = mcfg.in_chans
-        torch.manual_seed(int(params["seed"]))
-        model = build_model(mcfg)
-        # start every network at the mean shape: it then learns the subject's departure from it
-        model.init_output(mean_target)
-        train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
-                                seed=int(params["seed"]))
-        val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
-        log.info("training %s: %s", name, mcfg.describe())
-        t0 = time.perf_counter()
-        res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
-                          progress=progress, meta=meta)
-        rows.append({"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
-                     "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
-                     "images_per_second": res.images_per_second})
+    mean_row, train_targets, mean_target = _fit_mean_shape(run_dir, tr_scans, tr_curves, va_scans, va_curves,
+                                                           params, cfg, meta)
+    rows = [mean_row, _fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, cfg,
+                                     progress=progress)]
+    rows += [_train_network(run_dir, name, tr_scans, tr_curves, va_scans, va_curves, mean_target, params, meta,
+                            progress=progress) for name in names]
     return pd.DataFrame(rows)
 
 
@@ -150,6 +178,44 @@ def record_training(run_dir: str | Path, summary: pd.DataFrame) -> None:
     write_table(run_dir, "training_summary", summary)
     update_metrics(run_dir, {"training": {r["model"]: {"seconds": float(r["seconds"]), "params": int(r["params_total"])}
                                           for _, r in summary.iterrows()}})
+
+
+def train_run(run_dir: str | Path, manifest_df: pd.DataFrame, targets: TargetSet, params: dict, *,
+              names: Sequence[str] = TRAINED_MODELS) -> pd.DataFrame | None:
+    """Train on a run's targets as ``spinelib train`` does, alone or as one rank under torchrun.
+
+    :func:`train_section` (progress bars on rank 0 only), then :func:`record_training` on
+    rank 0; every rank waits until rank 0 has recorded the summary, and the process group is
+    closed, on failure too (then without waiting). Several processes on one machine without
+    CUDA share its cores: ``params["num_threads"]`` is lowered to each one's share, in place.
+
+    Returns
+    -------
+    The training summary on rank 0; None on the other ranks.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    world, rank, _ = dist_info()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local_world > 1 and not torch.cuda.is_available():
+        # processes of one machine share its cores: more threads than cores only thrash
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        params["num_threads"] = max(1, min(int(params["num_threads"]), cores // local_world))
+    log.info("training %s on %d process%s (rank %d), profile %s", ",".join(names), world,
+             "es" if world > 1 else "", rank, params["profile"])
+    try:
+        summary = train_section(run_dir, manifest_df, targets, params, names=names, progress=rank == 0)
+        if rank == 0:
+            record_training(run_dir, summary)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # no rank leaves before rank 0 has written the summaries
+    finally:
+        # no barrier on failure: a rank that raised must not wait for the others forever
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return summary if rank == 0 else None
 
 
 def _fit_summaries(run_dir: str | Path, tr_scans: Sequence[PreparedScan], train_targets: np.ndarray,
@@ -210,8 +276,39 @@ class Predictions:
 
 
 def trained_models(run_dir: str | Path) -> list[str]:
-    """The models of :data:`spinelib.learn.models.MODEL_NAMES` the run has a checkpoint of, in that order."""
+    """The models of :data:`spinelib.learn.config.MODEL_NAMES` the run has a checkpoint of, in that order."""
     return [n for n in MODEL_NAMES if checkpoint_path(run_dir, n).is_file()]
+
+
+def _load_models(run_dir: str | Path, names: Sequence[str], params: Mapping) -> dict:
+    """Each named model of the run, checked against the profile's crop recipe."""
+    from ..learn.predict import Predictor
+
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    px, size = float(params["crop_pixel_mm"]), params["image_size"]
+    models = {}
+    for name in names:
+        path = checkpoint_path(run_dir, name)
+        if not path.is_file():
+            raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
+        models[name] = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
+        models[name].check_recipe(px, size, where=f"checkpoint {path}")
+    return models
+
+
+def _predict_model(name: str, model, scans: Sequence[PreparedScan], ids: Sequence[str], *, batch_size: int,
+                   progress: bool) -> tuple[list, list[dict]]:
+    """One model's curves of every scan (None where it failed) and its failures."""
+    if isinstance(model, VisibleSummariesModel):
+        vecs = model.predict_scans(scans, progress=progress)
+        return [from_crop(v, s.crop, model.n_levels) for v, s in zip(vecs, scans)], []
+    out = model.predict_scans(scans, batch_size=batch_size, on_error="return", names=ids)
+    curves = [p.curves if not isinstance(p, Exception) else None for p in out]
+    failed = [{"subject_id": sid, "model": name, "reason": str(p)} for sid, p in zip(ids, out)
+              if isinstance(p, Exception)]
+    return curves, failed
 
 
 def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
@@ -221,7 +318,7 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
     The scans are read and prepared once (:func:`load_scans`); every network reads them
     through :meth:`spinelib.learn.predict.Predictor.predict_scans`, the inference path of
     ``spinelib predict`` too, and ``visible_summaries`` through
-    :meth:`spinelib.learn.summaries.VisibleSummariesModel.predict_scans`. Each model's
+    :meth:`spinelib.learn.ridge.VisibleSummariesModel.predict_scans`. Each model's
     checkpoint must have been trained on the crops the run's profile prepares
     (``crop_pixel_mm``, ``image_size``). A subject a model cannot read (a prediction far
     outside its crop) is reported in :attr:`Predictions.failed` and left out for every
@@ -229,7 +326,7 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
 
     Parameters
     ----------
-    names : models of :data:`spinelib.learn.models.MODEL_NAMES`; default: every model the run
+    names : models of :data:`spinelib.learn.config.MODEL_NAMES`; default: every model the run
         has a checkpoint of (:func:`trained_models`).
 
     Raises
@@ -243,39 +340,19 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
     """
     from ..learn.predict import Predictor
 
-    names = trained_models(run_dir) if names is None else list(names)
-    unknown = [n for n in names if n not in MODEL_NAMES]
-    if unknown:
-        raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
-    px, size = float(params["crop_pixel_mm"]), params["image_size"]
-    models = {}
-    for name in names:
-        path = checkpoint_path(run_dir, name)
-        if not path.is_file():
-            raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
-        models[name] = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
-        models[name].check_recipe(px, size, where=f"checkpoint {path}")
+    models = _load_models(run_dir, trained_models(run_dir) if names is None else list(names), params)
     lateral = any(isinstance(m, Predictor) and m.needs_lateral for m in models.values())
     ids = [str(s) for s in subject_ids]
     scans = load_scans(manifest_df, ids, params, lateral=lateral, progress=progress)
-    values, extents, failed = {}, {}, []
+    curves, failed = {}, []
     for name, model in tqdm(models.items(), desc="predicting", unit="model", disable=None if progress else True,
                             leave=False):
-        if isinstance(model, VisibleSummariesModel):
-            vecs = model.predict_scans(scans, progress=progress)
-            curves = [from_crop(v, s.crop, model.n_levels) for v, s in zip(vecs, scans)]
-        else:
-            out = model.predict_scans(scans, batch_size=batch_size, on_error="return", names=ids)
-            curves = [p.curves if not isinstance(p, Exception) else None for p in out]
-            failed += [{"subject_id": sid, "model": name, "reason": str(p)} for sid, p in zip(ids, out)
-                       if isinstance(p, Exception)]
-        values[name] = [c.values if c is not None else None for c in curves]
-        extents[name] = [c.extent_mm if c is not None else None for c in curves]
+        curves[name], bad_scans = _predict_model(name, model, scans, ids, batch_size=batch_size, progress=progress)
+        failed += bad_scans
     bad = {f["subject_id"] for f in failed}
     keep = [i for i, sid in enumerate(ids) if sid not in bad]
-    for name in models:
-        values[name] = np.array([values[name][i] for i in keep]).reshape(len(keep), 6, -1)
-        extents[name] = np.array([extents[name][i] for i in keep]).reshape(len(keep), 2)
+    values = {n: np.array([c[i].values for i in keep]).reshape(len(keep), 6, -1) for n, c in curves.items()}
+    extents = {n: np.array([c[i].extent_mm for i in keep]).reshape(len(keep), 2) for n, c in curves.items()}
     if failed:
         log.warning("%d of %d subjects left out of the predictions: %s", len(bad), len(ids), failed[0]["reason"])
     return Predictions(np.asarray([ids[i] for i in keep], dtype=str), values, extents,

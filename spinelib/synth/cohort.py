@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..util.atomic import atomic_dir, ensure_writable_dir, write_json_atomic
-from ..errors import InvalidArgumentError
-from ..util.workers import Shard
+from ..util.atomic import atomic_dir, ensure_writable_dir, remove_stale_temporaries, write_json_atomic
+from ..errors import InvalidArgumentError, SubjectsFailedError
+from ..util.workers import Engine, Failed, Shard, fan_out
 from .subject import GENERATOR_VERSION, make_subject, subject_id
 
 __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subject_mb", "SUBJECT_FILES"]
@@ -62,6 +62,7 @@ def assign_splits(n: int, seed: int, fractions) -> list[str]:
 
 
 def _signature(params: dict) -> dict:
+    """What must match for an existing subject folder to be kept: version, seed and sizes."""
     return {
         "generator_version": GENERATOR_VERSION,
         "seed": int(params["seed"]),
@@ -73,6 +74,7 @@ def _signature(params: dict) -> dict:
 
 
 def _is_complete(folder: Path, index: int, params: dict) -> bool:
+    """Whether ``folder`` holds every file of subject ``index`` generated with this signature."""
     if not all((folder / f).is_file() for f in SUBJECT_FILES):
         return False
     try:
@@ -89,6 +91,7 @@ def write_subject(folder: str | Path, index: int, params: dict) -> str:
 
 
 def _write(folder: str | Path, s, params: dict) -> str:
+    """Write the files of :class:`~spinelib.synth.subject.Subject` ``s`` into ``folder`` atomically."""
     from ..io import write_dxa, write_nifti, write_truth
 
     s.truth["signature"] = _signature(params)
@@ -119,25 +122,7 @@ def estimate_subject_mb(params: dict) -> float:
     return 1.5 * (0.55 * 216.0 / voxel + 0.1 * 19.36 / pixel)
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Remove what an interrupted earlier run left half-written (``.tmp-*`` entries).
-
-    One generator writes a cohort folder at a time: the temporaries found before this
-    run starts writing belong to a process that is gone.
-    """
-    import shutil
-
-    from ..util.atomic import TMP_PREFIX
-
-    for p in out.glob(TMP_PREFIX + "*"):
-        log.info("removing %s, left by an interrupted run", p)
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" = 1, shard: Shard | None = None,
+def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int | Engine = 1, shard: Shard | None = None,
                     progress: bool = True) -> Path | None:
     """Generate ``params["n_subjects"]`` subjects into ``out_dir``; returns ``manifest.csv``'s path.
 
@@ -162,10 +147,6 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
     SubjectsFailedError
         Some subjects could not be written (each listed with its reason; the others were).
     """
-    from ..errors import SubjectsFailedError
-    from ..io import write_manifest
-    from ..util.workers import Engine, Failed, fan_out
-
     n = int(params["n_subjects"])
     if n < 1:
         raise InvalidArgumentError(f"n_subjects must be >= 1, got {n}")
@@ -173,7 +154,7 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
     shard = shard or Shard()
     out = ensure_writable_dir(out_dir, probe=True)
     if shard.is_whole:  # shards run at once: another one's temporaries are not stale
-        _remove_stale_temporaries(out)
+        remove_stale_temporaries(out)
     splits = assign_splits(n, int(params["seed"]), params.get("split_fractions", [0.7, 0.1, 0.2]))
     todo = [i for i in shard.positions(n) if not _is_complete(out / subject_id(i), i, params)]
     if todo:
@@ -184,27 +165,40 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
     # fail before any work when the subjects still to write will not fit
     ensure_writable_dir(out, min_free_mb=estimate_subject_mb(params) * len(todo))
     log.info("cohort %s: %d subjects, shard %s, %d to generate on %s", out, n, shard, len(todo), engine.describe())
+    _write_subjects(out, todo, params, engine, progress)
+    if not shard.is_whole and not all(_is_complete(out / subject_id(i), i, params) for i in range(n)):
+        log.info("shard %s done; the manifest is written when every shard is", shard)
+        return None
+    return _write_index(out, n, params, splits)
+
+
+def _write_subjects(out: Path, todo: list[int], params: dict, engine: Engine, progress: bool) -> None:
+    """Write the subjects ``todo`` through the fan-out; raise if any failed."""
     results = fan_out(_write_item, [(str(out / subject_id(i)), i, dict(params)) for i in todo],
                       keys=[subject_id(i) for i in todo], engine=engine, desc="synth", unit="subj", progress=progress)
     failed = [r for r in results if isinstance(r, Failed)]
     if failed:
         raise SubjectsFailedError(f"{len(failed)} of {len(todo)} subjects could not be written to {out} (a rerun "
                                   "resumes): " + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
-    if not shard.is_whole and not all(_is_complete(out / subject_id(i), i, params) for i in range(n)):
-        log.info("shard %s done; the manifest is written when every shard is", shard)
-        return None
-    rows = []
-    for i in range(n):
-        sid = subject_id(i)
-        rows.append({
-            "subject_id": sid,
-            "split": splits[i],
-            "dxa_path": f"{sid}/dxa.npz",
-            "mri_fat_path": f"{sid}/mri_fat.nii.gz",
-            "mri_water_path": f"{sid}/mri_water.nii.gz",
-            "seg_path": f"{sid}/seg.nii.gz",
-            "truth_path": f"{sid}/truth.json",
-        })
+
+
+def _manifest_row(sid: str, split: str) -> dict[str, str]:
+    """The manifest row of subject ``sid``: its split and the paths of its files."""
+    return {
+        "subject_id": sid,
+        "split": split,
+        "dxa_path": f"{sid}/dxa.npz",
+        "mri_fat_path": f"{sid}/mri_fat.nii.gz",
+        "mri_water_path": f"{sid}/mri_water.nii.gz",
+        "seg_path": f"{sid}/seg.nii.gz",
+        "truth_path": f"{sid}/truth.json",
+    }
+
+
+def _write_index(out: Path, n: int, params: dict, splits: list[str]) -> Path:
+    """Write ``cohort.json``, then ``manifest.csv`` (last: it marks the cohort complete); returns its path."""
+    from ..io import write_manifest
+
     # only what defines the cohort (not how it was run), so reruns give identical bytes
     write_json_atomic(out / "cohort.json", {
         "n_subjects": n,
@@ -213,4 +207,4 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: "int | Engine" =
         "splits": {k: splits.count(k) for k in _SPLITS},
         "signature": _signature(params),
     })
-    return write_manifest(out / "manifest.csv", rows)
+    return write_manifest(out / "manifest.csv", [_manifest_row(subject_id(i), splits[i]) for i in range(n)])

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..geometry.transform import PlanarTransform, dxa_pixel_to_mri
-from .anatomy import Torso
+from .torso import Torso
 from .primitives import Primitive, chord_mm, world_aabb
 
 __all__ = ["project_ap", "project_lateral", "finish_dxa"]

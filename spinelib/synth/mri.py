@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
-from .anatomy import Torso
+from .torso import Torso
 from .primitives import Primitive, occupancy, world_aabb
 
 __all__ = ["mri_grid", "rasterise", "rasterise_labels", "finish_mri", "SIGNAL_SCALE"]

@@ -32,10 +32,11 @@ import numpy as np
 from ..errors import InvalidArgumentError, ShapeError
 from ..spine import N_VERTEBRAE
 from ..geometry.transform import dxa_pixel_to_mri
-from .anatomy import build_primitives, materials_for
+from .anatomy import materials_for
+from .chain import measure_angles
 from .dxa import project_ap
-from .shape import measure_angles
-from .subject import DXA_FOV_MM, draw_subject_geometry
+from .parts import build_primitives
+from .subject import draw_subject_geometry, dxa_shape
 
 __all__ = ["ap_tissue_at_vertebrae", "held_out_r2", "cohort_statistics"]
 
@@ -61,7 +62,7 @@ def ap_tissue_at_vertebrae(geometry: Mapping[str, Any], pixel_mm: float) -> np.n
         if key not in geometry:
             raise InvalidArgumentError(f"geometry lacks {key!r}: pass draw_subject_geometry's output")
     px = float(pixel_mm)
-    shape = (int(round(DXA_FOV_MM[0] / px)), int(round(DXA_FOV_MM[1] / px)))
+    shape = dxa_shape(px)
     sp = geometry["spine_dxa"]
     prims = build_primitives(sp, geometry["shape"], geometry["body"], geometry["torso"])
     mats = materials_for(geometry["demographics"], geometry["body"])
@@ -101,6 +102,45 @@ def held_out_r2(X: np.ndarray, Y: np.ndarray, seed: int = 0) -> float:
     return 1.0 - float(((Y[b] - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
 
+def _subject_values(g: Mapping[str, Any], px: float) -> dict[str, Any]:
+    """What :func:`cohort_statistics` collects of one subject's geometry ``g``."""
+    sp, sh, demo = g["spine_dxa"], g["shape"], g["demographics"]
+    D = np.asarray(sh["body_depth_mm"])
+    angles = measure_angles(sp)
+    return {
+        "tissue": ap_tissue_at_vertebrae(g, px),  # (17,) g/cm^2
+        "ant": sp["centres"][:, 1] + D / 2 - g["table_y"],  # (17,) mm above the table
+        "depth": D,
+        "width": np.asarray(sh["body_width_mm"]),
+        "kyph": angles["kyphosis_deg"],
+        "lord": angles["lordosis_deg"],
+        "age": demo["age"],
+        "female": demo["sex"] == "F",
+        "bmi": demo["bmi"],
+        "clip": g["torso_clip_fraction"],
+    }
+
+
+def _shortcuts(v: dict[str, np.ndarray]) -> dict[str, float]:
+    """The statistics of :func:`cohort_statistics` from the stacked per-subject values ``v``."""
+    ratio = v["depth"] / v["width"]
+    corr = lambda x, y: float(np.corrcoef(x, y)[0, 1])  # noqa: E731
+    return {
+        "r2_tissue_to_anterior_depth": held_out_r2(v["tissue"], v["ant"]),
+        "r2_tissue_to_lordosis": held_out_r2(v["tissue"], v["lord"]),
+        "r2_tissue_to_kyphosis": held_out_r2(v["tissue"], v["kyph"]),
+        "depth_width_ratio_cv": float(np.mean(ratio.std(0) / ratio.mean(0))),
+        "depth_width_ratio_subject_cv": float(ratio.mean(1).std() / ratio.mean(1).mean()),
+        "depth_width_corr": float(np.mean([corr(v["depth"][:, k], v["width"][:, k]) for k in range(N_VERTEBRAE)])),
+        "kyphosis_age_r": corr(v["kyph"], v["age"]),
+        "lordosis_age_r": corr(v["lord"], v["age"]),
+        "lordosis_female_r": corr(v["lord"], v["female"]),
+        "lordosis_bmi_r": corr(v["lord"], v["bmi"]),
+        "clip_fraction_mean": float(v["clip"].mean()),
+        "clip_fraction_max": float(v["clip"].max()),
+    }
+
+
 def cohort_statistics(params: Mapping[str, Any], n: int, *, pixel_mm: float | None = None,
                       progress: bool = True) -> dict[str, float]:
     """Shortcut statistics of the first ``n`` subjects of the cohort ``params`` describes.
@@ -129,42 +169,8 @@ def cohort_statistics(params: Mapping[str, Any], n: int, *, pixel_mm: float | No
                                    f"on {N_VERTEBRAE} features, got {n}")
     px = float(params["dxa_pixel_mm"] if pixel_mm is None else pixel_mm)
     t0 = time.perf_counter()
-    tissue, ant, ratio, corr_dw, kyph, lord, age, female, bmi, clip = ([] for _ in range(10))
-    depth, width = [], []
-    for i in tqdm(range(n), desc="cohort statistics", unit="subj", disable=None if progress else True):
-        g = draw_subject_geometry(i, dict(params))
-        sp, sh, demo = g["spine_dxa"], g["shape"], g["demographics"]
-        D = np.asarray(sh["body_depth_mm"])
-        W = np.asarray(sh["body_width_mm"])
-        tissue.append(ap_tissue_at_vertebrae(g, px))
-        ant.append(sp["centres"][:, 1] + D / 2 - g["table_y"])
-        depth.append(D)
-        width.append(W)
-        a = measure_angles(sp)
-        kyph.append(a["kyphosis_deg"])
-        lord.append(a["lordosis_deg"])
-        age.append(demo["age"])
-        female.append(demo["sex"] == "F")
-        bmi.append(demo["bmi"])
-        clip.append(g["torso_clip_fraction"])
+    rows = [_subject_values(draw_subject_geometry(i, dict(params)), px)
+            for i in tqdm(range(n), desc="cohort statistics", unit="subj", disable=None if progress else True)]
     seconds = time.perf_counter() - t0
-    tissue, ant, depth, width = (np.asarray(v, float) for v in (tissue, ant, depth, width))
-    kyph, lord, age, female, bmi, clip = (np.asarray(v, float) for v in (kyph, lord, age, female, bmi, clip))
-    ratio = depth / width
-    corr = lambda u, v: float(np.corrcoef(u, v)[0, 1])  # noqa: E731
-    return {
-        "n": float(n),
-        "r2_tissue_to_anterior_depth": held_out_r2(tissue, ant),
-        "r2_tissue_to_lordosis": held_out_r2(tissue, lord),
-        "r2_tissue_to_kyphosis": held_out_r2(tissue, kyph),
-        "depth_width_ratio_cv": float(np.mean(ratio.std(0) / ratio.mean(0))),
-        "depth_width_ratio_subject_cv": float(ratio.mean(1).std() / ratio.mean(1).mean()),
-        "depth_width_corr": float(np.mean([corr(depth[:, k], width[:, k]) for k in range(N_VERTEBRAE)])),
-        "kyphosis_age_r": corr(kyph, age),
-        "lordosis_age_r": corr(lord, age),
-        "lordosis_female_r": corr(lord, female),
-        "lordosis_bmi_r": corr(lord, bmi),
-        "clip_fraction_mean": float(clip.mean()),
-        "clip_fraction_max": float(clip.max()),
-        "seconds_per_subject": seconds / n,
-    }
+    stacked = {k: np.asarray([r[k] for r in rows], float) for k in rows[0]}
+    return {"n": float(n), **_shortcuts(stacked), "seconds_per_subject": seconds / n}

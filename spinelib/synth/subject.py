@@ -22,11 +22,11 @@ folder of another version is regenerated rather than mixed): 1, the first genera
 2, torso depth independent of the spine, individual vertebral depth/width ratio, weak
 demographic dependence of kyphosis and lordosis, ``seg_dxa.nii.gz``; 3, ribs that follow
 their vertebra's coronal tilt and axial rotation but not its sagittal tilt
-(``anatomy.rib_frame``), the anatomy around the column sized by its own frame scale
+(``parts.rib_frame``), the anatomy around the column sized by its own frame scale
 (``anatomy.FRAME_SCALE_SD``) with a sternum, shoulder girdle and rib slope of the
 subject's own, lungs, heart, liver and the torso's landmarks placed from the top of the
 thorax and the trunk's length rather than at given vertebrae, a vertebral cortical shell of
-realistic thickness (``anatomy.CORTICAL_SHELL_MM``) and disc heights with their realistic
+realistic thickness (``parts.CORTICAL_SHELL_MM``) and disc heights with their realistic
 spread (``shape.DISC_SUBJECT_SD``):
 version 2 let a ridge on the AP image's plain summaries read the kyphosis (held-out R2
 about 0.5 at the default resolution) from the rib cage swinging with the thoracic tilt
@@ -41,13 +41,17 @@ import numpy as np
 
 from ..spine import LEVELS
 from ..geometry.transform import PlanarTransform
-from .anatomy import build_primitives, draw_body, make_torso, materials_for
+from .anatomy import draw_body, materials_for
+from .chain import build_spine, measure_angles
 from .dxa import finish_dxa, project_ap, project_lateral
 from .mri import finish_mri, mri_grid, rasterise, rasterise_labels
+from .parts import build_primitives
 from .population import draw_demographics
-from .shape import build_spine, draw_posture_change, draw_shape, measure_angles, place_supine
+from .shape import draw_posture_change, draw_shape, rounded
+from .supine import place_supine
+from .torso import make_torso
 
-__all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "DXA_FOV_MM"]
+__all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "dxa_shape", "DXA_FOV_MM"]
 
 #: DXA field of view (rows = superior-inferior, cols = right-left) and lateral depth, mm
 DXA_FOV_MM = (760.0, 500.0)
@@ -127,26 +131,17 @@ def draw_subject_geometry(index: int, params: dict) -> dict:
 
 
 def _centres(spine: dict) -> dict[str, list[float]]:
-    out = {lv: [round(float(v), 4) for v in spine["centres"][i]] for i, lv in enumerate(LEVELS)}
-    out["S1"] = [round(float(v), 4) for v in spine["sacrum_centres"][0]]
+    """Vertebral centres T1..L5 and S1 (world mm, rounded) by level name."""
+    out = {lv: rounded(spine["centres"][i], 4) for i, lv in enumerate(LEVELS)}
+    out["S1"] = rounded(spine["sacrum_centres"][0], 4)
     return out
 
 
-def make_subject(index: int, params: dict) -> Subject:
-    """Generate subject ``index`` of the cohort described by ``params`` (a profile dict).
-
-    Uses ``seed``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity`` and
-    ``posture_change_mm``.
-    """
-    g = draw_subject_geometry(index, params)
-    rs = _streams(params["seed"], index)
-    shape, body, demo, torso = g["shape"], g["body"], g["demographics"], g["torso"]
-    mats = materials_for(demo, body)
-    prims_mri = build_primitives(g["spine_mri"], shape, body, torso)
-    prims_dxa = build_primitives(g["spine_dxa"], shape, body, torso)
-    # --- MRI: field of view around the torso from above T1 to below the hips
-    spine = g["spine_mri"]
-    z_top = spine["centres"][0, 2] + shape["body_height_mm"][0] / 2
+def _mri_volumes(g: dict, prims_mri: list, prims_dxa: list, mats: dict, params: dict,
+                 rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(fat, water, seg, seg_dxa, affine, grid shape) on a grid around the torso from above T1 to below the hips."""
+    shape, torso = g["shape"], g["torso"]
+    z_top = g["spine_mri"]["centres"][0, 2] + shape["body_height_mm"][0] / 2
     z_lo, z_hi = torso.z[0] + 80.0, z_top + 55.0
     zz = np.linspace(z_lo, z_hi, 60)
     cx, cy, a, b, *_ = torso.at(zz)
@@ -154,35 +149,49 @@ def make_subject(index: int, params: dict) -> Subject:
     hi = np.array([np.max(cx + a) + 12.0, np.max(cy + b) + 12.0, z_hi])
     affine, vshape = mri_grid(lo, hi, params["mri_voxel_mm"])
     fat, water, seg = rasterise(prims_mri, torso, mats, affine, vshape)
-    fat_i, water_i = finish_mri(fat, water, rs["mri_noise"])
+    fat_i, water_i = finish_mri(fat, water, rng)
     seg_dxa = rasterise_labels(prims_dxa, affine, vshape)
-    # --- DXA: AP and lateral in the DXA frame of the DXA session
-    px = float(params["dxa_pixel_mm"])
-    dshape = (int(round(DXA_FOV_MM[0] / px)), int(round(DXA_FOV_MM[1] / px)))
-    n_depth = int(round(LATERAL_DEPTH_MM / px))
-    T = g["transform"]
+    return fat_i, water_i, seg, seg_dxa, affine, vshape
+
+
+def dxa_shape(pixel_mm: float) -> tuple[int, int]:
+    """(rows, cols) of the AP DXA image at ``pixel_mm`` (mm) over :data:`DXA_FOV_MM`."""
+    return int(round(DXA_FOV_MM[0] / pixel_mm)), int(round(DXA_FOV_MM[1] / pixel_mm))
+
+
+def _dxa_images(g: dict, prims_dxa: list, mats: dict, px: float, dshape: tuple[int, int], n_depth: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(AP bone, AP tissue, lateral bone, lateral tissue) of the DXA session, in the DXA frame, with noise."""
+    torso, T = g["torso"], g["transform"]
     bone, tissue = project_ap(prims_dxa, torso, mats, T, dshape, px)
     lbone, ltissue = project_lateral(prims_dxa, torso, mats, T, dshape, px, n_depth, g["table_y"])
-    nrng = rs["dxa_noise"]
-    bone, tissue = finish_dxa(bone, tissue, nrng, px)
-    lbone, ltissue = finish_dxa(lbone, ltissue, nrng, px)
+    bone, tissue = finish_dxa(bone, tissue, rng, px)
+    lbone, ltissue = finish_dxa(lbone, ltissue, rng, px)
+    return bone, tissue, lbone, ltissue
+
+
+def _truth(index: int, params: dict, g: dict, mats: dict, dshape: tuple[int, int], n_depth: int,
+           vshape: tuple[int, int, int]) -> dict:
+    """The subject's ``truth.json``: drawn parameters, transform, centres, true angles, grids."""
+    shape, torso = g["shape"], g["torso"]
+    px = float(params["dxa_pixel_mm"])
     angles = measure_angles(g["spine_mri"], shape)
     angles_dxa = measure_angles(g["spine_dxa"], shape)
-    truth = {
+    return {
         "subject_id": subject_id(index),
         "seed": int(params["seed"]),
         "index": int(index),
         "generator_version": GENERATOR_VERSION,
         "profile": params.get("profile"),
-        "demographics": demo,
-        "shape": {**shape, "body": body, "table_y_mm": g["table_y"], "s1_xz_mm": list(g["s1_xz"]),
-                  "pitch_deg": round(spine["pitch_deg"], 4)},
+        "demographics": g["demographics"],
+        "shape": {**shape, "body": g["body"], "table_y_mm": g["table_y"], "s1_xz_mm": list(g["s1_xz"]),
+                  "pitch_deg": round(g["spine_mri"]["pitch_deg"], 4)},
         "body": {"torso_clip_fraction": round(torso.clip_fraction, 6),
                  "torso_knots_checked": int(np.count_nonzero(torso.checked)),
                  "torso_knots_clipped": int(np.count_nonzero(torso.clipped))},
         "dxa_session_seg": "seg_dxa.nii.gz",
         "materials": {k: list(v) for k, v in mats.items()},
-        "transform": T.to_dict(),
+        "transform": g["transform"].to_dict(),
         "table_y_mm": g["table_y"],
         "vertebra_centres_mm": _centres(g["spine_mri"]),
         "vertebra_centres_dxa_session_mm": _centres(g["spine_dxa"]),
@@ -196,8 +205,26 @@ def make_subject(index: int, params: dict) -> Subject:
         "dxa": {"shape": list(dshape), "pixel_spacing_mm": [px, px], "lateral_shape": [dshape[0], n_depth]},
         "mri": {"shape": list(vshape), "voxel_mm": list(map(float, params["mri_voxel_mm"]))},
     }
+
+
+def make_subject(index: int, params: dict) -> Subject:
+    """Generate subject ``index`` of the cohort described by ``params`` (a profile dict).
+
+    Uses ``seed``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity`` and
+    ``posture_change_mm``.
+    """
+    g = draw_subject_geometry(index, params)
+    rs = _streams(params["seed"], index)
+    mats = materials_for(g["demographics"], g["body"])
+    prims_mri = build_primitives(g["spine_mri"], g["shape"], g["body"], g["torso"])
+    prims_dxa = build_primitives(g["spine_dxa"], g["shape"], g["body"], g["torso"])
+    fat, water, seg, seg_dxa, affine, vshape = _mri_volumes(g, prims_mri, prims_dxa, mats, params, rs["mri_noise"])
+    px = float(params["dxa_pixel_mm"])
+    dshape, n_depth = dxa_shape(px), int(round(LATERAL_DEPTH_MM / px))
+    bone, tissue, lbone, ltissue = _dxa_images(g, prims_dxa, mats, px, dshape, n_depth, rs["dxa_noise"])
+    truth = _truth(index, params, g, mats, dshape, n_depth, vshape)
     return Subject(
         subject_id=subject_id(index), bone=bone, tissue=tissue, pixel_spacing_mm=np.array([px, px]),
         lateral_bone=lbone, lateral_tissue=ltissue, lateral_pixel_spacing_mm=np.array([px, px]),
-        fat=fat_i, water=water_i, seg=seg, affine=affine, truth=truth, seg_dxa=seg_dxa,
+        fat=fat, water=water, seg=seg, affine=affine, truth=truth, seg_dxa=seg_dxa,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,8 +28,11 @@ __all__ = [
     "write_text_atomic",
     "write_json_atomic",
     "ensure_writable_dir",
+    "remove_stale_temporaries",
     "TMP_PREFIX",
 ]
+
+log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
 
@@ -132,6 +136,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Remove the ``.tmp-*`` entries an interrupted earlier run left half-written in ``folder``.
+
+    Call it only when one process writes ``folder`` at a time (not while shards run at
+    once): the temporaries found before it starts writing belong to a process that is gone.
+    """
+    for p in Path(folder).glob(TMP_PREFIX + "*"):
+        log.info("removing %s, left by an interrupted run", p)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

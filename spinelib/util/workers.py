@@ -296,14 +296,31 @@ def fan_out(fn: Callable[[Any], Any], items: Sequence[Any], *, keys: Sequence[st
         raise InvalidArgumentError(f"{len(keys)} keys for {len(items)} items")
     if len(set(keys)) != len(keys):
         raise InvalidArgumentError("fan_out keys must be unique")
+    if store is not None:
+        from .atomic import ensure_writable_dir
+
+        store = ensure_writable_dir(store)
+    results, todo = _read_stored(items, keys, store, desc)
+    store_arg = None if store is None else str(store)
+    bar = tqdm(total=len(todo), desc=desc, unit=unit, disable=None if progress else True)
+    try:
+        for n_done, done in _compute(engine, fn, todo, store_arg, spawn):
+            for pos, res in done:
+                results[pos] = res
+            bar.update(n_done)
+    finally:
+        bar.close()
+    return results
+
+
+def _read_stored(items: Sequence[Any], keys: list[str], store: Path | None,
+                 desc: str) -> tuple[list[Any], list[tuple[int, str, Any]]]:
+    """The results found in ``store`` (None elsewhere) and the ``(position, key, item)`` still to do."""
     results: list[Any] = [None] * len(items)
     todo: list[tuple[int, str, Any]] = []
     if store is not None:
-        from .atomic import ensure_writable_dir
         from ..errors import SpineLibError
         from .records import read_record
-
-        store = ensure_writable_dir(store)
     for pos, (key, item) in enumerate(zip(keys, items)):
         path = None if store is None else Path(store) / _store_name(key)
         if path is not None and path.is_file():
@@ -315,24 +332,20 @@ def fan_out(fn: Callable[[Any], Any], items: Sequence[Any], *, keys: Sequence[st
         todo.append((pos, key, item))
     if store is not None and len(todo) < len(items):
         log.info("%s: %d of %d results read from %s", desc, len(items) - len(todo), len(items), store)
-    store_arg = None if store is None else str(store)
-    bar = tqdm(total=len(todo), desc=desc, unit=unit, disable=None if progress else True)
-    try:
-        if engine.kind == "local" and (engine.jobs == 1 or len(todo) < 2):
-            for job in todo:
-                for pos, res in _run_chunk(fn, [job], store_arg):
-                    results[pos] = res
-                bar.update(1)
-        else:
-            size = engine.chunk or chunk_size(len(todo), engine.jobs)
-            chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
-            for chunk, done in _submit(engine, fn, chunks, store_arg, spawn):
-                for pos, res in done:
-                    results[pos] = res
-                bar.update(len(chunk))
-    finally:
-        bar.close()
-    return results
+    return results, todo
+
+
+def _compute(engine: Engine, fn: Callable[[Any], Any], todo: list[tuple[int, str, Any]], store: str | None,
+             spawn: bool) -> Iterator[tuple[int, list[tuple[int, Any]]]]:
+    """Yield ``(items done, [(position, result), ...])``: in this process item by item, else chunk by chunk."""
+    if engine.kind == "local" and (engine.jobs == 1 or len(todo) < 2):
+        for job in todo:
+            yield 1, _run_chunk(fn, [job], store)
+        return
+    size = engine.chunk or chunk_size(len(todo), engine.jobs)
+    chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+    for chunk, done in _submit(engine, fn, chunks, store, spawn):
+        yield len(chunk), done
 
 
 def _lost(chunk: list[tuple[int, str, Any]], exc: BaseException) -> list[tuple[int, Failed]]:

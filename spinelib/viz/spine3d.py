@@ -237,7 +237,6 @@ def subject_picker_figure(subjects: Sequence[tuple[str, Sequence[SpineMesh]]], *
     subjects : ``(label, meshes)`` per subject; every subject has the same number of meshes
         (for example true and predicted), shown side by side.
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     subs = list(subjects)

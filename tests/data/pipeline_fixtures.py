@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from spinelib.run.book import SummaryRow, build_book
-from spinelib.run.pipeline import Section, run_pipeline
+from spinelib.run.book import build_book
+from spinelib.run.book_pages import SummaryRow
+from spinelib.run.pipeline import run_pipeline
+from spinelib.run.sections import Section
 
 DATA = Path(__file__).resolve().parent
 NOTEBOOKS = DATA / "notebooks"

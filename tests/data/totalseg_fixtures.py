@@ -27,7 +27,7 @@ from spinelib.spine import (
     POSTERIOR_LABEL,
     SACRUM_LABEL,
 )
-from spinelib.synth import anatomy
+from spinelib.synth.parts import vertebra_primitives
 from spinelib.synth.mri import rasterise_labels
 from spinelib.synth.subject import draw_subject_geometry
 
@@ -51,7 +51,7 @@ def totalseg_arrays(seg: np.ndarray, affine: np.ndarray, index: int, params: dic
     spine, shape = g["spine_mri"], g["shape"]
     posts, canals = [], []
     for i in range(N_VERTEBRAE):
-        p, cn, _ = anatomy._vertebra(i, spine, shape)
+        p, cn, _ = vertebra_primitives(i, spine, shape)
         posts += [replace(q, label=i + 1, paint_label=True) for q in p]
         canals += cn
     owner = rasterise_labels(posts, affine, seg.shape)
