@@ -16,7 +16,7 @@ lucidrains ``BottleBlock`` without downsampling computes, with relative logits a
 before the ``dim_head ** -0.5`` scaling (``scale_pos_embed=True``). Conversion is
 therefore a renaming of the weights (:data:`_TRUNK_KEYS`, :data:`_BLOCK_KEYS`) plus
 a reordering of the output rows, and the converted model gives the same numbers as the
-paper's (checked to 1e-5 by ``tests/test_paper_checkpoint.py``).
+paper's (checked to 1e-5 by ``tests/unit/learn/test_paper_checkpoint.py``).
 
 Output layout
 -------------

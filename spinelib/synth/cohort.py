@@ -22,6 +22,7 @@ import numpy as np
 
 from ..util.atomic import atomic_dir, ensure_writable_dir, remove_stale_temporaries, write_json_atomic
 from ..errors import InvalidArgumentError, SubjectsFailedError
+from ..io.manifest import SPLITS
 from ..util.workers import Engine, Failed, Shard, fan_out
 from .subject import GENERATOR_VERSION, make_subject, subject_id
 
@@ -32,7 +33,6 @@ log = logging.getLogger("spinelib.synth")
 #: files of one subject folder; ``seg_dxa.nii.gz`` is the label volume of the DXA-session
 #: anatomy (named by ``truth.json``'s ``dxa_session_seg``), not listed in the manifest
 SUBJECT_FILES = ("dxa.npz", "mri_fat.nii.gz", "mri_water.nii.gz", "seg.nii.gz", "seg_dxa.nii.gz", "truth.json")
-_SPLITS = ("train", "val", "test")
 
 
 def assign_splits(n: int, seed: int, fractions) -> list[str]:
@@ -204,7 +204,7 @@ def _write_index(out: Path, n: int, params: dict, splits: list[str]) -> Path:
         "n_subjects": n,
         "profile": params.get("profile"),
         "split_fractions": list(params.get("split_fractions", [0.7, 0.1, 0.2])),
-        "splits": {k: splits.count(k) for k in _SPLITS},
+        "splits": {k: splits.count(k) for k in SPLITS},
         "signature": _signature(params),
     })
     return write_manifest(out / "manifest.csv", [_manifest_row(subject_id(i), splits[i]) for i in range(n)])

@@ -21,7 +21,7 @@ The sagittal angles depend on the demographics only as weakly as the literature 
   134:979-983, the classic normal range). Over this cohort's narrower ages (45-80) the
   same slope gives a correlation of about 0.2-0.25; the slope used here is lower
   because supine kyphosis is flatter than standing, and the correlation is weak (about 0.15)
-  (``tests/test_synth_stats.py`` requires |r| <= 0.3);
+  (``tests/unit/synth/test_synth_stats.py`` requires |r| <= 0.3);
 * lordosis does not vary measurably with age in adults and is more prominent in women
   and with higher BMI (Murrie et al., Clin Anat 2003;16:144-147, MRI); the associations
   with age, sex and BMI are weak (Singh et al., Cureus 2024;16:e72453, 200 radiographs),
@@ -222,7 +222,7 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
     correlated between individuals; the ratio of two such measures has a coefficient of
     variation of the same order, about 8-10 %. With the 3 % per-level size jitter of
     each dimension on top, the generated ratio has a coefficient of variation of about
-    10 % at each level (``tests/test_synth_stats.py`` measures it and requires >= 8 %).
+    10 % at each level (``tests/unit/synth/test_synth_stats.py`` measures it and requires >= 8 %).
 
     Parameters
     ----------

@@ -28,7 +28,7 @@ MODEL_KEYS = ("centerline_3d_mm", "centerline_3d_same_row_mm", "extent_top_mm", 
 COUNT_KEYS = ("n_evaluated", "n_test", "n_empty_masks")
 SCOLIOSIS_KEYS = ("scoliosis_sensitivity", "scoliosis_specificity", "scoliosis_balanced_accuracy")
 EVAL_SECTIONS = ("curve_accuracy", "reconstruction")
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from spinelib.study.targets import TargetSet, write_targets
 
 N_SUBJECTS = 6
 PARAMS = get_profile("smoke", {"n_subjects": N_SUBJECTS})
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -343,7 +343,7 @@ def test_notebook_05_follows_the_rules():
     from spinelib.run.parameters import RUN_PARAMETERS, notebook_parameters
     from spinelib.profiles import get_profile
 
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "05_qualitative.ipynb"
+    path = Path(__file__).resolve().parents[3] / "notebooks" / "05_qualitative.ipynb"
     declared = notebook_parameters(path)
     smoke = get_profile("smoke")
     assert set(RUN_PARAMETERS) <= set(declared)

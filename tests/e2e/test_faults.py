@@ -31,7 +31,7 @@ from spinelib.errors import OutputError
 from spinelib.profiles import get_profile
 from spinelib.run.compare import compare_runs, compare_tables
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE_SUBJECTS = 40  # the session's smoke cohort (conftest) is the uninterrupted reference
 
 

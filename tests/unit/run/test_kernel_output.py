@@ -19,7 +19,7 @@ from spinelib.run.kernel import KERNEL_ENV, kernel_env
 from spinelib.run.pipeline import run_pipeline
 from spinelib.run.sections import Section
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 IMPORT_ALL = """\
 import importlib, os, pkgutil
