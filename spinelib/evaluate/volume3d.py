@@ -322,8 +322,6 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
     return {"models": models, "ceiling": ceiling}
 
 
-
-
 def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:
     """One table of this run's 3D results beside the paper's.
 

@@ -191,7 +191,6 @@ def _write_substitutions(config: Path, subs: Mapping[str, str]) -> None:
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-
 def _stage_chapters(run_dir: Path, staging: Path,
                     table: Sequence[Section]) -> tuple[dict[str, str], dict[str, set[str]]]:
     """Stage the run's executed notebooks of ``table`` as chapters; returns, by section name,

@@ -122,7 +122,6 @@ def _curves_core(
     return SpineCurves(vals, np.array([top, bottom]))
 
 
-
 def column_curves(
     seg: np.ndarray,
     affine: np.ndarray,

@@ -40,8 +40,6 @@ N_SUBJECTS = 40
 EID0 = 1_000_000
 
 
-
-
 def _centres(truth: dict, key: str) -> np.ndarray:
     c = truth[key]
     return np.array([c[lv] for lv in LEVELS], dtype=float)[:, [0, 2]]
