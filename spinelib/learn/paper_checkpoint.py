@@ -81,6 +81,7 @@ from .networks import build_model
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "paper_model",
     "PAPER_N_LEVELS",
     "PAPER_IMAGE_SIZE",
     "PAPER_OUTPUTS",
@@ -271,6 +272,22 @@ def convert_paper_state_dict(state: Mapping[str, Any], *, where: str = "paper st
     return config, out
 
 
+def paper_model(state: Mapping[str, Any], *, where: str) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
+    """The paper's released state dict (:func:`load_paper_state_dict`) as ``(model, config,
+    extra)``, the triple :func:`spinelib.learn.checkpoint.load_checkpoint` gives for a spinelib
+    checkpoint; ``extra`` holds the paper's input recipe (``crop_pixel_mm``, ``input_recipe``).
+
+    Raises
+    ------
+    CheckpointError
+        See :func:`convert_paper_state_dict` (``where`` names the file).
+    """
+    config, ours = convert_paper_state_dict(state, where=where)
+    model = build_model(config)
+    model.load_state_dict(ours, strict=True)
+    return model, config, {"crop_pixel_mm": PAPER_CROP_PIXEL_MM, "input_recipe": PAPER_INPUT_RECIPE}
+
+
 def convert_paper_checkpoint(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """``spinelib convert-paper-checkpoint``: the paper's state dict -> a spinelib checkpoint.
 
@@ -289,13 +306,9 @@ def convert_paper_checkpoint(src: str | os.PathLike, dest: str | os.PathLike) ->
     src_p, dest_p = Path(src), Path(dest)
     if dest_p.exists() and src_p.exists() and dest_p.resolve() == src_p.resolve():
         raise InvalidArgumentError(f"--out {dest_p} is the paper checkpoint itself; choose another file")
-    state = load_paper_state_dict(src_p)
-    config, ours = convert_paper_state_dict(state, where=str(src_p))
-    model = build_model(config)
-    model.load_state_dict(ours, strict=True)
+    model, config, extra = paper_model(load_paper_state_dict(src_p), where=str(src_p))
     path = save_checkpoint(dest_p, model, config, {
-        "crop_pixel_mm": PAPER_CROP_PIXEL_MM, "input_recipe": PAPER_INPUT_RECIPE,
-        "source": f"paper RegressionModel_Transformer state dict {src_p.name}"})
+        **extra, "source": f"paper RegressionModel_Transformer state dict {src_p.name}"})
     log.info("converted %s -> %s (%s)", src_p, path, config.describe())
     return path
 

@@ -368,20 +368,16 @@ def _load_any_checkpoint(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
     """``(model, config, extra)`` of a spinelib checkpoint, or of the paper's released state
     dict converted in memory (its ``extra`` the paper's input recipe)."""
     from .checkpoint import CorruptCheckpointError, load_checkpoint
-    from .networks import build_model
 
     try:
         return load_checkpoint(path)
     except CorruptCheckpointError as exc:
-        from . import paper_checkpoint as pc
+        from .paper_checkpoint import load_paper_state_dict, paper_model
 
         try:
-            state = pc.load_paper_state_dict(path)
+            state = load_paper_state_dict(path)
         except CorruptCheckpointError:
-            raise exc from None
-        config, weights = pc.convert_paper_state_dict(state, where=str(path))
-        model = build_model(config)
-        model.load_state_dict(weights, strict=True)
-        extra = {"crop_pixel_mm": pc.PAPER_CROP_PIXEL_MM, "input_recipe": pc.PAPER_INPUT_RECIPE}
+            raise exc from None  # neither format: the spinelib checkpoint's error says more
+        model, config, extra = paper_model(state, where=str(path))
         log.info("%s is the paper's released state dict: converted to %s", path, config.describe())
         return model, config, extra
