@@ -218,13 +218,11 @@ def _convert(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- align
-def _run_params(ns: argparse.Namespace, run_dir: Path) -> dict:
-    """The parameters of a run folder's command (``--profile``, ``--data``, ``-p``), as ``spinelib run``
-    resolves them (:func:`spinelib.run.parameters.resolve_params`)."""
-    from .run.parameters import resolve_params, run_profile
+def _run_overrides(ns: argparse.Namespace, run_dir: Path) -> dict:
+    """The ``-p NAME VALUE`` overrides of a run folder's command, typed by the profile it runs."""
+    from .run.parameters import run_profile
 
-    profile = run_profile(run_dir, ns.profile)
-    return resolve_params(run_dir, profile=profile, data=ns.data, overrides=_overrides(ns, profile))
+    return _overrides(ns, run_profile(run_dir, ns.profile))
 
 
 def _align_args(p: argparse.ArgumentParser) -> None:
@@ -238,13 +236,11 @@ def _align_args(p: argparse.ArgumentParser) -> None:
 @command("align", "align every subject and read its targets into the run's cache "
                   "(the alignment section's per-subject half; shardable)", _align_args)
 def _align(ns: argparse.Namespace) -> int:
-    from .run.privacy import run_manifest
-    from .study.cohort_targets import align_into_store
+    from .run.steps import align_step
 
     run_dir = Path(ns.run)
-    params = _run_params(ns, run_dir)
-    manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
-    print(align_into_store(run_dir, manifest, params, jobs=_engine(ns), shard=_shard(ns)))
+    print(align_step(run_dir, profile=ns.profile, data=ns.data, overrides=_run_overrides(ns, run_dir),
+                     jobs=_engine(ns), shard=_shard(ns)))
     return 0
 
 
@@ -265,23 +261,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train the models on a run's targets (works under torchrun for DDP)", _train_args)
 def _train(ns: argparse.Namespace) -> int:
     from .errors import InvalidArgumentError
-    from .learn.config import TRAINED_MODELS
-    from .run.privacy import run_manifest
-    from .study.experiment import train_run
-    from .study.targets import read_run_targets
+    from .run.steps import train_step
 
     if int(os.environ.get("RANK", "0")) != 0:  # one voice: the other ranks report problems only
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = Path(ns.run)
-    names = list(TRAINED_MODELS) if ns.models is None else [n.strip() for n in ns.models.split(",") if n.strip()]
-    bad = [n for n in names if n not in TRAINED_MODELS]
-    if not names or bad:
-        raise InvalidArgumentError(f"--models: cannot train {bad or names}; choose from {','.join(TRAINED_MODELS)}")
-    params = _run_params(ns, run_dir)
-    targets = read_run_targets(run_dir, params["n_levels"])
-    # the run's targets name subjects as the run publishes them (spinelib.run.privacy)
-    manifest, _, _ = run_manifest(run_dir, params["data"], show_ids=bool(params["show_ids"]))
-    summary = train_run(run_dir, manifest, targets, params, names=names)
+    names = None if ns.models is None else [n.strip() for n in ns.models.split(",") if n.strip()]
+    if names == []:
+        raise InvalidArgumentError(f"--models {ns.models!r} names no model")
+    summary = train_step(run_dir, names=names, profile=ns.profile, data=ns.data,
+                         overrides=_run_overrides(ns, run_dir))
     if summary is not None:
         print(summary.to_string(index=False))
     return 0

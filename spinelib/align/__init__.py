@@ -3,9 +3,11 @@
 Modules: :mod:`~spinelib.align.features` (thickness maps, spine projections),
 :mod:`~spinelib.align.ncc` (masked NCC by FFT), :mod:`~spinelib.align.search`
 (the two stages' searches), :mod:`~spinelib.align.pair` (:func:`align_pair`),
-:mod:`~spinelib.align.cohort` (:func:`align_cohort`), :mod:`~spinelib.bench.align`.
+:mod:`~spinelib.align.cohort` (:func:`align_cohort`), their settings :mod:`~spinelib.align.config`
+(:class:`AlignConfig`); the benchmark entry is :mod:`spinelib.bench.align`.
 """
 
+from .config import AlignConfig
 from .cohort import ALIGNMENT_COLUMNS, align_cohort, align_loaded, align_subject, summarize_alignment
 from .features import (
     SPINE_BONE_LABELS,
@@ -21,6 +23,7 @@ from .search import Hit, refine_spine, search_near, search_rotation
 
 __all__ = [
     "ALIGNMENT_COLUMNS",
+    "AlignConfig",
     "AlignmentResult",
     "Hit",
     "SPINE_BONE_LABELS",

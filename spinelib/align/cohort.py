@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import InvalidArgumentError, SpineLibError
 from ..spine import LEVELS
 from ..geometry.transform import PlanarTransform, transform_error_mm
+from .config import AlignConfig
 from .pair import align_pair
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _errors(result, truth: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def align_loaded(subject: Any, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def align_loaded(subject: Any, row: Mapping[str, Any], config: AlignConfig) -> dict[str, Any]:
     """Align an already loaded :class:`spinelib.io.Subject`; a record of :data:`ALIGNMENT_COLUMNS`.
 
     ``row`` gives ``subject_id`` and ``split``. With ``subject=None`` (it failed to
@@ -84,11 +85,8 @@ def align_loaded(subject: Any, row: Mapping[str, Any], params: Mapping[str, Any]
         return rec
     t0 = time.perf_counter()
     try:
-        res = align_pair(
-            subject.dxa, subject.fat.data, subject.water.data, subject.seg.data, subject.fat.affine,
-            pixel_mm=params["align_pixel_mm"], angle_range_deg=params["align_angle_range_deg"],
-            min_score=params["align_min_score"], min_stage1_score=params["align_min_stage1_score"],
-        )
+        res = align_pair(subject.dxa, subject.fat.data, subject.water.data, subject.seg.data, subject.fat.affine,
+                         config)
     except SpineLibError as exc:
         rec["reason"] = f"alignment failed: {type(exc).__name__}: {exc}"
         return rec
@@ -102,36 +100,35 @@ def align_loaded(subject: Any, row: Mapping[str, Any], params: Mapping[str, Any]
     return rec
 
 
-def align_subject(row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def align_subject(row: Mapping[str, Any], config: AlignConfig, *, allow_pickle: bool = False) -> dict[str, Any]:
     """Load and align one manifest row (:func:`align_loaded`); a subject whose files
-    fail to load comes back ``trusted=False`` with the error as ``reason``."""
+    fail to load comes back ``trusted=False`` with the error as ``reason``.
+    ``allow_pickle``: read a DXA pickle (:func:`spinelib.io.read_dxa`)."""
     from ..io import load_subject
 
     try:
-        subject = load_subject(dict(row), allow_pickle=bool(params.get("allow_pickle", False)))
+        subject = load_subject(dict(row), allow_pickle=allow_pickle)
     except SpineLibError as exc:
-        rec = align_loaded(None, row, params)
+        rec = align_loaded(None, row, config)
         rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
         return rec
-    return align_loaded(subject, row, params)
+    return align_loaded(subject, row, config)
 
 
-_PARAMS = ("align_pixel_mm", "align_angle_range_deg", "align_min_score", "align_min_stage1_score")
-_OPTIONAL = {"allow_pickle": False}  # profile parameters with a safe default
+def _one(args: tuple[dict, AlignConfig, bool]) -> dict[str, Any]:
+    row, config, allow_pickle = args
+    return align_subject(row, config, allow_pickle=allow_pickle)
 
 
-def _one(args: tuple[dict, dict]) -> dict[str, Any]:
-    return align_subject(*args)
-
-
-def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1, progress: bool = True):
+def align_cohort(manifest_df: Any, config: AlignConfig, *, allow_pickle: bool = False, jobs: "int | Engine" = 1,
+                 progress: bool = True):
     """Align every subject of a manifest.
 
     Parameters
     ----------
     manifest_df : a manifest DataFrame (:func:`spinelib.io.read_manifest`: absolute paths).
-    params : profile parameters; uses ``align_pixel_mm``, ``align_angle_range_deg``,
-        ``align_min_score``, ``align_min_stage1_score``.
+    config : the alignment's settings (:class:`~spinelib.align.config.AlignConfig`).
+    allow_pickle : read DXA pickles (:func:`spinelib.io.read_dxa`).
     jobs : worker processes (1: in this process), or an :class:`~spinelib.util.workers.Engine`.
     progress : show a progress bar over subjects.
 
@@ -146,18 +143,15 @@ def align_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | En
     from ..util.workers import Engine, Failed, fan_out
 
     engine = Engine.of(jobs)
-    missing = [k for k in _PARAMS if k not in params]
-    if missing:
-        raise InvalidArgumentError(f"params lack {', '.join(missing)}")
-    p = {k: params[k] for k in _PARAMS}
-    p.update({k: params.get(k, v) for k, v in _OPTIONAL.items()})
+    if not isinstance(config, AlignConfig):
+        raise InvalidArgumentError(f"config must be an AlignConfig, got {type(config).__name__}")
     rows = [dict(r) for r in manifest_df.to_dict(orient="records")]
-    res = fan_out(_one, [(r, p) for r in rows], keys=[str(r["subject_id"]) for r in rows], engine=engine,
+    res = fan_out(_one, [(r, config, bool(allow_pickle)) for r in rows], keys=[str(r["subject_id"]) for r in rows], engine=engine,
                   desc="align", unit="subject", progress=progress)
     recs = []
     for row, r in zip(rows, res):
         if isinstance(r, Failed):
-            rec = align_loaded(None, row, p)
+            rec = align_loaded(None, row, config)
             rec["reason"] = f"failed: {r.reason}"
             r = rec
         recs.append(r)

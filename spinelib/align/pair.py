@@ -39,7 +39,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..geometry.transform import PlanarTransform, _check_spacing, coronal_affine
-from .features import (WorldMap, _check_pixel_mm, _finite_array, dxa_thickness, mri_coronal_thickness,
+from .config import AlignConfig
+from .features import (WorldMap, _finite_array, dxa_thickness, mri_coronal_thickness,
                        mri_spine_projection)
 from .search import Hit, _stage1, refine_spine
 
@@ -104,16 +105,9 @@ def _spine_pixel_mm(pixel_mm: float, spacing: tuple[float, float]) -> float:
     return max(0.5 * pixel_mm, min(spacing))
 
 
-def _default(name: str) -> Any:
-    from ..profiles import PROFILES
-
-    return PROFILES["default"][name]
-
-
 def align_pair(
-    dxa: Any, fat: np.ndarray, water: np.ndarray, seg: np.ndarray, affine: np.ndarray, *,
-    pixel_mm: float | None = None, angle_range_deg: float | None = None,
-    min_score: float | None = None, min_stage1_score: float | None = None,
+    dxa: Any, fat: np.ndarray, water: np.ndarray, seg: np.ndarray, affine: np.ndarray,
+    config: AlignConfig | None = None,
 ) -> AlignmentResult:
     """Align one DXA to its MRI: image level, then spine level.
 
@@ -124,14 +118,8 @@ def align_pair(
     fat, water : (I, J, K) canonical RAS Dixon volumes.
     seg : (I, J, K) label volume (``spinelib.spine`` labels).
     affine : (4, 4) canonical RAS affine shared by the three volumes.
-    pixel_mm : working grid (profile ``align_pixel_mm``; ``default`` profile if None).
-    angle_range_deg : stage 1 searches +/- this (``align_angle_range_deg``).
-    min_score : a stage-2 NCC below this is not trusted (``align_min_score``).
-    min_stage1_score : a stage-1 NCC below this is not trusted
-        (``align_min_stage1_score``). The two scores fail in different ways: two
-        people with alike spines still differ in body shape (stage 1), two alike
-        bodies in their spines (stage 2); a pair of two different subjects is caught
-        by one or the other.
+    config : the search grid, angle range and the two score thresholds
+        (:class:`~spinelib.align.config.AlignConfig`; the ``default`` profile's if None).
 
     Returns
     -------
@@ -141,14 +129,17 @@ def align_pair(
 
     Raises
     ------
-    InvalidArgumentError : non-positive ``pixel_mm``, negative angle range, bad min_score,
-        non-canonical affine.
+    InvalidArgumentError : ``config`` is not an AlignConfig, or a non-canonical affine.
     ShapeError : wrong dimensions or mismatched shapes.
     DTypeError : a complex or non-numeric image.
     NonFiniteError : NaN or infinite values in any image.
     EmptySegmentationError : no spine-column label in ``seg``.
     """
-    s, rng, ms, ms1 = _settings(pixel_mm, angle_range_deg, min_score, min_stage1_score)
+    if config is None:
+        config = AlignConfig()
+    elif not isinstance(config, AlignConfig):
+        raise InvalidArgumentError(f"config must be an AlignConfig, got {type(config).__name__}")
+    s, rng, ms, ms1 = config.pixel_mm, config.angle_range_deg, config.min_score, config.min_stage1_score
     bone, tissue, spacing = _dxa_fields(dxa)
     thick, spine, column = _mri_maps(fat, water, seg, affine, s, spacing)
     tissue_mm = dxa_thickness(tissue)
@@ -165,21 +156,6 @@ def align_pair(
     if hit1.score < ms1:
         reasons.append(f"stage-1 score {hit1.score:.3f} below align_min_stage1_score {ms1:g}")
     return _stage2(hit1, reasons, spine, column, bone, spacing, ms)
-
-
-def _settings(pixel_mm: float | None, angle_range_deg: float | None, min_score: float | None,
-              min_stage1_score: float | None) -> tuple[float, float, float, float]:
-    """The checked pixel (mm), angle range (deg) and the two NCC thresholds; ``default`` profile for None."""
-    s = _check_pixel_mm(_default("align_pixel_mm") if pixel_mm is None else pixel_mm)
-    rng = float(_default("align_angle_range_deg") if angle_range_deg is None else angle_range_deg)
-    ms = float(_default("align_min_score") if min_score is None else min_score)
-    ms1 = float(_default("align_min_stage1_score") if min_stage1_score is None else min_stage1_score)
-    if not np.isfinite(rng) or not 0 <= rng <= 45:
-        raise InvalidArgumentError(f"angle_range_deg must be in [0, 45], got {angle_range_deg!r}")
-    for name, val in (("min_score", ms), ("min_stage1_score", ms1)):
-        if not np.isfinite(val) or not -1 <= val <= 1:
-            raise InvalidArgumentError(f"{name} must be an NCC value in [-1, 1], got {val!r}")
-    return s, rng, ms, ms1
 
 
 def _mri_maps(fat: np.ndarray, water: np.ndarray, seg: np.ndarray, affine: np.ndarray, s: float,

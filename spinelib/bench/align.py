@@ -22,26 +22,22 @@ def pair_workload(workdir: Path, profile: str, *, n_pairs: int = N_PAIRS):
     from ..io import load_subject, read_manifest
     from ..profiles import get_profile
     from ..synth.cohort import generate_cohort
+    from ..align.config import AlignConfig
     from ..align.pair import align_pair
 
     params = get_profile(profile, {"n_subjects": int(n_pairs)})
     manifest = generate_cohort(Path(workdir) / "cohort", params, jobs=1)
     subjects = [load_subject(row) for row in read_manifest(manifest).to_dict(orient="records")]
-    kw = dict(
-        pixel_mm=params["align_pixel_mm"],
-        angle_range_deg=params["align_angle_range_deg"],
-        min_score=params["align_min_score"],
-        min_stage1_score=params["align_min_stage1_score"],
-    )
+    config = AlignConfig.from_profile(params)
 
     def run() -> int:
         for s in subjects:
-            align_pair(s.dxa, s.fat.data, s.water.data, s.seg.data, s.fat.affine, **kw)
+            align_pair(s.dxa, s.fat.data, s.water.data, s.seg.data, s.fat.affine, config)
         return len(subjects)
 
     return BenchWorkload(
         run=run,
         unit="pairs",
         description=f"two-stage DXA<->MRI alignment of {len(subjects)} synthetic '{profile}' pairs, one core",
-        extra={"align_pixel_mm": kw["pixel_mm"], "align_angle_range_deg": kw["angle_range_deg"]},
+        extra={"align_pixel_mm": config.pixel_mm, "align_angle_range_deg": config.angle_range_deg},
     )

@@ -74,6 +74,7 @@ def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
     read off each subject's MRI spine column through the TRUE transform and table plane.
     """
     from ..shape.extract import column_curves
+    from ..shape.frame import SubjectFrame
     from ..io import DXAImage
     from ..synth.subject import make_subject
     from ..geometry.transform import PlanarTransform
@@ -85,9 +86,9 @@ def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
         s = make_subject(i, dict(params))
         dxas.append(DXAImage(s.bone, s.tissue, np.asarray(s.pixel_spacing_mm, float),
                              s.lateral_bone, s.lateral_tissue, np.asarray(s.lateral_pixel_spacing_mm, float)))
-        curves.append(column_curves(s.seg, s.affine, PlanarTransform.from_dict(s.truth["transform"]),
-                                    s.bone.shape, tuple(s.pixel_spacing_mm), float(s.truth["table_y_mm"]),
-                                    int(params["n_levels"])))
+        frame = SubjectFrame(PlanarTransform.from_dict(s.truth["transform"]), s.bone.shape,
+                             tuple(s.pixel_spacing_mm), float(s.truth["table_y_mm"]))
+        curves.append(column_curves(s.seg, s.affine, frame, int(params["n_levels"])))
     return dxas, curves
 
 

@@ -122,12 +122,14 @@ def _rows(workdir: Path, params: dict, n: int) -> list[dict]:
 
 
 def _align(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
+    from ..study.config import TargetConfig
     from ..study.subject_targets import subject_targets
 
     rows = _rows(workdir, params, n)
+    config = TargetConfig.from_profile(params)
 
     def stage(i: int) -> None:
-        subject_targets(rows[i], params)
+        subject_targets(rows[i], config)
 
     return stage
 
@@ -151,12 +153,14 @@ def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
 def _evaluate(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
     from ..evaluate.volume3d import evaluate_subject
     from ..io import read_truth
+    from ..study.config import TargetConfig
     from ..study.subject_targets import subject_targets
     from ..geometry.transform import PlanarTransform
 
     jobs = []
+    config = TargetConfig.from_profile(params)
     for row in _rows(workdir, params, n):
-        _, _, truth = subject_targets(row, params)
+        _, _, truth = subject_targets(row, config)
         if not truth["has_truth_targets"]:
             raise InvalidArgumentError(f"bench subject {row['subject_id']} has no truth targets: {truth['reason']}")
         true = PlanarTransform.from_dict(read_truth(row["truth_path"])["transform"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import pandas as pd
 
@@ -20,6 +20,7 @@ from ..errors import InvalidArgumentError, MissingFileError
 from ..io import read_manifest
 from ..io.runfolder import run_paths
 from ..study.cohort_targets import prepare_cohort_targets
+from ..study.config import TargetConfig
 from ..study.experiment import checkpoint_path, predict_cohort, read_predictions, trained_models, write_predictions
 from ..study.targets import TRUTH_TARGETS_FILE, read_targets, write_targets
 from ..util.atomic import atomic_path, write_json_atomic
@@ -34,11 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["shifted_paths", "shifted_set"]
 
-#: Profile parameters the shifted cohort's cached files depend on.
-_SHIFT_KEYS: tuple[str, ...] = ("align_pixel_mm", "align_angle_range_deg", "align_min_score",
-                                "align_min_stage1_score", "n_levels", "crop_pixel_mm", "image_size")
 #: Bumped when the shifted cache's content changes (older caches are recomputed).
-_SHIFT_CACHE_VERSION = 2
+_SHIFT_CACHE_VERSION = 3
 #: The cached files besides the key (``source.json``).
 _CACHED = ("targets", "truth_targets", "alignment", "truth_table", "predictions")
 
@@ -51,7 +49,9 @@ def shifted_paths(run_dir: str | Path) -> dict[str, Path]:
             "predictions": root / "predictions.npz", "key": root / "source.json"}
 
 
-def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], names: Sequence[str]) -> dict:
+def _shift_key(run_dir: Path, manifest_path: Path, config: TargetConfig, names: Sequence[str]) -> dict:
+    """What the cache was made from: the manifest, the target settings and the checkpoints
+    (which record the crops the models read)."""
     ckpts = {}
     for n in names:
         p = checkpoint_path(run_dir, n)
@@ -60,7 +60,7 @@ def _shift_key(run_dir: Path, manifest_path: Path, params: Mapping[str, Any], na
         ckpts[n] = file_sha256(p)
     return {"cache_version": _SHIFT_CACHE_VERSION, "manifest": str(manifest_path),
             "manifest_sha256": file_sha256(manifest_path),
-            "params": {k: params[k] for k in _SHIFT_KEYS if k in params}, "checkpoints": ckpts}
+            "params": config.key(), "checkpoints": ckpts}
 
 
 def _is_cached(sp: Mapping[str, Path], key: dict) -> bool:
@@ -73,16 +73,16 @@ def _is_cached(sp: Mapping[str, Path], key: dict) -> bool:
         return False
 
 
-def _compute(run: Path, mp: Path, manifest: pd.DataFrame, params: Mapping[str, Any], names: Sequence[str],
+def _compute(run: Path, mp: Path, manifest: pd.DataFrame, config: TargetConfig, names: Sequence[str],
              sp: Mapping[str, Path], key: dict, *, jobs: "int | Engine", progress: bool) -> None:
     """Align, target and predict the shifted cohort; write the cache, its key last."""
     log.info("shifted cohort %s: aligning and predicting %d subjects", mp, len(manifest))
-    res = prepare_cohort_targets(manifest, params, jobs=jobs, progress=progress)
+    res = prepare_cohort_targets(manifest, config, jobs=jobs, progress=progress)
     if len(res.targets) == 0 and len(res.truth) == 0:
         raise InvalidArgumentError(f"no subject of the shifted cohort {mp} could be aligned")
     ids, _ = loadable_dxa(manifest, list(manifest["subject_id"].astype(str)),
-                                allow_pickle=bool(params.get("allow_pickle", False)), progress=progress)
-    pred = predict_cohort(run, manifest, ids, params, names=names, progress=progress)
+                          allow_pickle=config.allow_pickle, progress=progress)
+    pred = predict_cohort(run, manifest, ids, names=names, allow_pickle=config.allow_pickle, progress=progress)
     sp["root"].mkdir(parents=True, exist_ok=True)
     write_targets(sp["targets"], res.targets)
     write_targets(sp["truth_targets"], res.truth)
@@ -105,7 +105,7 @@ def _read_cached(sp: Mapping[str, Path], manifest: pd.DataFrame, reference: str)
     return _select(targets, pred, align, manifest, wanted, ref, reasons, name="shifted")
 
 
-def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[str, Any], *,
+def shifted_set(run_dir: str | Path, manifest_path: str | Path, config: TargetConfig, *,
                 names: Sequence[str] | None = None, jobs: "int | Engine" = 1, progress: bool = True,
                 reference: str = "headline") -> EvalSet:
     """Every subject of a second (shifted) cohort as an evaluation set, computed once per run.
@@ -117,7 +117,8 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     ``truth_targets.csv``, ``predictions.npz``) with ``source.json`` recording the
     manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
     same inputs reads the cache; any change recomputes it. Every subject counts whatever
-    its split column says (the models never trained on this cohort). ``reference`` as in
+    its split column says (the models never trained on this cohort). ``config``: the run's
+    target settings (:meth:`~spinelib.study.config.TargetConfig.from_profile`). ``reference`` as in
     :func:`spinelib.evaluate.cohort.test_set` (``"headline"``: truth where the cohort has it).
     ``names``: the models to predict with, by default every model the run trained
     (:func:`spinelib.study.experiment.trained_models`).
@@ -127,8 +128,11 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     MissingFileError
         The manifest or a checkpoint does not exist.
     InvalidArgumentError
-        No subject of the cohort could be aligned, or none has targets of the reference.
+        ``config`` is not a TargetConfig, no subject of the cohort could be aligned, or none
+        has targets of the reference.
     """
+    if not isinstance(config, TargetConfig):
+        raise InvalidArgumentError(f"config must be a TargetConfig, got {type(config).__name__}")
     run = Path(run_dir)
     mp = Path(manifest_path).expanduser()
     if not mp.is_file():
@@ -138,9 +142,9 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, params: Mapping[
     manifest = read_manifest(mp)
     names = trained_models(run) if names is None else list(names)
     sp = shifted_paths(run)
-    key = _shift_key(run, mp, params, names)
+    key = _shift_key(run, mp, config, names)
     if _is_cached(sp, key):
         log.info("shifted cohort: reusing %s", sp["root"])
     else:
-        _compute(run, mp, manifest, params, names, sp, key, jobs=jobs, progress=progress)
+        _compute(run, mp, manifest, config, names, sp, key, jobs=jobs, progress=progress)
     return _read_cached(sp, manifest, reference)

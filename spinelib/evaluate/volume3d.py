@@ -5,8 +5,9 @@ voxel ``eval_grid_mm``) that covers the target curves and every model's curves w
 margin: the TRUE mask is the MRI spine column resampled into the frame through the
 subject's *frame*, the transform and label volume of its evaluation set (``EvalSet.frame``:
 the true transform and the DXA-session spine for the headline, the estimated alignment and
-the MRI spine as the paper measures), with the table plane of its targets
-(:func:`spinelib.shape.reconstruct.column_mask_in_frame`); each model's mask is
+the MRI spine as the paper measures), with the table plane of its targets and the DXA's grid
+(a :class:`~spinelib.shape.frame.SubjectFrame`,
+:func:`spinelib.shape.reconstruct.column_mask_in_frame`); each model's mask is
 the ellipse-per-level reconstruction of its predicted curves; the *ceiling* is the same
 reconstruction of the TARGET curves, i.e. the best any curve predictor can reach with the
 ellipse representation. Each subject is loaded once and every model is scored in that pass
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..shape.curves import SpineCurves
-from ..shape.frame import world_to_frame
+from ..shape.frame import SubjectFrame, check_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, SpineLibError, SubjectsFailedError
 from ..io import read_dxa, read_volume
 from ..metrics import (THORACIC_FRACTION, centreline_deviation_mm, centreline_same_row_mm, dice_3d,
@@ -71,17 +72,16 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def region_boundary_mm(seg: np.ndarray, affine: np.ndarray, transform: PlanarTransform,
-                       dxa_shape: tuple[int, int], dxa_spacing: tuple[float, float], table_y_mm: float,
+def region_boundary_mm(seg: np.ndarray, affine: np.ndarray, frame: SubjectFrame,
                        extent_mm: Sequence[float]) -> float:
-    """Row-mm of the thoracolumbar (T12/L1) boundary in the DXA-aligned frame.
+    """Row-mm of the thoracolumbar (T12/L1) boundary in the subject's DXA-aligned ``frame``.
 
     The middle between the lowest T12-body voxel centre and the highest L1-body voxel centre
     (so the T12/L1 disc straddles it). Without T12 or L1 labels, ``THORACIC_FRACTION`` of
     the ``extent_mm`` (top, bottom) is used, as for kyphosis and lordosis.
     """
     labels = np.asarray(seg)
-    m = world_to_frame(transform, dxa_shape, dxa_spacing, table_y_mm) @ np.asarray(affine, dtype=float)
+    m = check_frame(frame).world_to_frame() @ np.asarray(affine, dtype=float)
     rows = {}
     for name in ("T12", "L1"):
         ijk = np.argwhere(labels == vertebra_label(name))
@@ -166,7 +166,8 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     ----------
     job : plain mapping (picklable, for worker processes) with ``subject_id``, ``seg_path``
         (the label volume of the true column), ``dxa_path``, ``transform`` (theta_deg, tx_mm,
-        ty_mm: the frame's DXA->MRI transform), ``table_y_mm``, ``target``
+        ty_mm: the frame's DXA->MRI transform), ``table_y_mm`` (with the DXA's grid, they make
+        the subject's :class:`~spinelib.shape.frame.SubjectFrame`), ``target``
         ((6, K) values, (2,) extent), ``predictions`` ({model: ((6, K), (2,))}) and
         ``grid_mm`` (voxel size of the evaluation grid).
 
@@ -182,14 +183,13 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise InvalidArgumentError(f"grid_mm must be positive, got {job['grid_mm']!r}")
     seg = read_volume(job["seg_path"], kind="seg")
     dxa = read_dxa(job["dxa_path"], allow_pickle=bool(job.get("allow_pickle", False)))
-    transform = PlanarTransform(*(float(v) for v in job["transform"]))
+    frame = SubjectFrame(PlanarTransform(*(float(v) for v in job["transform"])), tuple(dxa.shape),
+                         tuple(float(v) for v in dxa.pixel_spacing_mm), float(job["table_y_mm"]))
     target = SpineCurves(*job["target"])
     preds = {m: SpineCurves(*vc) for m, vc in job["predictions"].items()}
-    shape, spacing = tuple(dxa.shape), tuple(float(v) for v in dxa.pixel_spacing_mm)
-    table_y = float(job["table_y_mm"])
     grid = grid_for([_cover(c) for c in (target, *preds.values())], spacing_mm=grid_mm, margin_mm=MARGIN_MM)
-    truth = column_mask_in_frame(seg.data, seg.affine, transform, shape, spacing, table_y, grid)
-    boundary = region_boundary_mm(seg.data, seg.affine, transform, shape, spacing, table_y, target.extent_mm)
+    truth = column_mask_in_frame(seg.data, seg.affine, frame, grid)
+    boundary = region_boundary_mm(seg.data, seg.affine, frame, target.extent_mm)
     base = {"subject_id": sid, "region_boundary_mm": boundary, "grid_mm": grid_mm}
     rows = []
     ceiling = mask_scores(truth, ellipse_mask(target, grid), grid, boundary)

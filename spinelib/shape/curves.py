@@ -43,6 +43,7 @@ __all__ = [
     "SpineCurves",
     "CropWindow",
     "MIN_LEVELS",
+    "check_levels",
     "to_crop",
     "from_crop",
 ]
@@ -176,7 +177,7 @@ class SpineCurves:
         )
 
 
-def _check_levels(n_levels: int) -> int:
+def check_levels(n_levels: int) -> int:
     """``n_levels`` as an int, refused unless it is an integer >= ``MIN_LEVELS``."""
     if isinstance(n_levels, bool) or int(n_levels) != n_levels or int(n_levels) < MIN_LEVELS:
         raise InvalidArgumentError(f"n_levels must be an integer >= {MIN_LEVELS}, got {n_levels!r}")
@@ -252,7 +253,7 @@ def from_crop(vector: np.ndarray, crop: Any, n_levels: int, *, repair: bool = Tr
     extent widened by 1e-6 mm); without it, :class:`SpineCurves` raises. Valid curves
     are returned unchanged, so ``from_crop(to_crop(c, w), w, K)`` equals ``c``.
     """
-    k = _check_levels(n_levels)
+    k = check_levels(n_levels)
     vec = np.asarray(vector, dtype=float)
     if vec.shape != (6 * k + 2,):
         raise ShapeError(f"crop vector must have shape ({6 * k + 2},) for K = {k}, got {vec.shape}")

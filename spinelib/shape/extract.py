@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EmptySegmentationError, InvalidArgumentError, ShapeError
-from ..geometry.transform import PlanarTransform
 from ..io import check_affine
 from ..spine import COLUMN_LABELS, LEVELS, vertebra_label
-from .curves import _CC, _CL, _CR, _SA, _SC, _SP, SpineCurves, _check_levels
-from .frame import frame_voxel_half_extent, world_to_frame
+from .curves import _CC, _CL, _CR, _SA, _SC, _SP, SpineCurves, check_levels
+from .frame import SubjectFrame, check_frame, frame_voxel_half_extent
 
 __all__ = ["curves_from_points", "column_curves"]
 
@@ -68,7 +67,7 @@ def curves_from_points(
     half = np.asarray(half_extent_mm, dtype=float)
     if half.shape != (3,) or np.any(half < 0) or not np.all(np.isfinite(half)):
         raise InvalidArgumentError(f"half_extent_mm must be 3 non-negative values, got {half_extent_mm!r}")
-    k = _check_levels(n_levels)
+    k = check_levels(n_levels)
     top, bottom = float(extent_mm[0]), float(extent_mm[1])
     if not (np.isfinite(top) and np.isfinite(bottom) and top < bottom):
         raise InvalidArgumentError(f"extent_mm must be finite (top, bottom) with top < bottom, got {extent_mm!r}")
@@ -125,26 +124,23 @@ def _curves_core(
 def column_curves(
     seg: np.ndarray,
     affine: np.ndarray,
-    transform: PlanarTransform,
-    dxa_shape: tuple[int, int],
-    dxa_spacing: tuple[float, float],
-    table_y_mm: float,
+    frame: SubjectFrame,
     n_levels: int,
 ) -> SpineCurves:
     """The six curves of a label volume's spine column, in the DXA's coordinates.
 
     Every column voxel (labels ``spine.COLUMN_LABELS``) is mapped by its centre into the
-    DXA-aligned frame (:func:`~spinelib.shape.frame.world_to_frame`); the extent is the top
-    edge of the T1 body and the bottom edge of the L5 body (voxel edges, i.e. centre -/+ the
-    voxel's half extent along the DXA row axis); curves follow :func:`curves_from_points`.
+    subject's DXA-aligned frame (:meth:`~spinelib.shape.frame.SubjectFrame.world_to_frame`);
+    the extent is the top edge of the T1 body and the bottom edge of the L5 body (voxel edges,
+    i.e. centre -/+ the voxel's half extent along the DXA row axis); curves follow
+    :func:`curves_from_points`.
 
     Parameters
     ----------
     seg : (I, J, K) integer label volume (labels of ``spinelib.spine``).
     affine : (4, 4) voxel -> MRI world (RAS mm) affine of ``seg``.
-    transform : the DXA frame -> MRI (x, z) ``PlanarTransform``.
-    dxa_shape, dxa_spacing : ``(rows, cols)`` and ``(row, col)`` mm of the DXA image.
-    table_y_mm : MRI world y of the table plane.
+    frame : the subject's :class:`~spinelib.shape.frame.SubjectFrame` (DXA<->MRI transform,
+        DXA shape and pixel spacing, table plane).
     n_levels : K >= 3.
 
     Raises
@@ -155,9 +151,9 @@ def column_curves(
         No column voxel, or no T1 or no L5 body label.
     """
     labels = _integer_labels(seg)
-    k = _check_levels(n_levels)
+    k = check_levels(n_levels)
     a = check_affine(affine)
-    w2f = world_to_frame(transform, dxa_shape, dxa_spacing, table_y_mm)
+    w2f = check_frame(frame).world_to_frame()
     v2f = w2f @ a
     half = frame_voxel_half_extent(v2f)
     cls = _column_classes(labels)

@@ -9,8 +9,9 @@ The reconstruction: level ``k`` is an ellipse in the
 (col, depth) plane centred at ``(coronal_centre, sagittal_centre)`` with semi-axes
 ``(coronal_right - coronal_left) / 2`` and ``(sagittal_anterior - sagittal_posterior) / 2``,
 extruded over the level's slab ``[top + k h, top + (k + 1) h)``. The true mask used for IoU
-is the MRI column mask resampled (nearest neighbour) into the same grid
-(:func:`column_mask_in_frame`), so both sides are compared voxel for voxel.
+is the MRI column mask resampled (nearest neighbour) into the same grid through the subject's
+:class:`~spinelib.shape.frame.SubjectFrame` (:func:`column_mask_in_frame`), so both sides are
+compared voxel for voxel.
 
 Examples
 --------
@@ -32,10 +33,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .curves import SpineCurves
-from .frame import world_to_frame
+from .frame import SubjectFrame, check_frame
 from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
 from ..spine import column_mask
-from ..geometry.transform import PlanarTransform
 
 __all__ = [
     "Grid3D",
@@ -171,16 +171,14 @@ def ellipse_mask(curves: SpineCurves, grid: Grid3D) -> np.ndarray:
 def column_mask_in_frame(
     seg: np.ndarray,
     affine: np.ndarray,
-    transform: PlanarTransform,
-    dxa_shape: tuple[int, int],
-    dxa_spacing: tuple[float, float],
-    table_y_mm: float,
+    frame: SubjectFrame,
     grid: Grid3D,
 ) -> np.ndarray:
     """The TRUE spine-column mask of a label volume, resampled (nearest) onto ``grid``.
 
     Each grid voxel centre ``(row_mm, col_mm, depth_mm)`` is mapped back to MRI world
-    (inverse of :func:`spinelib.shape.frame.world_to_frame`) and then to voxel indices of
+    (inverse of :meth:`spinelib.shape.frame.SubjectFrame.world_to_frame` of ``frame``, the
+    subject's :class:`~spinelib.shape.frame.SubjectFrame`) and then to voxel indices of
     ``seg``; it takes the column label (``spine.column_mask``) of the nearest voxel, and
     False outside the volume.
 
@@ -196,8 +194,8 @@ def column_mask_in_frame(
     a = np.asarray(affine, dtype=float)
     if a.shape != (4, 4):
         raise ShapeError(f"affine must have shape (4, 4), got {a.shape}")
+    w2f = check_frame(frame).world_to_frame()
     col = column_mask(labels)
-    w2f = world_to_frame(transform, dxa_shape, dxa_spacing, table_y_mm)
     f2v = np.linalg.inv(w2f @ a)  # frame (row, col, depth, 1) -> voxel (i, j, k, 1)
     r = grid.axis_mm(0)
     c = grid.axis_mm(1)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from .config import TargetConfig
 from .subject_targets import TRUTH_TABLE_COLUMNS, _truth_record, subject_targets
 from .targets import ANATOMY_MRI, TargetSet
 
@@ -27,15 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STORE_PARAMS", "CohortTargets", "target_store", "align_cohort_targets", "align_into_store",
+__all__ = ["CohortTargets", "target_store", "align_cohort_targets", "align_into_store",
            "prepare_cohort_targets", "prepare_cohort"]
 
-#: Profile parameters a subject's targets depend on (with its files): they name the store.
-STORE_PARAMS: tuple[str, ...] = ("align_pixel_mm", "align_angle_range_deg", "align_min_score",
-                                 "align_min_stage1_score", "n_levels", "allow_pickle")
-
-
-def _cohort_item(args: tuple[dict, dict]) -> tuple[dict, tuple | None, dict]:
+def _cohort_item(args: tuple[dict, TargetConfig]) -> tuple[dict, tuple | None, dict]:
     """Fan-out item: :func:`subject_targets` as a plain record (curves as their arrays)."""
     rec, est, trec = subject_targets(*args)
     if "curves" in trec:
@@ -67,30 +63,32 @@ def _file_key(row: Mapping[str, Any]) -> str:
     return "s" + h.hexdigest()[:32]
 
 
-def target_store(run_dir: str | Path, params: Mapping[str, Any]) -> Path:
-    """Where a run keeps each subject's alignment and targets (``cache/targets-<digest>``)."""
+def target_store(run_dir: str | Path, config: TargetConfig) -> Path:
+    """Where a run keeps each subject's alignment and targets (``cache/targets-<digest>``,
+    the digest of :meth:`TargetConfig.key`: other settings, another folder)."""
     from ..io.runfolder import run_paths
     from ..util.workers import store_folder
 
-    return store_folder(run_paths(run_dir)["cache"], "targets", {k: params.get(k) for k in STORE_PARAMS})
+    return store_folder(run_paths(run_dir)["cache"], "targets", _checked(config).key())
 
 
-def _check_cohort_args(params: Mapping[str, Any]) -> None:
-    missing = [k for k in STORE_PARAMS if k not in params and k != "allow_pickle"]
-    if missing:
-        raise InvalidArgumentError(f"params lack {', '.join(missing)}")
+def _checked(config: TargetConfig) -> TargetConfig:
+    if not isinstance(config, TargetConfig):
+        raise InvalidArgumentError(f"config must be a TargetConfig (TargetConfig.from_profile(params)), "
+                                   f"got {type(config).__name__}")
+    return config
 
 
-def _failed_result(row: dict, reason: str, params: Mapping[str, Any]) -> tuple[dict, None, dict]:
+def _failed_result(row: dict, reason: str, config: TargetConfig) -> tuple[dict, None, dict]:
     """The result of a subject whose worker raised: untrusted, no targets, no truth targets."""
     from ..align.cohort import align_loaded
 
-    rec = align_loaded(None, row, params)
+    rec = align_loaded(None, row, config.align)
     rec["reason"] = f"failed: {reason}"
     return rec, None, _truth_record(rec["subject_id"], rec["split"], rec["reason"])
 
 
-def align_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1,
+def align_cohort_targets(manifest_df: Any, config: TargetConfig, *, jobs: "int | Engine" = 1,
                          shard: "Shard | None" = None, store: str | Path | None = None,
                          progress: bool = True) -> list[tuple[dict, tuple | None, dict]]:
     """Align and read the targets of the manifest rows of ``shard``; one result per row.
@@ -101,7 +99,7 @@ def align_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "
     Parameters
     ----------
     manifest_df : manifest DataFrame (:func:`spinelib.io.read_manifest`).
-    params : profile parameters (:data:`STORE_PARAMS`).
+    config : the target settings (:class:`~spinelib.study.config.TargetConfig`).
     jobs : worker processes, or an :class:`~spinelib.util.workers.Engine`.
     shard : the rows to do (all by default).
     store : folder of stored per-subject results (:func:`target_store`): read when there,
@@ -114,16 +112,14 @@ def align_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "
     """
     from ..util.workers import Failed, Shard, fan_out
 
-    _check_cohort_args(params)
-    p = {k: params[k] for k in params if k in STORE_PARAMS}
-    p.setdefault("allow_pickle", False)
+    _checked(config)
     every = [dict(r) for r in manifest_df.to_dict(orient="records")]
     rows = [every[i] for i in (shard or Shard()).positions(len(every))]
-    res = fan_out(_cohort_item, [(r, p) for r in rows], keys=[_file_key(r) for r in rows], engine=jobs,
+    res = fan_out(_cohort_item, [(r, config) for r in rows], keys=[_file_key(r) for r in rows], engine=jobs,
                   desc="align + targets", unit="subject", progress=progress, store=store)
     out = []
     for row, r in zip(rows, res):
-        rec, est, trec = _failed_result(row, r.reason, p) if isinstance(r, Failed) else r
+        rec, est, trec = _failed_result(row, r.reason, config) if isinstance(r, Failed) else r
         # a stored result may come from a run that saw other (pseudonymised) ids
         for d in (rec, trec):
             d.update(subject_id=str(row["subject_id"]), split=str(row["split"]))
@@ -131,7 +127,7 @@ def align_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "
     return out
 
 
-def align_into_store(run_dir: str | Path, manifest_df: Any, params: Mapping[str, Any], *,
+def align_into_store(run_dir: str | Path, manifest_df: Any, config: TargetConfig, *,
                      jobs: "int | Engine" = 1, shard: "Shard | None" = None, progress: bool = True) -> str:
     """Align and target the rows of ``shard`` into the run's store (:func:`target_store`),
     where the alignment section reads them back (``spinelib align``).
@@ -141,8 +137,8 @@ def align_into_store(run_dir: str | Path, manifest_df: Any, params: Mapping[str,
     One line: how many subjects were done, how many are trusted and how many failed to
     load or run.
     """
-    store = target_store(run_dir, params)
-    out = align_cohort_targets(manifest_df, params, jobs=jobs, shard=shard, store=store, progress=progress)
+    store = target_store(run_dir, config)
+    out = align_cohort_targets(manifest_df, config, jobs=jobs, shard=shard, store=store, progress=progress)
     trusted = sum(bool(r["trusted"]) for r, _, _ in out)
     failed = [r for r, _, _ in out if str(r["reason"]).startswith(("failed:", "load failed:"))]
     return f"{len(out)} subjects aligned into {store}: {trusted} trusted, {len(failed)} failed to load or run"
@@ -182,14 +178,14 @@ def _target_set(ok: Sequence[tuple[dict, tuple]], k: int) -> TargetSet:
     )
 
 
-def prepare_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs: "int | Engine" = 1,
+def prepare_cohort_targets(manifest_df: Any, config: TargetConfig, *, jobs: "int | Engine" = 1,
                            progress: bool = True, store: str | Path | None = None) -> CohortTargets:
     """Align every subject, read its targets and, on synthetic cohorts, its truth targets.
 
     Parameters
     ----------
     manifest_df : manifest DataFrame (:func:`spinelib.io.read_manifest`).
-    params : profile parameters (alignment settings and ``n_levels``).
+    config : the target settings (:class:`~spinelib.study.config.TargetConfig`).
     jobs : worker processes, or an :class:`~spinelib.util.workers.Engine` (a Dask cluster).
     store : folder of stored per-subject results (:func:`target_store`); a killed run
         resumes from it, and the shards of ``spinelib align --shard`` fill it.
@@ -202,10 +198,10 @@ def prepare_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs:
 
     from ..align.cohort import ALIGNMENT_COLUMNS
 
-    out = align_cohort_targets(manifest_df, params, jobs=jobs, store=store, progress=progress)
+    out = align_cohort_targets(manifest_df, config, jobs=jobs, store=store, progress=progress)
     table = pd.DataFrame.from_records([r for r, _, _ in out], columns=list(ALIGNMENT_COLUMNS))
     table["trusted"] = table["trusted"].astype(bool)
-    k = int(params["n_levels"])
+    k = config.n_levels
     targets = _target_set([(r, t) for r, t, _ in out if t is not None], k)
     truth_ok = [(tr, (tr["curves"]["values"], tr["curves"]["extent_mm"], tr["table_y_mm"], tr["curves"]["values"],
                       tr["curves"]["extent_mm"], tr["anatomy"])) for _, _, tr in out if tr["has_truth_targets"]]
@@ -218,14 +214,14 @@ def prepare_cohort_targets(manifest_df: Any, params: Mapping[str, Any], *, jobs:
     return CohortTargets(table, targets, truth, truth_table)
 
 
-def prepare_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1,
+def prepare_cohort(manifest_df: Any, config: TargetConfig, *, jobs: int = 1,
                    progress: bool = True) -> tuple[Any, TargetSet]:
     """Align every subject and read its targets.
 
     Parameters
     ----------
     manifest_df : manifest DataFrame (:func:`spinelib.io.read_manifest`).
-    params : profile parameters (alignment settings and ``n_levels``).
+    config : the target settings (:class:`~spinelib.study.config.TargetConfig`).
     jobs : worker processes.
 
     Returns
@@ -233,5 +229,5 @@ def prepare_cohort(manifest_df: Any, params: Mapping[str, Any], *, jobs: int = 1
     (alignment table with one row per manifest row, TargetSet of the trusted subjects);
     :func:`prepare_cohort_targets` also gives the truth targets.
     """
-    res = prepare_cohort_targets(manifest_df, params, jobs=jobs, progress=progress)
+    res = prepare_cohort_targets(manifest_df, config, jobs=jobs, progress=progress)
     return res.alignment, res.targets

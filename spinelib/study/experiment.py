@@ -48,13 +48,16 @@ def checkpoint_path(run_dir: str | Path, name: str) -> Path:
     return run_paths(run_dir)["checkpoints"] / name / (SUMMARIES_FILE if name == SUMMARIES else BEST)
 
 
-def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
-               lateral: bool | None, progress: bool = True) -> list[PreparedScan]:
+def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], *, pixel_mm: float,
+               image_size: Sequence[int], lateral: bool | None, allow_pickle: bool = False,
+               progress: bool = True) -> list[PreparedScan]:
     """Read and prepare the DXA of each listed subject (crop found from the image alone).
 
-    ``lateral``: True, prepare the lateral view too (an error where a DXA has none); False,
-    the AP view only; None, the lateral view of each DXA that has one (the stacks then
-    have 2 or 4 channels).
+    ``pixel_mm`` and ``image_size`` (rows, cols) are the crop's
+    (:func:`spinelib.learn.data.prepare_scan`). ``lateral``: True, prepare the lateral view
+    too (an error where a DXA has none); False, the AP view only; None, the lateral view of
+    each DXA that has one (the stacks then have 2 or 4 channels). ``allow_pickle``: read DXA
+    pickles (:func:`spinelib.io.read_dxa`).
     """
     by_id = manifest_df.set_index("subject_id")
     missing = [s for s in subject_ids if s not in by_id.index]
@@ -62,8 +65,8 @@ def load_scans(manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Ma
         raise InvalidArgumentError(f"subjects {missing[:5]} are not in the manifest")
     scans = []
     for sid in tqdm(subject_ids, desc="loading scans", unit="scan", disable=None if progress else True, leave=False):
-        dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=bool(params.get("allow_pickle", False)))
-        scans.append(prepare_scan(dxa, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"],
+        dxa = read_dxa(by_id.loc[sid, "dxa_path"], allow_pickle=allow_pickle)
+        scans.append(prepare_scan(dxa, pixel_mm=pixel_mm, image_size=image_size,
                                   lateral=dxa.has_lateral if lateral is None else lateral))
     return scans
 
@@ -76,8 +79,10 @@ def _split_scans(manifest_df: pd.DataFrame, train_t: TargetSet, val_t: TargetSet
                  names: list[str], *, progress: bool) -> tuple[list[PreparedScan], list[PreparedScan]]:
     """The training and validation scans; drops ``biplanar`` from ``names`` when they have no lateral view."""
     lateral = None if "biplanar" in names else False  # the lateral views where the DXAs have them
-    tr_scans = load_scans(manifest_df, list(train_t.subject_id), params, lateral=lateral, progress=progress)
-    va_scans = load_scans(manifest_df, list(val_t.subject_id), params, lateral=lateral, progress=progress)
+    crop = dict(pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"], lateral=lateral,
+                allow_pickle=bool(params.get("allow_pickle", False)), progress=progress)
+    tr_scans = load_scans(manifest_df, list(train_t.subject_id), **crop)
+    va_scans = load_scans(manifest_df, list(val_t.subject_id), **crop)
     if "biplanar" in names and not all(s.stack.shape[0] > AP_CHANNELS for s in (*tr_scans, *va_scans)):
         # real cohorts (UK Biobank's whole-body DXA) have no lateral view: the upper bound is
         # not trained rather than the section failing; the summary simply has no such row
@@ -280,22 +285,31 @@ def trained_models(run_dir: str | Path) -> list[str]:
     return [n for n in MODEL_NAMES if checkpoint_path(run_dir, n).is_file()]
 
 
-def _load_models(run_dir: str | Path, names: Sequence[str], params: Mapping) -> dict:
-    """Each named model of the run, checked against the profile's crop recipe."""
+def _load_models(run_dir: str | Path, names: Sequence[str]) -> tuple[dict, float, tuple[int, int]]:
+    """Each named model of the run, and the crop (pixel mm, (rows, cols)) they were all trained on.
+
+    The crop is read from the first model's checkpoint, its one home; every other model
+    must have been trained on the same, since the scans are prepared once for all.
+    """
     from ..learn.predict import Predictor
 
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown:
         raise InvalidArgumentError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
-    px, size = float(params["crop_pixel_mm"]), params["image_size"]
-    models = {}
+    if not names:
+        raise InvalidArgumentError(f"no model to predict with: the run {run_dir} has no checkpoint")
+    models, crop = {}, None
     for name in names:
         path = checkpoint_path(run_dir, name)
         if not path.is_file():
             raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
-        models[name] = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
-        models[name].check_recipe(px, size, where=f"checkpoint {path}")
-    return models
+        model = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
+        if crop is None:
+            crop = (model.crop_pixel_mm, model.image_size) if name == SUMMARIES else \
+                (model.pixel_mm, model.config.image_size)
+        model.check_recipe(*crop, where=f"checkpoint {path} (beside {names[0]}'s crops)")
+        models[name] = model
+    return models, crop[0], crop[1]
 
 
 def _predict_model(name: str, model, scans: Sequence[PreparedScan], ids: Sequence[str], *, batch_size: int,
@@ -311,16 +325,16 @@ def _predict_model(name: str, model, scans: Sequence[PreparedScan], ids: Sequenc
     return curves, failed
 
 
-def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], params: Mapping, *,
-                   names: Sequence[str] | None = None, batch_size: int = 32, progress: bool = True) -> Predictions:
+def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: Sequence[str], *,
+                   names: Sequence[str] | None = None, allow_pickle: bool = False, batch_size: int = 32,
+                   progress: bool = True) -> Predictions:
     """Run trained models of a run on the listed subjects (crops from the images alone).
 
     The scans are read and prepared once (:func:`load_scans`); every network reads them
     through :meth:`spinelib.learn.predict.Predictor.predict_scans`, the inference path of
     ``spinelib predict`` too, and ``visible_summaries`` through
-    :meth:`spinelib.learn.ridge.VisibleSummariesModel.predict_scans`. Each model's
-    checkpoint must have been trained on the crops the run's profile prepares
-    (``crop_pixel_mm``, ``image_size``). A subject a model cannot read (a prediction far
+    :meth:`spinelib.learn.ridge.VisibleSummariesModel.predict_scans`. The crops are the
+    ones the checkpoints record (their one home), the same for every model. A subject a model cannot read (a prediction far
     outside its crop) is reported in :attr:`Predictions.failed` and left out for every
     model, so that all models are compared on the same subjects.
 
@@ -328,6 +342,7 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
     ----------
     names : models of :data:`spinelib.learn.config.MODEL_NAMES`; default: every model the run
         has a checkpoint of (:func:`trained_models`).
+    allow_pickle : read DXA pickles (:func:`spinelib.io.read_dxa`).
 
     Raises
     ------
@@ -336,14 +351,15 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
     MissingFileError
         A named model has no checkpoint in the run.
     CheckpointError
-        A checkpoint trained on other crops than the profile's.
+        Two models trained on different crops.
     """
     from ..learn.predict import Predictor
 
-    models = _load_models(run_dir, trained_models(run_dir) if names is None else list(names), params)
+    models, px, size = _load_models(run_dir, trained_models(run_dir) if names is None else list(names))
     lateral = any(isinstance(m, Predictor) and m.needs_lateral for m in models.values())
     ids = [str(s) for s in subject_ids]
-    scans = load_scans(manifest_df, ids, params, lateral=lateral, progress=progress)
+    scans = load_scans(manifest_df, ids, pixel_mm=px, image_size=size, lateral=lateral, allow_pickle=allow_pickle,
+                       progress=progress)
     curves, failed = {}, []
     for name, model in tqdm(models.items(), desc="predicting", unit="model", disable=None if progress else True,
                             leave=False):

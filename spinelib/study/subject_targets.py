@@ -32,10 +32,12 @@ from ..errors import InvalidArgumentError, ShapeError, SpineLibError
 from ..geometry.transform import PlanarTransform
 from ..shape.curves import SpineCurves
 from ..shape.extract import column_curves
+from ..shape.frame import SubjectFrame
 from ..shape.table_plane import estimate_table_y
+from .config import TargetConfig
 from .targets import ANATOMY_DXA, ANATOMY_MRI
 
-__all__ = ["TRUTH_TABLE_COLUMNS", "dxa_session_seg_path", "truth_curves", "subject_targets", "subject_record"]
+__all__ = ["TRUTH_TABLE_COLUMNS", "dxa_session_seg_path", "truth_curves", "subject_targets"]
 
 #: Columns of the per-subject record of the truth targets (``tables/truth_targets.csv``).
 TRUTH_TABLE_COLUMNS: tuple[str, ...] = ("subject_id", "split", "has_truth_targets", "anatomy",
@@ -58,8 +60,8 @@ def dxa_session_seg_path(truth: Mapping[str, Any] | None, truth_path: str | Path
 def _curves_through(seg: Any, subject: Any, transform: PlanarTransform, table_y: float | None,
                     n_levels: int) -> SpineCurves:
     """The curves of label volume ``seg`` placed beside ``subject``'s DXA by ``transform``."""
-    return column_curves(seg.data, seg.affine, transform, subject.dxa.shape, tuple(subject.dxa.pixel_spacing_mm),
-                         table_y, n_levels)
+    frame = SubjectFrame(transform, subject.dxa.shape, tuple(subject.dxa.pixel_spacing_mm), table_y)
+    return column_curves(seg.data, seg.affine, frame, n_levels)
 
 
 def _truth_table_plane(truth: Mapping[str, Any], estimated_table_y: float | None) -> tuple[float, str]:
@@ -153,8 +155,10 @@ def _estimated_targets(subj: Any, rec: dict[str, Any], k: int) -> tuple[float | 
         return table_y, None
 
 
-def subject_targets(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[dict, tuple | None, dict]:
+def subject_targets(row: Mapping[str, Any], config: TargetConfig) -> tuple[dict, tuple | None, dict]:
     """Load, align and read the targets of one manifest row, and its truth targets.
+
+    ``config`` gives the alignment's settings, K and whether a DXA pickle may be read.
 
     Returns
     -------
@@ -172,14 +176,14 @@ def subject_targets(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[
     trec = _truth_record(str(row.get("subject_id")), str(row.get("split")))
     try:
         # pickled DXAs run code when read: only with the run's explicit opt-in
-        subj = load_subject(dict(row), allow_pickle=bool(params.get("allow_pickle", False)))
+        subj = load_subject(dict(row), allow_pickle=config.allow_pickle)
     except SpineLibError as exc:
-        rec = align_loaded(None, dict(row), params)
+        rec = align_loaded(None, dict(row), config.align)
         rec["reason"] = f"load failed: {type(exc).__name__}: {exc}"
         trec["reason"] = rec["reason"]
         return rec, None, trec
-    rec = align_loaded(subj, dict(row), params)
-    k = int(params["n_levels"])
+    rec = align_loaded(subj, dict(row), config.align)
+    k = config.n_levels
     table_y, est_targets = _estimated_targets(subj, rec, k)
     if subj.truth is None or "transform" not in subj.truth:
         trec["reason"] = "no true transform (real data)"
@@ -193,15 +197,3 @@ def subject_targets(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[
                 reason="" if anatomy == ANATOMY_DXA else "no seg_dxa (DXA-session anatomy): seg.nii.gz used")
     return rec, est_targets, trec
 
-
-def subject_record(row: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[dict, tuple | None]:
-    """Load, align and read the targets of one manifest row (:func:`subject_targets` without
-    the truth targets).
-
-    Returns
-    -------
-    (alignment record, targets) where targets is ``None`` for an untrusted or failed
-    subject, else ``(values (6, K), extent (2,), table_y, values_true, extent_true)``.
-    """
-    rec, est, _ = subject_targets(row, params)
-    return rec, est

@@ -15,6 +15,7 @@ from ..shape.curves import SpineCurves
 from ..errors import ShapeError
 from ..spine import column_mask
 from ..geometry.transform import PlanarTransform, apply2d, coronal_affine, dxa_pixel_to_mri
+from ..shape.frame import SubjectFrame
 
 __all__ = ["warp_coronal_to_dxa", "figure2", "plot_targets"]
 
@@ -90,7 +91,8 @@ def plot_targets(dxa, fat: np.ndarray, affine: np.ndarray, transform: PlanarTran
     sagittal projection (a slab around the spine), both in mm."""
     import matplotlib.pyplot as plt
 
-    sp = np.asarray(dxa.pixel_spacing_mm, dtype=float)
+    frame = SubjectFrame(transform, tuple(dxa.shape), tuple(float(v) for v in dxa.pixel_spacing_mm), table_y_mm)
+    sp = np.asarray(frame.dxa_spacing, dtype=float)
     lv = curves.levels_mm
     v = curves.values
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 6), gridspec_kw=dict(width_ratios=[1.3, 1]))
@@ -103,12 +105,12 @@ def plot_targets(dxa, fat: np.ndarray, affine: np.ndarray, transform: PlanarTran
     a0.set_ylabel("row (mm)")
     # where the spine centre of each level lies in the MRI, to pick the sagittal slab and z
     pix = np.stack([lv / sp[0], v[1] / sp[1]], axis=1)
-    xz = apply2d(dxa_pixel_to_mri(transform, dxa.shape, tuple(sp)), pix)
+    xz = apply2d(frame.dxa_pixel_to_mri(), pix)
     inv = np.linalg.inv(affine)
     i_idx = (inv[0, 0] * xz[:, 0] + inv[0, 3]).round().astype(int)
     lo, hi = max(i_idx.min() - 3, 0), min(i_idx.max() + 4, fat.shape[0])
     sag = fat[lo:hi].mean(axis=0)  # (j, k): y, z
-    y = affine[1, 3] + affine[1, 1] * np.arange(fat.shape[1]) - table_y_mm
+    y = affine[1, 3] + affine[1, 1] * np.arange(fat.shape[1]) - frame.table_y_mm
     z = affine[2, 3] + affine[2, 2] * np.arange(fat.shape[2])
     a1.imshow(_norm(sag.T[::-1]), cmap="gray", extent=(y[0], y[-1], z[0], z[-1]), aspect="equal")
     for i, style in zip(range(3, 6), ("-", "--", "-")):

@@ -24,7 +24,7 @@ from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteErro
 from ..evaluate.volume3d import MARGIN_MM
 from ..geometry.transform import PlanarTransform
 from ..shape.curves import SpineCurves
-from ..shape.frame import world_to_frame
+from ..shape.frame import SubjectFrame
 from ..shape.reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import column_mask
 from .splat import _positive
@@ -113,17 +113,6 @@ def _check_volumes(mri: Any, seg: Any, affine: Any) -> tuple[np.ndarray, np.ndar
     return vol, labels, aff
 
 
-def _table_y(table_y_mm: Any) -> float:
-    """The table plane's world y (mm) as a finite float."""
-    try:
-        table_y = float(table_y_mm)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"table_y_mm must be a number, got {table_y_mm!r}") from None
-    if not np.isfinite(table_y):
-        raise NonFiniteError(f"table_y_mm must be finite, got {table_y_mm!r}")
-    return table_y
-
-
 def _default_spacing(affine: np.ndarray) -> float:
     """Grid spacing (mm): half the finest MRI voxel size, within [1, 3]."""
     # half the finest MRI voxel resolves the label boundaries without a needlessly fine grid
@@ -196,23 +185,20 @@ def qualitative_case(
     if not hasattr(dxa, "bone") or not hasattr(dxa, "pixel_spacing_mm"):
         raise InvalidArgumentError(f"dxa must be a DXAImage, got {type(dxa).__name__}")
     vol, labels, aff = _check_volumes(mri, seg, affine)
-    if not isinstance(transform, PlanarTransform):
-        raise InvalidArgumentError(f"transform must be a PlanarTransform, got {type(transform).__name__}")
-    table_y = _table_y(table_y_mm)
+    frame = SubjectFrame(transform, tuple(int(v) for v in dxa.bone.shape),
+                         tuple(float(v) for v in dxa.pixel_spacing_mm), table_y_mm)
     sp = _default_spacing(aff) if spacing_mm is None else _positive(spacing_mm, "spacing_mm")
     margin_mm = _non_negative(margin_mm, "margin_mm")
     context_mm = _non_negative(context_mm, "context_mm")
 
-    shape2 = tuple(int(v) for v in dxa.bone.shape)
-    spacing2 = tuple(float(v) for v in dxa.pixel_spacing_mm)
     grid = grid_for([true, *pred.values()], spacing_mm=sp, margin_mm=margin_mm)
-    true_mask = column_mask_in_frame(labels, aff, transform, shape2, spacing2, table_y, grid)
+    true_mask = column_mask_in_frame(labels, aff, frame, grid)
     if not true_mask.any():
         raise EmptySegmentationError(f"subject {subject_id}: the MRI spine column misses the curves' grid")
     pred_masks = {n: ellipse_mask(c, grid) for n, c in pred.items()}
     iou = {n: float(iou_3d(m, true_mask)) for n, m in pred_masks.items()}
 
-    w2f = world_to_frame(transform, shape2, spacing2, table_y)
+    w2f = frame.world_to_frame()
     rows, cols, depth = _slice_axes(grid, true, sp, context_mm)
     mri_slice = _sample_frame(vol, aff, w2f, rows, cols, depth, order=1)
     true_slice = _sample_frame(column_mask(labels).astype(np.float32), aff, w2f, rows, cols, depth, order=0) > 0.5
@@ -220,7 +206,7 @@ def qualitative_case(
     log.debug("case %s: grid %s, Cobb %.1f deg, IoU %s", subject_id, grid.shape, cobb, iou)
     return QualitativeCase(
         subject_id=str(subject_id), dxa_bone=np.asarray(dxa.bone, dtype=np.float32),
-        dxa_spacing_mm=np.asarray(spacing2, dtype=float), true=true, preds=pred, grid=grid,
+        dxa_spacing_mm=np.asarray(frame.dxa_spacing, dtype=float), true=true, preds=pred, grid=grid,
         true_mask=true_mask, pred_masks=pred_masks, slice_rows_mm=rows, slice_cols_mm=cols,
         slice_depth_mm=depth, mri_slice=mri_slice, true_slice=true_slice,
         pred_slices=_masks_on_slice(pred_masks, grid, rows, cols, depth), cobb_deg=cobb, iou=iou,

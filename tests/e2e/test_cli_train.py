@@ -20,6 +20,7 @@ from spinelib.study.targets import TargetSet, write_targets
 
 N_SUBJECTS = 6
 PARAMS = get_profile("smoke", {"n_subjects": N_SUBJECTS})
+CROP = dict(pixel_mm=PARAMS["crop_pixel_mm"], image_size=PARAMS["image_size"])
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -134,15 +135,15 @@ def test_load_scans_takes_the_lateral_views_where_they_exist(cohort, tmp_path):
     manifest, _ = cohort
     df = read_manifest(manifest)
     ids = list(df["subject_id"])
-    assert all(s.stack.shape[0] == 4 for s in load_scans(df, ids, PARAMS, lateral=None, progress=False))
+    assert all(s.stack.shape[0] == 4 for s in load_scans(df, ids, **CROP, lateral=None, progress=False))
     d = read_dxa(df["dxa_path"].iloc[0])
     ap_only = write_dxa(tmp_path / "ap_only.npz", d.bone, d.tissue, d.pixel_spacing_mm)
     mixed = df.copy()
     mixed.loc[mixed.index[0], "dxa_path"] = str(ap_only)
-    assert [s.stack.shape[0] for s in load_scans(mixed, ids, PARAMS, lateral=None, progress=False)] == \
+    assert [s.stack.shape[0] for s in load_scans(mixed, ids, **CROP, lateral=None, progress=False)] == \
         [2] + [4] * (len(ids) - 1)
-    assert all(s.stack.shape[0] == 2 for s in load_scans(mixed, ids, PARAMS, lateral=False, progress=False))
+    assert all(s.stack.shape[0] == 2 for s in load_scans(mixed, ids, **CROP, lateral=False, progress=False))
     with pytest.raises(InvalidArgumentError, match="lateral view"):
-        load_scans(mixed, ids[:1], PARAMS, lateral=True, progress=False)
+        load_scans(mixed, ids[:1], **CROP, lateral=True, progress=False)
     with pytest.raises(InvalidArgumentError, match="S99999"):
-        load_scans(df, ["S99999"], PARAMS, lateral=None, progress=False)
+        load_scans(df, ["S99999"], **CROP, lateral=None, progress=False)

@@ -288,32 +288,37 @@ def _pickled_cohort(tmp_path: Path, smoke_cohort: Path, n: int = 3) -> Path:
 
 def test_pickled_dxa_needs_the_run_parameter(tmp_path, smoke_cohort):
     from spinelib import io
+    from spinelib.align import AlignConfig
     from spinelib.study.cohort_targets import prepare_cohort
+    from spinelib.study.config import TargetConfig
 
     manifest = io.read_manifest(_pickled_cohort(tmp_path, smoke_cohort))
     pid = manifest["subject_id"][1]
     params = get_profile("smoke")
     assert params["allow_pickle"] is False
-    table, targets = prepare_cohort(manifest, params, jobs=1, progress=False)
+    table, targets = prepare_cohort(manifest, TargetConfig.from_profile(params), jobs=1, progress=False)
     row = table.set_index("subject_id").loc[pid]
     assert not row["trusted"] and "UnsafeLoadError" in row["reason"] and "allow_pickle" in row["reason"]
     assert pid not in set(targets.subject_id)
     assert table["trusted"].sum() == len(targets) and len(targets) >= 1  # the others go on
 
-    table, targets = prepare_cohort(manifest, get_profile("smoke", {"allow_pickle": True}), jobs=1, progress=False)
+    table, targets = prepare_cohort(manifest, TargetConfig.from_profile(get_profile("smoke", {"allow_pickle": True})),
+                                    jobs=1, progress=False)
     assert "load failed" not in str(table.set_index("subject_id").loc[pid, "reason"])
 
     from spinelib.align.cohort import align_cohort
 
-    table = align_cohort(manifest, params, jobs=1, progress=False)
+    table = align_cohort(manifest, AlignConfig.from_profile(params), jobs=1, progress=False)
     assert "UnsafeLoadError" in table.set_index("subject_id").loc[pid, "reason"]
     from spinelib.errors import UnsafeLoadError
     from spinelib.study.experiment import load_scans
 
+    crop = dict(pixel_mm=params["crop_pixel_mm"], image_size=params["image_size"])
+
     with pytest.raises(UnsafeLoadError, match="allow_pickle"):
-        load_scans(manifest, [pid], params, lateral=False, progress=False)
-    scans = load_scans(manifest, [pid], {**params, "allow_pickle": True}, lateral=False, progress=False)
-    ref = load_scans(io.read_manifest(smoke_cohort), [pid], params, lateral=False, progress=False)
+        load_scans(manifest, [pid], **crop, lateral=False, progress=False)
+    scans = load_scans(manifest, [pid], **crop, lateral=False, allow_pickle=True, progress=False)
+    ref = load_scans(io.read_manifest(smoke_cohort), [pid], **crop, lateral=False, progress=False)
     assert np.array_equal(scans[0].stack, ref[0].stack)  # the pickle holds the same scan
 
 

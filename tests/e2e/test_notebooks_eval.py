@@ -119,10 +119,11 @@ def test_summary_keys_glued_and_tables_written(eval_run):
 
 def test_shifted_cache_is_reused(eval_run):
     from spinelib.evaluate import shifted_paths, shifted_set
+    from spinelib.study.config import TargetConfig
 
     params = json.loads((eval_run / "params.json").read_text())
     before = {k: p.stat().st_mtime_ns for k, p in shifted_paths(eval_run).items() if p.is_file()}
-    es = shifted_set(eval_run, params["shifted_data"], params, progress=False)
+    es = shifted_set(eval_run, params["shifted_data"], TargetConfig.from_profile(params), progress=False)
     after = {k: p.stat().st_mtime_ns for k, p in shifted_paths(eval_run).items() if p.is_file()}
     assert before == after and len(es) >= 1
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -33,13 +35,10 @@ from spinelib.errors import (  # noqa: E402
 from spinelib.profiles import get_profile  # noqa: E402
 from spinelib.geometry.transform import PlanarTransform, transform_error_mm  # noqa: E402
 
+from spinelib.align.config import AlignConfig  # noqa: E402
+
 PARAMS = get_profile("default")
-KW = dict(
-    pixel_mm=PARAMS["align_pixel_mm"],
-    angle_range_deg=PARAMS["align_angle_range_deg"],
-    min_score=PARAMS["align_min_score"],
-    min_stage1_score=PARAMS["align_min_stage1_score"],
-)
+CONFIG = AlignConfig.from_profile(PARAMS)
 ANATOMY = Anatomy(scoliosis_mm=15.0)
 
 
@@ -135,7 +134,7 @@ def test_search_rotation_returns_one_hit_per_angle(mri):
 def test_phantom_transform_recovered(mri, truth):
     fat, water, seg, affine = mri
     t = PlanarTransform(*truth)
-    res = align_pair(make_dxa(ANATOMY, t, seed=3), fat, water, seg, affine, **KW)
+    res = align_pair(make_dxa(ANATOMY, t, seed=3), fat, water, seg, affine, CONFIG)
     e1, e2 = _errors(res, t)
     assert res.trusted, res.reason
     assert res.reason == ""
@@ -150,7 +149,7 @@ def test_stage2_sharpens_stage1_on_average(mri):
     e1s, e2s = [], []
     for truth in [(1.1, 7.3, -3.9), (-4.6, -21.7, 17.2), (5.2, 33.3, 41.4)]:
         t = PlanarTransform(*truth)
-        res = align_pair(make_dxa(ANATOMY, t, seed=5), fat, water, seg, affine, **KW)
+        res = align_pair(make_dxa(ANATOMY, t, seed=5), fat, water, seg, affine, CONFIG)
         e1, e2 = _errors(res, t)
         e1s.append(e1.mean())
         e2s.append(e2.mean())
@@ -160,7 +159,7 @@ def test_stage2_sharpens_stage1_on_average(mri):
 def test_mismatched_pair_is_untrusted(mri):
     fat, water, seg, affine = mri
     other = Anatomy(width=130, depth=110, scoliosis_mm=-10, height_scale=1.08, spine_top=240)
-    res = align_pair(make_dxa(other, PlanarTransform(3.0, 10.0, 5.0)), fat, water, seg, affine, **KW)
+    res = align_pair(make_dxa(other, PlanarTransform(3.0, 10.0, 5.0)), fat, water, seg, affine, CONFIG)
     assert not res.trusted and res.reason
 
 
@@ -168,27 +167,27 @@ def test_blank_dxa_is_untrusted(mri):
     fat, water, seg, affine = mri
     dxa = {"bone": np.zeros((200, 120), np.float32), "tissue": np.zeros((200, 120), np.float32),
            "pixel_spacing_mm": (2.2, 2.2)}
-    res = align_pair(dxa, fat, water, seg, affine, **KW)
+    res = align_pair(dxa, fat, water, seg, affine, CONFIG)
     assert not res.trusted and "blank" in res.reason
     bone_blank = make_dxa(ANATOMY, PlanarTransform(0.0, 0.0, 0.0))
     bone_blank["bone"] = np.zeros_like(bone_blank["bone"])
-    res = align_pair(bone_blank, fat, water, seg, affine, **KW)
+    res = align_pair(bone_blank, fat, water, seg, affine, CONFIG)
     assert not res.trusted and "bone" in res.reason
 
 
 def test_angle_beyond_search_range_is_flagged(mri):
     fat, water, seg, affine = mri
     dxa = make_dxa(ANATOMY, PlanarTransform(6.0, 0.0, 0.0))
-    res = align_pair(dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=2.0, min_score=0.5)
+    res = align_pair(dxa, fat, water, seg, affine, AlignConfig(4.4, 2.0, 0.5))
     assert not res.trusted and "search bound" in res.reason
 
 
 def test_low_score_threshold_flags(mri):
     fat, water, seg, affine = mri
     dxa = make_dxa(ANATOMY, PlanarTransform(1.0, 5.0, 5.0))
-    res = align_pair(dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=8.0, min_score=0.999)
+    res = align_pair(dxa, fat, water, seg, affine, AlignConfig(4.4, 8.0, 0.999))
     assert not res.trusted and "below align_min_score" in res.reason
-    res = align_pair(dxa, fat, water, seg, affine, **{**KW, "min_stage1_score": 1.0})
+    res = align_pair(dxa, fat, water, seg, affine, dataclasses.replace(CONFIG, min_stage1_score=1.0))
     assert not res.trusted and "below align_min_stage1_score" in res.reason
 
 
@@ -204,7 +203,7 @@ def test_nan_dxa_raises(mri, good_dxa, channel):
     dxa[channel] = dxa[channel].copy()
     dxa[channel][10, 10] = np.nan
     with pytest.raises(NonFiniteError, match=channel):
-        align_pair(dxa, fat, water, seg, affine, **KW)
+        align_pair(dxa, fat, water, seg, affine, CONFIG)
 
 
 def test_nan_mri_raises(mri, good_dxa):
@@ -212,61 +211,67 @@ def test_nan_mri_raises(mri, good_dxa):
     bad = fat.copy()
     bad[3, 3, 3] = np.inf
     with pytest.raises(NonFiniteError, match="fat"):
-        align_pair(good_dxa, bad, water, seg, affine, **KW)
+        align_pair(good_dxa, bad, water, seg, affine, CONFIG)
 
 
 def test_empty_seg_raises(mri, good_dxa):
     fat, water, seg, affine = mri
     with pytest.raises(EmptySegmentationError):
-        align_pair(good_dxa, fat, water, np.zeros_like(seg), affine, **KW)
+        align_pair(good_dxa, fat, water, np.zeros_like(seg), affine, CONFIG)
 
 
 def test_wrong_shapes_raise(mri, good_dxa):
     fat, water, seg, affine = mri
     with pytest.raises(ShapeError):
-        align_pair(good_dxa, fat, water, seg[:-1], affine, **KW)
+        align_pair(good_dxa, fat, water, seg[:-1], affine, CONFIG)
     with pytest.raises(ShapeError):
-        align_pair(good_dxa, fat, water[..., :-1], seg, affine, **KW)
+        align_pair(good_dxa, fat, water[..., :-1], seg, affine, CONFIG)
     with pytest.raises(ShapeError):
-        align_pair({**good_dxa, "bone": good_dxa["bone"][None]}, fat, water, seg, affine, **KW)
+        align_pair({**good_dxa, "bone": good_dxa["bone"][None]}, fat, water, seg, affine, CONFIG)
     with pytest.raises(ShapeError):
-        align_pair({**good_dxa, "bone": good_dxa["bone"][:-1]}, fat, water, seg, affine, **KW)
+        align_pair({**good_dxa, "bone": good_dxa["bone"][:-1]}, fat, water, seg, affine, CONFIG)
     with pytest.raises(ShapeError):
-        align_pair(good_dxa, fat[0], water, seg, affine, **KW)
+        align_pair(good_dxa, fat[0], water, seg, affine, CONFIG)
     with pytest.raises(ShapeError):
-        align_pair(good_dxa, fat, water, seg, affine[:3], **KW)
+        align_pair(good_dxa, fat, water, seg, affine[:3], CONFIG)
     with pytest.raises(DTypeError, match="tissue"):
-        align_pair({**good_dxa, "tissue": good_dxa["tissue"].astype(complex)}, fat, water, seg, affine, **KW)
+        align_pair({**good_dxa, "tissue": good_dxa["tissue"].astype(complex)}, fat, water, seg, affine, CONFIG)
 
 
 @pytest.mark.parametrize("pixel_mm", [0.0, -4.4, float("nan"), "x"])
 def test_bad_pixel_mm_raises(mri, good_dxa, pixel_mm):
     fat, water, seg, affine = mri
     with pytest.raises(InvalidArgumentError, match="pixel_mm"):
-        align_pair(good_dxa, fat, water, seg, affine, pixel_mm=pixel_mm, angle_range_deg=8, min_score=0.5)
+        AlignConfig(pixel_mm, 8, 0.5)
 
 
 def test_bad_options_raise(mri, good_dxa):
     fat, water, seg, affine = mri
     with pytest.raises(InvalidArgumentError, match="angle_range"):
-        align_pair(good_dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=-1, min_score=0.5)
+        AlignConfig(4.4, -1, 0.5)
     with pytest.raises(InvalidArgumentError, match="min_score"):
-        align_pair(good_dxa, fat, water, seg, affine, pixel_mm=4.4, angle_range_deg=8, min_score=2.0)
+        AlignConfig(4.4, 8, 2.0)
     with pytest.raises(InvalidArgumentError, match="min_stage1_score"):
-        align_pair(good_dxa, fat, water, seg, affine, **{**KW, "min_stage1_score": float("nan")})
+        dataclasses.replace(CONFIG, min_stage1_score=float("nan"))
+    with pytest.raises(InvalidArgumentError, match="min_score"):
+        AlignConfig(min_score=True)
+    with pytest.raises(InvalidArgumentError, match="lack align_min_score"):
+        AlignConfig.from_profile({k: v for k, v in PARAMS.items() if k != "align_min_score"})
+    with pytest.raises(InvalidArgumentError, match="AlignConfig"):
+        align_pair(good_dxa, fat, water, seg, affine, PARAMS)
     flipped = affine.copy()
     flipped[0, 0] = -flipped[0, 0]
     with pytest.raises(InvalidArgumentError, match="canonical"):
-        align_pair(good_dxa, fat, water, seg, flipped, **KW)
+        align_pair(good_dxa, fat, water, seg, flipped, CONFIG)
     with pytest.raises(InvalidArgumentError, match="pixel spacing"):
-        align_pair({**good_dxa, "pixel_spacing_mm": (0.0, 2.2)}, fat, water, seg, affine, **KW)
+        align_pair({**good_dxa, "pixel_spacing_mm": (0.0, 2.2)}, fat, water, seg, affine, CONFIG)
     with pytest.raises(InvalidArgumentError, match="bone"):
-        align_pair({"tissue": good_dxa["tissue"]}, fat, water, seg, affine, **KW)
+        align_pair({"tissue": good_dxa["tissue"]}, fat, water, seg, affine, CONFIG)
 
 
 def test_result_is_frozen_and_flat(mri, good_dxa):
     fat, water, seg, affine = mri
-    res = align_pair(good_dxa, fat, water, seg, affine, **KW)
+    res = align_pair(good_dxa, fat, water, seg, affine, CONFIG)
     with pytest.raises(AttributeError):
         res.score = 1.0  # type: ignore[misc]
     d = res.to_dict()
@@ -305,7 +310,7 @@ def test_align_cohort_reports_every_subject(tmp_path, mri):
     (tmp_path / "S00002").mkdir()
     (tmp_path / "S00002" / "dxa.npz").write_bytes(b"not a zip")
     write_manifest(tmp_path / "manifest.csv", rows + [broken])
-    df = align_cohort(read_manifest(tmp_path / "manifest.csv"), PARAMS, jobs=1, progress=False)
+    df = align_cohort(read_manifest(tmp_path / "manifest.csv"), CONFIG, jobs=1, progress=False)
     assert list(df.columns) == list(ALIGNMENT_COLUMNS)
     assert list(df["subject_id"]) == ["S00000", "S00001", "S00002"]
     good = df.iloc[:2]
@@ -318,7 +323,7 @@ def test_align_cohort_reports_every_subject(tmp_path, mri):
     assert summary["n_subjects"] == 3 and summary["n_rejected"] == 1
     assert summary["error_mm_mean"] < 1.0 and summary["error_mm_p95"] < 1.5
     with pytest.raises(InvalidArgumentError):
-        align_cohort(read_manifest(tmp_path / "manifest.csv"), {}, progress=False)
+        align_cohort(read_manifest(tmp_path / "manifest.csv"), PARAMS, progress=False)
 
 
 def test_bench_entry_registered():
@@ -340,15 +345,14 @@ def test_synthetic_subject_aligned_and_swapped_pair_untrusted(synth_pair):
     from spinelib.align.cohort import _errors
 
     params, a, b = synth_pair
-    kw = {k[len("align_"):]: params[k] for k in
-          ("align_pixel_mm", "align_angle_range_deg", "align_min_score", "align_min_stage1_score")}
-    res = align_pair(a, a.fat, a.water, a.seg, a.affine, **kw)
+    config = AlignConfig.from_profile(params)
+    res = align_pair(a, a.fat, a.water, a.seg, a.affine, config)
     assert res.trusted, res.reason
     err = _errors(res, a.truth)
     assert err["frame_error_mm_mean"] < 3.0
     assert err["error_mm_mean"] < 1.5 and err["error_mm_mean"] < err["stage1_error_mm_mean"]
     for dxa, mri in ((a, b), (b, a)):
-        res = align_pair(dxa, mri.fat, mri.water, mri.seg, mri.affine, **kw)
+        res = align_pair(dxa, mri.fat, mri.water, mri.seg, mri.affine, config)
         assert not res.trusted and "score" in res.reason
 
 
@@ -357,3 +361,16 @@ def test_bench_workload_runs(tmp_path):
 
     wl = pair_workload(tmp_path, "smoke", n_pairs=2)
     assert wl.run() == 2 and wl.unit == "pairs"
+
+
+def test_align_config_round_trip_and_defaults():
+    """The config reads the four profile keys and gives them back; its defaults are the default profile's."""
+    for name in ("smoke", "default", "paper"):
+        params = get_profile(name)
+        cfg = AlignConfig.from_profile(params)
+        assert cfg.to_dict() == {k: params[k] for k in cfg.to_dict()}
+        assert AlignConfig(**{f: v for f, v in zip(("pixel_mm", "angle_range_deg", "min_score", "min_stage1_score"),
+                                                   cfg.to_dict().values())}) == cfg
+    assert AlignConfig() == CONFIG
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CONFIG.pixel_mm = 1.0

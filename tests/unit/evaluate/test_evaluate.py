@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 from spinelib import evaluate as ev
 from spinelib.shape.curves import SpineCurves
 from spinelib.shape.extract import column_curves
+from spinelib.shape.frame import SubjectFrame
 from spinelib.errors import (EmptySegmentationError, InvalidArgumentError, MissingFileError, NonFiniteError,
                              ShapeError)
+from spinelib.profiles import get_profile
+from spinelib.study.config import TargetConfig
 from spinelib.study.experiment import Predictions
 from spinelib.io import write_dxa, write_nifti
 from spinelib.shape.reconstruct import Grid3D
@@ -189,7 +192,9 @@ def test_missing_run_files(tmp_path):
     with pytest.raises(MissingFileError):
         ev.test_set(tmp_path, man)
     with pytest.raises(MissingFileError):
-        ev.shifted_set(tmp_path, tmp_path / "nope.csv", {})
+        ev.shifted_set(tmp_path, tmp_path / "nope.csv", TargetConfig.from_profile(get_profile("smoke")))
+    with pytest.raises(InvalidArgumentError, match="TargetConfig"):
+        ev.shifted_set(tmp_path, tmp_path / "nope.csv", get_profile("smoke"))
 
 
 # --------------------------------------------------------------------------- 3D
@@ -231,7 +236,7 @@ def column_subject(tmp_path_factory):
     seg[inside & (np.abs(((120.0 - z) % (240.0 / 17))) < 2.0) & (band > 0)] = DISC_LABEL
     seg_path = write_nifti(root / "seg.nii.gz", seg, aff, dtype=np.uint8)
     dxa_path = write_dxa(root / "dxa.npz", np.ones(DXA_SHAPE), np.ones(DXA_SHAPE), DXA_MM)
-    target = column_curves(seg, aff, IDENTITY, DXA_SHAPE, (DXA_MM, DXA_MM), 0.0, K)
+    target = column_curves(seg, aff, SubjectFrame(IDENTITY, DXA_SHAPE, (DXA_MM, DXA_MM), 0.0), K)
     boundary_z = 120.0 - 12 * 240.0 / 17
     return {"seg_path": str(seg_path), "dxa_path": str(dxa_path), "target": target,
             "boundary_row_mm": DXA_MM * (DXA_SHAPE[0] - 1) / 2.0 - boundary_z}

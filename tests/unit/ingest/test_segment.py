@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinelib.shape.extract import column_curves
+from spinelib.shape.frame import SubjectFrame
 from spinelib.errors import (
     DTypeError,
     EmptySegmentationError,
@@ -198,8 +199,9 @@ def subjects():
 
 
 def _curves(labels, affine, s, params):
-    return column_curves(labels, affine, PlanarTransform.from_dict(s.truth["transform"]), s.bone.shape,
-                         tuple(s.pixel_spacing_mm), s.truth["table_y_mm"], params["n_levels"])
+    frame = SubjectFrame(PlanarTransform.from_dict(s.truth["transform"]), s.bone.shape,
+                         tuple(s.pixel_spacing_mm), s.truth["table_y_mm"])
+    return column_curves(labels, affine, frame, params["n_levels"])
 
 
 def test_adapter_recovers_synthetic_column(subjects):

@@ -185,14 +185,14 @@ def test_require_subjects():
 # --------------------------------------------------------------------------- the pipeline
 def test_corrupted_subjects_were_good_before(smoke_cohort):
     """Control: the subjects rejected for orientation or pairing align when left intact."""
-    from spinelib.align.cohort import align_subject
+    from spinelib.align import AlignConfig, align_subject
     from spinelib.profiles import get_profile
 
     man = io.read_manifest(smoke_cohort).set_index("subject_id")
     params = get_profile("smoke")
     for kind in ("rotated_90", "upside_down", "mri_affine_flipped", "two_people"):
         sid = KINDS[kind][0]
-        rec = align_subject(dict(man.loc[sid], subject_id=sid), params)
+        rec = align_subject(dict(man.loc[sid], subject_id=sid), AlignConfig.from_profile(params))
         assert rec["trusted"], (kind, rec["reason"])
 
 
@@ -208,7 +208,7 @@ def test_every_bad_subject_reported_with_stage_and_reason(bad_run, kind):
 
 
 def test_run_carries_on_with_the_rest(bad_run, bad_manifest, smoke_cohort):
-    from spinelib.align.cohort import align_subject
+    from spinelib.align import AlignConfig, align_subject
     from spinelib.profiles import get_profile
     from spinelib.study.targets import read_targets
 
@@ -223,7 +223,7 @@ def test_run_carries_on_with_the_rest(bad_run, bad_manifest, smoke_cohort):
     broken = {sid for sid, _, _ in KINDS.values()}
     intact = [r for r in man.to_dict(orient="records") if r["subject_id"] not in broken]
     params = get_profile("smoke")
-    expected = {r["subject_id"] for r in intact if align_subject(r, params)["trusted"]}
+    expected = {r["subject_id"] for r in intact if align_subject(r, AlignConfig.from_profile(params))["trusted"]}
     assert set(targets.subject_id) == expected
     metrics = json.loads((bad_run / "metrics.json").read_text())
     assert metrics["data_quality"]["n_rows"] == n_rows

@@ -400,25 +400,27 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
     assert row["params_total"] == ridge.n_parameters and row["best_val_l1"] == pytest.approx(ridge.best_val_l1)
     assert checkpoint_path(run, "visible_summaries").parent.name == "visible_summaries"
     test = targets.select("test")
-    pred = predict_cohort(run, manifest, list(test.subject_id), params, names=("mean_shape", "visible_summaries"),
+    pred = predict_cohort(run, manifest, list(test.subject_id), names=("mean_shape", "visible_summaries"),
                           progress=False)
     assert pred.models == ["mean_shape", "visible_summaries"]
     assert pred.values["visible_summaries"].shape == test.values.shape
     err = {m: np.abs(pred.values[m][:, 1] - test.values[:, 1]).mean() for m in pred.models}
     # the coronal centre is visible (the bone's position): the ridge reads it, the mean cannot
     assert err["visible_summaries"] < 0.3 * err["mean_shape"], err
-    with pytest.raises(CheckpointError, match="fitted on"):
-        predict_cohort(run, manifest, list(test.subject_id), {**params, "crop_pixel_mm": 5.5},
-                       names=("visible_summaries",), progress=False)
     with pytest.raises(InvalidArgumentError, match="unknown models"):
-        predict_cohort(run, manifest, list(test.subject_id), params, names=("nope",), progress=False)
+        predict_cohort(run, manifest, list(test.subject_id), names=("nope",), progress=False)
     # by default every model the run has a checkpoint of; a network reads the same scans through
-    # spinelib.learn.predict.Predictor and must have been trained on the profile's crops
-    assert predict_cohort(run, manifest, list(test.subject_id), params, progress=False).models == \
+    # spinelib.learn.predict.Predictor, so every model must have been trained on the same crops
+    assert predict_cohort(run, manifest, list(test.subject_id), progress=False).models == \
         ["mean_shape", "visible_summaries"]
+    from spinelib.bench.predict import random_checkpoint
+
+    random_checkpoint(checkpoint_path(run, "mean_shape"), {**params, "crop_pixel_mm": 5.5}, "mean_shape")
+    with pytest.raises(CheckpointError, match="fitted on"):
+        predict_cohort(run, manifest, list(test.subject_id), progress=False)
     with pytest.raises(CheckpointError, match="was trained on"):
-        predict_cohort(run, manifest, list(test.subject_id), {**params, "crop_pixel_mm": 5.5},
-                       names=("mean_shape",), progress=False)
+        predict_cohort(run, manifest, list(test.subject_id), names=("visible_summaries", "mean_shape"),
+                       progress=False)
 
 
 def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
@@ -438,7 +440,7 @@ def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
     d = read_dxa(manifest.set_index("subject_id").loc[ids[1], "dxa_path"])
     manifest.loc[manifest["subject_id"] == ids[1], "dxa_path"] = str(
         write_dxa(tmp_path / "bright.npz", d.bone * 1e4, d.tissue * 1e4, d.pixel_spacing_mm))
-    pred = predict_cohort(run, manifest, ids, params, progress=False)
+    pred = predict_cohort(run, manifest, ids, progress=False)
     assert pred.models == ["mean_shape", "resnet"]
     assert list(pred.subject_id) == [ids[0], *ids[2:]]
     assert pred.values["resnet"].shape == (len(ids) - 1, 6, 8)

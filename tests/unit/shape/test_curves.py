@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from spinelib.shape.curves import CropWindow, SpineCurves, from_crop, to_crop
 from spinelib.shape.extract import column_curves, curves_from_points
-from spinelib.shape.frame import world_to_frame
+from spinelib.shape.frame import SubjectFrame
 from spinelib.shape.table_plane import estimate_table_y
 from spinelib.errors import (
     EmptySegmentationError,
@@ -159,7 +159,7 @@ def test_box_column_known_answer(k):
     shape, sp = (201, 101), (1.0, 1.2)
     tr = PlanarTransform(0.0, 7.0, -4.0)
     table = -60.0
-    c = column_curves(seg, aff, tr, shape, sp, table, k)
+    c = column_curves(seg, aff, SubjectFrame(tr, shape, sp, table), k)
     # world -> DXA: col = c0 - (x - tx)/sc, row = r0 - (z - ty)/sr
     c0, r0 = (shape[1] - 1) / 2, (shape[0] - 1) / 2
     x_lo, x_hi = aff[0, 3] + 12 * voxel[0] - voxel[0] / 2, aff[0, 3] + 21 * voxel[0] + voxel[0] / 2
@@ -180,18 +180,18 @@ def test_box_column_known_answer(k):
 def test_patient_right_is_small_column():
     """Moving the column towards the patient's right (+x) moves it to smaller columns."""
     seg, aff = _box_column()
-    tr = PlanarTransform(0.0, 0.0, 0.0)
-    a = column_curves(seg, aff, tr, (201, 101), (1.0, 1.0), -60.0, 8)
+    frame = SubjectFrame(PlanarTransform(0.0, 0.0, 0.0), (201, 101), (1.0, 1.0), -60.0)
+    a = column_curves(seg, aff, frame, 8)
     shifted = aff.copy()
     shifted[0, 3] += 10.0
-    b = column_curves(seg, shifted, tr, (201, 101), (1.0, 1.0), -60.0, 8)
+    b = column_curves(seg, shifted, frame, 8)
     np.testing.assert_allclose(b.values[:3], a.values[:3] - 10.0, atol=1e-9)
     np.testing.assert_allclose(b.values[3:], a.values[3:], atol=1e-9)
 
 
 def test_frame_map_is_rigid_and_matches_transform():
     tr = PlanarTransform(4.0, 12.0, -30.0)
-    m = world_to_frame(tr, (240, 120), (2.2, 2.2), -55.0)
+    m = SubjectFrame(tr, (240, 120), (2.2, 2.2), -55.0).world_to_frame()
     np.testing.assert_allclose(m[:3, :3].T @ m[:3, :3], np.eye(3), atol=1e-12)
     # the DXA image centre lands on (tx, ty) in MRI: frame point of (tx, y, ty)
     p = m @ np.array([12.0, -55.0, -30.0, 1.0])
@@ -220,8 +220,9 @@ def test_tilted_cylinder_centre_follows_axis():
     seg, aff, _ = _tilted_cylinder(tilt_deg=5.0)
     tr = PlanarTransform(-3.0, 5.0, 10.0)
     shape, sp = (220, 100), (2.0, 2.0)
-    c = column_curves(seg, aff, tr, shape, sp, -30.0, 200)  # h ~ 1.4 mm < 3 mm voxels
-    w2f = world_to_frame(tr, shape, sp, -30.0)
+    frame = SubjectFrame(tr, shape, sp, -30.0)
+    c = column_curves(seg, aff, frame, 200)  # h ~ 1.4 mm < 3 mm voxels
+    w2f = frame.world_to_frame()
     inner = slice(10, -10)
     rows = c.levels_mm[inner]
     # the axis (x = tan(5) z, z) in frame coordinates, as col_mm as a function of row_mm
@@ -240,7 +241,7 @@ def test_no_empty_level_with_gap_interpolated():
     """A slab that no voxel reaches (a gap in the mask) is filled from its neighbours."""
     seg, aff = _box_column()
     seg[:, :, 20:23] = 0  # a 9 mm gap
-    c = column_curves(seg, aff, PlanarTransform(0.0, 0.0, 0.0), (201, 101), (1.0, 1.0), -60.0, 60)
+    c = column_curves(seg, aff, SubjectFrame(PlanarTransform(0.0, 0.0, 0.0), (201, 101), (1.0, 1.0), -60.0), 60)
     assert np.all(np.isfinite(c.values))
     np.testing.assert_allclose(c.values[0], c.values[0][0], atol=1e-9)
 
@@ -258,7 +259,7 @@ def test_curves_from_points_bins_by_slab():
 def test_column_curves_bad_inputs():
     seg, aff = _box_column()
     tr = PlanarTransform(0.0, 0.0, 0.0)
-    args = (tr, (201, 101), (1.0, 1.0), -60.0)
+    args = (SubjectFrame(tr, (201, 101), (1.0, 1.0), -60.0),)
     with pytest.raises(ShapeError):
         column_curves(seg[:, :, 0], aff, *args, 8)
     with pytest.raises(ShapeError):
@@ -272,7 +273,9 @@ def test_column_curves_bad_inputs():
     with pytest.raises(EmptySegmentationError, match="T1"):
         column_curves(no_t1, aff, *args, 8)
     with pytest.raises(NonFiniteError):
-        column_curves(seg, aff, tr, (201, 101), (1.0, 1.0), float("nan"), 8)
+        column_curves(seg, aff, SubjectFrame(tr, (201, 101), (1.0, 1.0), float("nan")), 8)
+    with pytest.raises(InvalidArgumentError, match="frame"):
+        column_curves(seg, aff, tr, 8)
 
 
 def test_column_curves_fast():
@@ -283,12 +286,12 @@ def test_column_curves_fast():
     seg[35:65, 20:40, 5:10] = 17
     aff = np.diag([2.2, 2.2, 3.0, 1.0])
     aff[:3, 3] = [-110.0, -66.0, -195.0]
-    tr = PlanarTransform(3.0, 4.0, -5.0)
-    column_curves(seg, aff, tr, (240, 130), (2.2, 2.2), -66.0, 209)
+    frame = SubjectFrame(PlanarTransform(3.0, 4.0, -5.0), (240, 130), (2.2, 2.2), -66.0)
+    column_curves(seg, aff, frame, 209)
     times = []
     for _ in range(5):
         t0 = time.perf_counter()
-        column_curves(seg, aff, tr, (240, 130), (2.2, 2.2), -66.0, 209)
+        column_curves(seg, aff, frame, 209)
         times.append(time.perf_counter() - t0)
     assert min(times) < 0.05, f"column_curves took {min(times) * 1e3:.1f} ms"
 
@@ -356,7 +359,7 @@ def test_general_affine_path_matches_canonical():
     """Axes permuted (voxel axis 0 is y): the general per-voxel path gives the same curves."""
     seg, aff = _box_column()
     tr = PlanarTransform(2.0, 3.0, -1.0)
-    args = (tr, (201, 101), (1.0, 1.0), -60.0, 16)
+    args = (SubjectFrame(tr, (201, 101), (1.0, 1.0), -60.0), 16)
     a = column_curves(seg, aff, *args)
     perm = np.transpose(seg, (1, 0, 2))
     paff = aff.copy()

@@ -19,6 +19,7 @@ from spinelib.shape.reconstruct import (
 )
 from spinelib.spine import DISC_LABEL
 from spinelib.geometry.transform import PlanarTransform
+from spinelib.shape.frame import SubjectFrame
 
 
 def _const_curves(k=10, a=10.0, b=6.0, cc=50.0, dc=30.0, top=0.0, bottom=100.0):
@@ -89,7 +90,7 @@ def test_column_mask_in_frame_axis_aligned_box():
     tr = PlanarTransform(0.0, 0.0, 0.0)
     shape, sp = (41, 41), (1.0, 1.0)  # frame: col_mm = 20 - x, row_mm = 20 - z
     g = Grid3D((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (41, 41, 20))
-    m = column_mask_in_frame(seg, aff, tr, shape, sp, 0.0, g)
+    m = column_mask_in_frame(seg, aff, SubjectFrame(tr, shape, sp, 0.0), g)
     expected = np.zeros(g.shape, bool)
     # voxel (i, j, k) -> row 20 - k, col 20 - i, depth j
     for i in range(5, 10):
@@ -132,10 +133,11 @@ def test_ceiling_reconstruction_iou(k):
     seg, aff = _phantom()
     tr = PlanarTransform(3.0, 12.0, -8.0)
     shape, sp, table = (240, 130), (2.2, 2.2), -60.0
-    curves = column_curves(seg, aff, tr, shape, sp, table, k)
+    frame = SubjectFrame(tr, shape, sp, table)
+    curves = column_curves(seg, aff, frame, k)
     grid = grid_for([curves], spacing_mm=1.0, margin_mm=5.0)
     rec = ellipse_mask(curves, grid)
-    true = column_mask_in_frame(seg, aff, tr, shape, sp, table, grid)
+    true = column_mask_in_frame(seg, aff, frame, grid)
     iou = iou_3d(rec, true)
     print(f"ceiling K={k}: IoU {iou:.3f}, Dice {dice_3d(rec, true):.3f}")
     assert iou > 0.85
@@ -165,6 +167,9 @@ def test_bad_inputs():
     with pytest.raises(InvalidArgumentError):
         ellipse_mask(c, (0, 0, 0))
     with pytest.raises(ShapeError):
-        column_mask_in_frame(np.zeros((3, 3)), np.eye(4), PlanarTransform(0, 0, 0), (5, 5), (1, 1), 0.0, g)
+        column_mask_in_frame(np.zeros((3, 3)), np.eye(4), SubjectFrame(PlanarTransform(0, 0, 0), (5, 5), (1, 1), 0.0),
+                             g)
+    with pytest.raises(InvalidArgumentError, match="frame"):
+        column_mask_in_frame(np.zeros((3, 3, 3)), np.eye(4), PlanarTransform(0, 0, 0), g)
     with pytest.raises(InvalidArgumentError):
         centreline_points(np.zeros((6, 4)))

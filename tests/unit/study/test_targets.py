@@ -9,13 +9,16 @@ from spinelib.errors import InvalidArgumentError, MissingFileError, ShapeError, 
 from spinelib.io import read_manifest
 from spinelib.profiles import get_profile
 from spinelib.study.cohort_targets import prepare_cohort
+from spinelib.study.config import TargetConfig
 from spinelib.study.targets import TargetSet, read_targets, write_targets
 
+
+SMOKE = TargetConfig.from_profile(get_profile("smoke"))
 
 @pytest.fixture(scope="module")
 def prepared(smoke_cohort):
     manifest = read_manifest(smoke_cohort).head(6)
-    return prepare_cohort(manifest, get_profile("smoke"), jobs=1, progress=False)
+    return prepare_cohort(manifest, SMOKE, jobs=1, progress=False)
 
 
 def test_targets_close_to_those_of_the_true_transform(prepared):
@@ -49,7 +52,7 @@ def test_bad_subject_reported_not_dropped(smoke_cohort, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"\x00" * 10)
     manifest.loc[2, "dxa_path"] = str(bad)
-    table, targets = prepare_cohort(manifest, get_profile("smoke"), jobs=1, progress=False)
+    table, targets = prepare_cohort(manifest, SMOKE, jobs=1, progress=False)
     assert len(table) == 3
     assert not table.loc[0, "trusted"] and table.loc[0, "reason"]
     assert not table.loc[2, "trusted"] and "load failed" in table.loc[2, "reason"]
@@ -116,13 +119,13 @@ def test_truth_targets_with_and_without_seg_dxa(smoke_cohort, tmp_path):
     manifest.loc[1, ["dxa_path", "mri_fat_path", "mri_water_path", "seg_path", "split"]] = [
         rows[1][c] for c in ("dxa_path", "mri_fat_path", "mri_water_path", "seg_path", "split")]
     manifest.loc[1, "truth_path"] = str(_with_truth_copy(rows[1], tmp_path / "second", None)["truth_path"])
-    res = prepare_cohort_targets(manifest, get_profile("smoke"), jobs=1, progress=False)
+    res = prepare_cohort_targets(manifest, SMOKE, jobs=1, progress=False)
     assert list(res.truth.anatomy) == [ANATOMY_DXA, ANATOMY_MRI]
     assert res.truth.curves(0).allclose(dxa_c)
     tt = res.truth_table.set_index("subject_id")
     assert tt["has_truth_targets"].all() and "seg_dxa" in tt.iloc[1]["reason"] and tt.iloc[0]["reason"] == ""
     # the estimated targets are untouched by the truth targets
-    assert np.array_equal(res.targets.values, prepare_cohort(manifest, get_profile("smoke"), jobs=1,
+    assert np.array_equal(res.targets.values, prepare_cohort(manifest, SMOKE, jobs=1,
                                                              progress=False)[1].values)
     back = read_targets(write_targets(tmp_path / "truth.npz", res.truth))
     assert list(back.anatomy) == list(res.truth.anatomy)
@@ -132,15 +135,23 @@ def test_truth_targets_for_rejected_alignments_and_none_for_real_data(smoke_coho
     from spinelib.study.cohort_targets import prepare_cohort_targets
 
     manifest = read_manifest(smoke_cohort).head(3).copy()
-    params = get_profile("smoke", {"align_min_score": 1.01})  # reject every alignment
+    params = TargetConfig.from_profile(get_profile("smoke", {"align_min_score": 1.0}))  # reject every alignment
     manifest.loc[2, "truth_path"] = ""  # a subject without truth (real data)
     res = prepare_cohort_targets(manifest, params, jobs=1, progress=False)
     assert len(res.targets) == 0 and not res.alignment["trusted"].any()
     assert list(res.truth.subject_id) == list(manifest["subject_id"][:2])
     assert res.truth_table.loc[2, "reason"] == "no true transform (real data)"
     assert not res.truth_table.loc[2, "has_truth_targets"]
+    with pytest.raises(InvalidArgumentError, match="TargetConfig"):
+        prepare_cohort_targets(manifest, get_profile("smoke"), jobs=1, progress=False)
     with pytest.raises(InvalidArgumentError, match="n_levels"):
-        prepare_cohort_targets(manifest, {}, jobs=1, progress=False)
+        TargetConfig.from_profile({k: v for k, v in get_profile("smoke").items() if k != "n_levels"})
+    with pytest.raises(InvalidArgumentError, match="n_levels"):
+        TargetConfig(SMOKE.align, 2)
+    with pytest.raises(InvalidArgumentError, match="AlignConfig"):
+        TargetConfig(get_profile("smoke"), 32)
+    with pytest.raises(InvalidArgumentError, match="allow_pickle"):
+        TargetConfig(SMOKE.align, 32, "yes")
 
 
 def test_targetset_anatomy_validated_and_subset():
@@ -156,3 +167,10 @@ def test_targetset_anatomy_validated_and_subset():
         TargetSet(*base, anatomy=np.array(["mri_session"]))
     with pytest.raises(InvalidArgumentError, match="no targets"):
         t.subset(["zz"])
+
+
+def test_target_config_key_names_every_setting_under_its_profile_key():
+    params = get_profile("default", {"allow_pickle": True})
+    key = TargetConfig.from_profile(params).key()
+    assert key == {k: params[k] for k in ("align_pixel_mm", "align_angle_range_deg", "align_min_score",
+                                         "align_min_stage1_score", "n_levels", "allow_pickle")}

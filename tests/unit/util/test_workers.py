@@ -3,6 +3,7 @@ outputs from local processes, a Dask LocalCluster and shards (spinelib.util.reco
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import math
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from spinelib.errors import InvalidArgumentError, SpineLibError, UnreadableFileError
 from spinelib.profiles import get_profile
+from spinelib.study.config import TargetConfig
 from spinelib.util.records import read_record, write_record
 from spinelib.util.workers import Engine, Failed, Shard, chunk_size, fan_out, store_folder
 
@@ -139,7 +141,7 @@ def test_alignment_targets_local_dask_and_shards_agree(tmp_path, smoke_cohort):
     from spinelib.study.cohort_targets import align_cohort_targets, prepare_cohort_targets
 
     manifest = read_manifest(smoke_cohort).iloc[:9].reset_index(drop=True)
-    params = get_profile("smoke")
+    params = TargetConfig.from_profile(get_profile("smoke"))
     local = prepare_cohort_targets(manifest, params, jobs=2, progress=False)
     dask = prepare_cohort_targets(manifest, params, jobs=DASK, progress=False)
     store = tmp_path / "store"
@@ -223,7 +225,7 @@ def test_cli_align_shards_fill_the_store_the_alignment_section_reads(tmp_path, s
     for i in range(2):
         assert main(["align", "--run", str(run), "--data", str(small), "--profile", "smoke", "--shard", f"{i}/2"]) == 0
         assert "3 subjects aligned into" in capsys.readouterr().out
-    params = get_profile("smoke")
+    params = TargetConfig.from_profile(get_profile("smoke"))
     store = target_store(run, params)
     written = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
     assert len(written) == 6
@@ -234,6 +236,8 @@ def test_cli_align_shards_fill_the_store_the_alignment_section_reads(tmp_path, s
     pd.testing.assert_frame_equal(got.alignment.drop(columns="seconds"), want.alignment.drop(columns="seconds"))
     assert np.array_equal(got.truth.values, want.truth.values)
     # another parameter is another store: nothing stale is read
-    assert target_store(run, {**params, "n_levels": 16}) != store
+    assert target_store(run, dataclasses.replace(params, n_levels=16)) != store
+    with pytest.raises(InvalidArgumentError, match="TargetConfig"):
+        target_store(run, get_profile("smoke"))
     assert main(["align", "--run", str(run), "--data", str(small), "--shard", "2/2"]) == 2
     assert "shard index must be in 0..1" in capsys.readouterr().err

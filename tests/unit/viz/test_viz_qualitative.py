@@ -12,6 +12,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from spinelib.shape.extract import column_curves  # noqa: E402
+from spinelib.shape.frame import SubjectFrame  # noqa: E402
 from spinelib.errors import (  # noqa: E402
     EmptySegmentationError,
     InvalidArgumentError,
@@ -230,7 +231,7 @@ def _phantom(amp_mm: float):
     bone[20:60, 20:30] = 1.0
     dxa = DXAImage(bone, bone * 0.1, np.array(sp))
     tr = PlanarTransform(0.0, 0.0, 0.0)
-    true = column_curves(seg, aff, tr, dxa_shape, sp, -30.0, 12)
+    true = column_curves(seg, aff, SubjectFrame(tr, dxa_shape, sp, -30.0), 12)
     shifted = true.values.copy()
     shifted[:3] += 4.0  # the "prediction": the column moved 4 mm in the coronal plane
     from spinelib.shape.curves import SpineCurves
