@@ -86,6 +86,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 def _synth(ns: argparse.Namespace) -> int:
     from .profiles import get_profile
     from .synth.cohort import generate_cohort
+    from .synth.config import SynthConfig
 
     overrides = _overrides(ns, ns.profile)
     if ns.n is not None:
@@ -93,7 +94,7 @@ def _synth(ns: argparse.Namespace) -> int:
     if ns.seed is not None:
         overrides["seed"] = ns.seed
     params = get_profile(ns.profile, overrides)
-    manifest = generate_cohort(ns.out, params, jobs=_engine(ns), shard=_shard(ns))
+    manifest = generate_cohort(ns.out, SynthConfig.from_profile(params), jobs=_engine(ns), shard=_shard(ns))
     if manifest is None:
         log.info("shard %s written to %s; the manifest comes with the last shard", ns.shard, ns.out)
     else:

@@ -21,7 +21,6 @@ __all__ = [
     "DuplicateIdError",
     "UnsafeLoadError",
     "CheckpointError",
-    "AlignmentError",
     "ProfileError",
     "PipelineError",
     "InsufficientDataError",
@@ -79,10 +78,6 @@ class UnsafeLoadError(SpineLibError, PermissionError):
 
 class CheckpointError(SpineLibError, ValueError):
     """A model checkpoint is missing, corrupt or made for another configuration."""
-
-
-class AlignmentError(SpineLibError, RuntimeError):
-    """A DXA/MRI pair cannot be aligned at all (not merely flagged as untrustworthy)."""
 
 
 class ProfileError(SpineLibError, KeyError):

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from spinelib.synth.config import SynthConfig
 
 SMOKE_SUBJECTS = 40
 
@@ -45,7 +46,7 @@ def smoke_cohort(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("cohort-smoke")
     params = get_profile("smoke", {"n_subjects": SMOKE_SUBJECTS})
-    return generate_cohort(out, params, jobs=2, progress=False)
+    return generate_cohort(out, SynthConfig.from_profile(params), jobs=2, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +56,8 @@ def smoke_shifted_cohort(tmp_path_factory) -> Path:
     from spinelib.synth.cohort import generate_cohort
 
     params = get_profile("smoke", {"n_subjects": 6, "seed": 7, "scoliosis_severity": 2.5, "posture_change_mm": 2.0})
-    return generate_cohort(tmp_path_factory.mktemp("cohort-shifted"), params, jobs=1, progress=False)
+    return generate_cohort(tmp_path_factory.mktemp("cohort-shifted"), SynthConfig.from_profile(params), jobs=1,
+                           progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..errors import DTypeError, EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
+from ..errors import DTypeError, EmptySegmentationError, NonFiniteError, ShapeError
 from ..spine import COLUMN_LABELS, DISC_LABEL, LUMBOSACRAL_DISC_LABEL
 from ..geometry.transform import coronal_affine
+from ..io.checks import check_positive
 
 __all__ = [
     "WorldMap",
@@ -62,13 +63,8 @@ class WorldMap:
 
 # --------------------------------------------------------------------------- validation
 def _check_pixel_mm(pixel_mm: float) -> float:
-    try:
-        s = float(pixel_mm)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"pixel_mm must be a positive number of mm, got {pixel_mm!r}") from None
-    if not np.isfinite(s) or s <= 0:
-        raise InvalidArgumentError(f"pixel_mm must be a positive number of mm, got {pixel_mm!r}")
-    return s
+    """``pixel_mm`` (the grid's pixel, mm) as a positive finite float."""
+    return check_positive(pixel_mm, "pixel_mm")
 
 
 def _finite_array(a: Any, name: str, ndim: int) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, ShapeError
-from ..geometry.transform import PlanarTransform, _check_spacing, coronal_affine
+from ..geometry.transform import PlanarTransform, check_image_spacing, coronal_affine
 from .config import AlignConfig
 from .features import (WorldMap, _finite_array, dxa_thickness, mri_coronal_thickness,
                        mri_spine_projection)
@@ -96,7 +96,7 @@ def _dxa_fields(dxa: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     tissue = _finite_array(tissue, "DXA tissue", 2)
     if bone.shape != tissue.shape:
         raise ShapeError(f"DXA bone {bone.shape} and tissue {tissue.shape} differ in shape")
-    return bone, tissue, _check_spacing(tuple(np.asarray(spacing, dtype=float).ravel()))
+    return bone, tissue, check_image_spacing(tuple(np.asarray(spacing, dtype=float).ravel()))
 
 
 # --------------------------------------------------------------------------- the pair

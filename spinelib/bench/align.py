@@ -22,11 +22,12 @@ def pair_workload(workdir: Path, profile: str, *, n_pairs: int = N_PAIRS):
     from ..io import load_subject, read_manifest
     from ..profiles import get_profile
     from ..synth.cohort import generate_cohort
+    from ..synth.config import SynthConfig
     from ..align.config import AlignConfig
     from ..align.pair import align_pair
 
     params = get_profile(profile, {"n_subjects": int(n_pairs)})
-    manifest = generate_cohort(Path(workdir) / "cohort", params, jobs=1)
+    manifest = generate_cohort(Path(workdir) / "cohort", SynthConfig.from_profile(params), jobs=1)
     subjects = [load_subject(row) for row in read_manifest(manifest).to_dict(orient="records")]
     config = AlignConfig.from_profile(params)
 

@@ -76,14 +76,16 @@ def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
     from ..shape.extract import column_curves
     from ..shape.frame import SubjectFrame
     from ..io import DXAImage
+    from ..synth.config import SynthConfig
     from ..synth.subject import make_subject
     from ..geometry.transform import PlanarTransform
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InvalidArgumentError(f"n must be an integer >= 1, got {n!r}")
     dxas, curves = [], []
+    config = SynthConfig.from_profile(params)
     for i in range(int(start), int(start) + int(n)):
-        s = make_subject(i, dict(params))
+        s = make_subject(i, config)
         dxas.append(DXAImage(s.bone, s.tissue, np.asarray(s.pixel_spacing_mm, float),
                              s.lateral_bone, s.lateral_tissue, np.asarray(s.lateral_pixel_spacing_mm, float)))
         frame = SubjectFrame(PlanarTransform.from_dict(s.truth["transform"]), s.bone.shape,
@@ -95,9 +97,10 @@ def synthetic_examples(n: int, params: Mapping, *, start: int = 0):
 def write_synthetic_dxa(path: str | Path, params: Mapping, *, index: int = 0, lateral: bool = True) -> Path:
     """Write synthetic subject ``index`` of ``params``'s cohort as a ``dxa.npz``; returns the path."""
     from ..io import write_dxa
+    from ..synth.config import SynthConfig
     from ..synth.subject import make_subject
 
-    s = make_subject(int(index), dict(params))
+    s = make_subject(int(index), SynthConfig.from_profile(params))
     extra = dict(lateral_bone=s.lateral_bone, lateral_tissue=s.lateral_tissue,
                  lateral_pixel_spacing_mm=s.lateral_pixel_spacing_mm) if lateral else {}
     return write_dxa(path, s.bone, s.tissue, s.pixel_spacing_mm, **extra)

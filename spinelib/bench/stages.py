@@ -97,20 +97,23 @@ def _stage_workload(workdir: Path, profile: str, name: str,
 
 def _cohort(workdir: Path, params: dict, n: int) -> Path:
     from ..synth.cohort import generate_cohort
+    from ..synth.config import SynthConfig
 
-    return generate_cohort(workdir / "cohort", {**params, "n_subjects": n}, progress=False)
+    return generate_cohort(workdir / "cohort", SynthConfig.from_profile(params).with_subjects(n), progress=False)
 
 
 def _synth(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
     from ..synth.cohort import write_subject
+    from ..synth.config import SynthConfig
 
+    config = SynthConfig.from_profile(params)
     out = workdir / "cohort"
     out.mkdir(parents=True, exist_ok=True)
 
     def stage(i: int) -> None:
         folder = out / f"s{i}"
         shutil.rmtree(folder, ignore_errors=True)
-        write_subject(folder, i, params)
+        write_subject(folder, i, config)
 
     return stage
 

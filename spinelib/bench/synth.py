@@ -26,8 +26,10 @@ def _du_bytes(path: Path) -> int:
 def cohort_workload(workdir: Path, profile: str) -> BenchWorkload:
     """Each repeat writes the whole cohort of ``profile`` from scratch (no resume)."""
     from ..synth.cohort import generate_cohort
+    from ..synth.config import SynthConfig
 
     params = get_profile(profile)
+    config = SynthConfig.from_profile(params)
     jobs = _cores()
     workdir = Path(workdir)
     out = workdir / "cohort"
@@ -36,7 +38,7 @@ def cohort_workload(workdir: Path, profile: str) -> BenchWorkload:
     def run() -> int:
         if out.exists():
             shutil.rmtree(out)
-        generate_cohort(out, params, jobs=jobs, progress=False)
+        generate_cohort(out, config, jobs=jobs, progress=False)
         extra["disk_bytes"] = _du_bytes(out)
         extra["disk_mb_per_subject"] = extra["disk_bytes"] / 2**20 / params["n_subjects"]
         return int(params["n_subjects"])

@@ -46,8 +46,9 @@ __all__ = [
     "dxa_pixel_to_mri",
     "apply2d",
     "coronal_affine",
-    "sagittal_affine",
     "transform_error_mm",
+    "check_image_shape",
+    "check_image_spacing",
 ]
 
 
@@ -58,7 +59,28 @@ def _as_points(points: np.ndarray, name: str = "points") -> np.ndarray:
     return pts
 
 
-def _check_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
+def check_image_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
+    """A DXA image's ``(row, col)`` pixel spacing, checked.
+
+    Parameters
+    ----------
+    spacing : two numbers, mm.
+
+    Returns
+    -------
+    (float, float)
+        The row and column spacing in mm.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not exactly two values, or one that is not finite and > 0.
+
+    Examples
+    --------
+    >>> check_image_spacing((0.5, 0.6))
+    (0.5, 0.6)
+    """
     sp = np.asarray(spacing, dtype=float)
     if sp.shape != (2,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise InvalidArgumentError(
@@ -67,10 +89,35 @@ def _check_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
     return float(sp[0]), float(sp[1])
 
 
-def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
+def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """A DXA image's ``(n_rows, n_cols)``, checked.
+
+    Parameters
+    ----------
+    shape : two sizes.
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not two sizes, or a size below 1.
+
+    Examples
+    --------
+    >>> check_image_shape((300, 200))
+    (300, 200)
+    """
     if len(shape) != 2 or min(shape) < 1:
         raise InvalidArgumentError(f"image shape must be two positive sizes, got {shape!r}")
     return int(shape[0]), int(shape[1])
+
+
+# the old private names, until spinelib.shape.frame imports the public ones
+_check_spacing = check_image_spacing
+_check_shape = check_image_shape
 
 
 def rigid2d(theta_deg: float, tx_mm: float, ty_mm: float) -> np.ndarray:
@@ -100,8 +147,8 @@ def dxa_pixel_to_frame(shape: tuple[int, int], spacing: tuple[float, float]) -> 
     -------
     (3, 3) float array.
     """
-    n_rows, n_cols = _check_shape(shape)
-    sr, sc = _check_spacing(spacing)
+    n_rows, n_cols = check_image_shape(shape)
+    sr, sc = check_image_spacing(spacing)
     r0, c0 = (n_rows - 1) / 2.0, (n_cols - 1) / 2.0
     # x_d = -sc * (col - c0); z_d = -sr * (row - r0)
     return np.array([[0.0, -sc, sc * c0], [-sr, 0.0, sr * r0], [0.0, 0.0, 1.0]])
@@ -191,13 +238,6 @@ def coronal_affine(affine: np.ndarray) -> np.ndarray:
     """
     a = _canonical(affine)
     return np.array([[a[0, 0], 0.0, a[0, 3]], [0.0, a[2, 2], a[2, 3]], [0.0, 0.0, 1.0]])
-
-
-def sagittal_affine(affine: np.ndarray) -> np.ndarray:
-    """(3, 3) matrix from sagittal-projection indices ``(j, k, 1)`` (``vol.sum(axis=0)``)
-    of a canonical RAS volume to world ``(y, z, 1)`` in mm."""
-    a = _canonical(affine)
-    return np.array([[a[1, 1], 0.0, a[1, 3]], [0.0, a[2, 2], a[2, 3]], [0.0, 0.0, 1.0]])
 
 
 def _canonical(affine: np.ndarray) -> np.ndarray:

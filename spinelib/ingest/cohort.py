@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidArgumentError, MissingFileError
+from ..io.manifest import check_split_fractions, manifest_row
 from ..util.atomic import ensure_writable_dir, remove_stale_temporaries, write_text_atomic
 from ..util.workers import Engine, Failed, Shard, fan_out
 from .dicomzip import DXA_FIELD, MRI_FIELD, parse_bulk_name
@@ -165,10 +166,7 @@ def _check_args(jobs, seed, split_fractions, seg_dir) -> None:
         raise InvalidArgumentError(f"jobs must be a positive integer, got {jobs!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InvalidArgumentError(f"seed must be an integer, got {seed!r}")
-    f = np.asarray(split_fractions, dtype=float) if np.ndim(split_fractions) == 1 else None
-    if f is None or f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
-        raise InvalidArgumentError(
-            f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions!r}")
+    check_split_fractions(split_fractions)
     if seg_dir is not None and not Path(seg_dir).is_dir():
         raise MissingFileError(f"segmentation folder {seg_dir} does not exist")
 
@@ -237,9 +235,7 @@ def _cohort_report(dest: Path, results: list[tuple[str, str, str]], ignored: dic
     report.splits = {sid: by_eid[eid_of[sid]] for sid in report.ingested}
     _write_failures(dest, report.failures)
     if report.ingested:
-        rows = [{"subject_id": sid, "split": report.splits[sid], "dxa_path": f"{sid}/dxa.npz",
-                 "mri_fat_path": f"{sid}/mri_fat.nii.gz", "mri_water_path": f"{sid}/mri_water.nii.gz",
-                 "seg_path": f"{sid}/seg.nii.gz", "truth_path": ""} for sid in report.ingested]
+        rows = [manifest_row(sid, report.splits[sid], truth=False) for sid in report.ingested]
         report.manifest_path = write_manifest(dest / "manifest.csv", rows)
     for sid, reason in sorted(report.failures.items()):
         if reason != NO_SEGMENTATION:

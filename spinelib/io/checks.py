@@ -1,4 +1,5 @@
-"""Shared input checks of the readers and writers: files, 2D images, pixel spacings, affines.
+"""Shared input checks of the readers and writers: files, numbers, 2D images, pixel spacings,
+affines.
 
 The one place where :mod:`spinelib.io` validates an argument or a value read from a
 file. Each check returns the value in its canonical dtype and shape, or raises a
@@ -30,7 +31,8 @@ from ..errors import (
     UnreadableFileError,
 )
 
-__all__ = ["in_path", "existing_file", "check_pixel_spacing", "check_image2d", "check_affine"]
+__all__ = ["in_path", "existing_file", "check_number", "check_positive", "check_pixel_spacing", "check_image2d",
+           "check_affine"]
 
 
 def in_path(path: str | Path | None) -> str:
@@ -54,6 +56,64 @@ def existing_file(path: str | Path, what: str) -> Path:
     if p.is_dir():
         raise UnreadableFileError(f"{what} {p} is a folder, not a file")
     return p
+
+
+def check_number(value: Any, name: str, path: str | Path | None = None) -> float:
+    """``value`` as a Python float (anything ``float()`` takes; NaN and infinity pass).
+
+    Parameters
+    ----------
+    value : the argument or the value read from a file.
+    name : how error messages name it.
+    path : the file it came from, or None for an argument.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``value`` is not a number.
+
+    Examples
+    --------
+    >>> check_number("2.5", "view_deg")
+    2.5
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}") from None
+
+
+def check_positive(value: Any, name: str, path: str | Path | None = None) -> float:
+    """``value`` as a positive finite Python float (a size, a pixel, a standard deviation).
+
+    Parameters
+    ----------
+    value : the argument or the value read from a file.
+    name : how error messages name it.
+    path : the file it came from, or None for an argument.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``value`` is not a number, or not finite and > 0.
+
+    Examples
+    --------
+    >>> check_positive(0.5, "pixel_mm")
+    0.5
+    """
+    v = check_number(value, name, path)
+    if not np.isfinite(v) or v <= 0:
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be positive and finite, got {value!r}")
+    return v
 
 
 def check_pixel_spacing(value: Any, name: str, path: str | Path | None) -> np.ndarray:

@@ -101,6 +101,19 @@ class DXAImage:
 # --------------------------------------------------------------------------- validation
 
 
+def _check_view(
+    bone: Any, tissue: Any, pixel_spacing_mm: Any, prefix: str, path: str | Path | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One view's bone and tissue images (float32, of one shape) and its (row, col) spacing;
+    ``prefix`` ("" or "lateral_") starts the names the errors give them."""
+    b = check_image2d(bone, f"{prefix}bone", path)
+    t = check_image2d(tissue, f"{prefix}tissue", path)
+    s = check_pixel_spacing(pixel_spacing_mm, f"{prefix}pixel_spacing_mm", path)
+    if b.shape != t.shape:
+        raise ShapeError(f"{prefix}bone {b.shape} and {prefix}tissue {t.shape} shapes differ{in_path(path)}")
+    return b, t, s
+
+
 def _check_dxa(
     bone: Any,
     tissue: Any,
@@ -111,15 +124,8 @@ def _check_dxa(
     path: str | Path | None,
 ) -> dict[str, np.ndarray]:
     """Validate a DXA's arrays once; returns them in ``DXA_KEYS`` order and dtypes."""
-    out: dict[str, np.ndarray] = {
-        "bone": check_image2d(bone, "bone", path),
-        "tissue": check_image2d(tissue, "tissue", path),
-        "pixel_spacing_mm": check_pixel_spacing(pixel_spacing_mm, "pixel_spacing_mm", path),
-    }
-    if out["bone"].shape != out["tissue"].shape:
-        raise ShapeError(
-            f"bone {out['bone'].shape} and tissue {out['tissue'].shape} shapes differ{in_path(path)}"
-        )
+    b, t, s = _check_view(bone, tissue, pixel_spacing_mm, "", path)
+    out: dict[str, np.ndarray] = {"bone": b, "tissue": t, "pixel_spacing_mm": s}
     lateral = (lateral_bone, lateral_tissue, lateral_pixel_spacing_mm)
     given = [v is not None for v in lateral]
     if any(given) and not all(given):
@@ -128,26 +134,15 @@ def _check_dxa(
             f"{in_path(path)}; got only {[k for k, g in zip(DXA_KEYS[3:], given) if g]}"
         )
     if all(given):
-        out.update(_check_lateral(*lateral, out["bone"].shape[0], out["pixel_spacing_mm"][0], path))
+        out.update(_check_lateral(lateral, out["bone"].shape[0], out["pixel_spacing_mm"][0], path))
     return out
 
 
 def _check_lateral(
-    lateral_bone: Any,
-    lateral_tissue: Any,
-    lateral_pixel_spacing_mm: Any,
-    ap_rows: int,
-    ap_row_spacing_mm: float,
-    path: str | Path | None,
+    lateral: tuple[Any, Any, Any], ap_rows: int, ap_row_spacing_mm: float, path: str | Path | None
 ) -> dict[str, np.ndarray]:
-    """Validate the lateral view, whose rows must be the AP view's rows."""
-    lb = check_image2d(lateral_bone, "lateral_bone", path)
-    lt = check_image2d(lateral_tissue, "lateral_tissue", path)
-    ls = check_pixel_spacing(lateral_pixel_spacing_mm, "lateral_pixel_spacing_mm", path)
-    if lb.shape != lt.shape:
-        raise ShapeError(
-            f"lateral_bone {lb.shape} and lateral_tissue {lt.shape} shapes differ{in_path(path)}"
-        )
+    """Validate the lateral view ``(bone, tissue, pixel_spacing_mm)``, whose rows must be the AP view's rows."""
+    lb, lt, ls = _check_view(*lateral, "lateral_", path)
     if lb.shape[0] != ap_rows:
         raise ShapeError(
             f"lateral view has {lb.shape[0]} rows but the AP view {ap_rows}"

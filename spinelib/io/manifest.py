@@ -33,6 +33,8 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "PATH_COLUMNS",
     "SPLITS",
+    "check_split_fractions",
+    "manifest_row",
     "manifest_cell",
     "validate_manifest",
     "write_manifest",
@@ -54,6 +56,69 @@ PATH_COLUMNS: tuple[str, ...] = MANIFEST_COLUMNS[2:]
 _REQUIRED_PATHS: tuple[str, ...] = PATH_COLUMNS[:-1]
 #: The allowed values of ``split``.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def check_split_fractions(fractions: Any) -> tuple[float, float, float]:
+    """``fractions`` (train, val, test) as three floats, refused unless they are non-negative
+    and sum to 1 (within 1e-6).
+
+    >>> check_split_fractions([0.7, 0.1, 0.2])
+    (0.7, 0.1, 0.2)
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not three numbers, a negative or non-finite one, or a sum other than 1.
+    """
+    try:
+        f = [float(v) for v in fractions]
+    except (TypeError, ValueError):
+        f = []
+    if isinstance(fractions, (str, bytes)) or len(f) != len(SPLITS) or not all(math.isfinite(v) and v >= 0 for v in f) \
+            or abs(sum(f) - 1.0) > 1e-6:
+        raise InvalidArgumentError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions!r}")
+    return (f[0], f[1], f[2])
+
+
+#: Where each path column points in a cohort this package writes (``spinelib synth``,
+#: ``spinelib ingest``): a file of that name in the subject's folder ``<subject_id>/``.
+_FOLDER_FILES: dict[str, str] = {
+    "dxa_path": "dxa.npz",
+    "mri_fat_path": "mri_fat.nii.gz",
+    "mri_water_path": "mri_water.nii.gz",
+    "seg_path": "seg.nii.gz",
+    "truth_path": "truth.json",
+}
+
+
+def manifest_row(subject_id: str, split: str, *, truth: bool) -> dict[str, str]:
+    """The manifest row of a subject whose files lie in its folder ``<subject_id>/`` beside
+    the manifest, as the cohort writers lay them out.
+
+    Parameters
+    ----------
+    subject_id : the subject, also the name of its folder.
+    split : one of :data:`SPLITS` (checked when the manifest is written).
+    truth : whether the folder holds a ``truth.json`` (synthetic cohorts); without one,
+        ``truth_path`` is empty (real data).
+
+    Returns
+    -------
+    dict
+        ``{column: value}`` for every column of :data:`MANIFEST_COLUMNS`, paths relative to
+        the manifest's folder.
+
+    Examples
+    --------
+    >>> row = manifest_row("s1", "train", truth=False)
+    >>> row["dxa_path"], row["seg_path"], row["truth_path"]
+    ('s1/dxa.npz', 's1/seg.nii.gz', '')
+    """
+    row = {"subject_id": subject_id, "split": split}
+    row.update({col: f"{subject_id}/{name}" for col, name in _FOLDER_FILES.items()})
+    if not truth:
+        row["truth_path"] = ""
+    return row
 
 
 def manifest_cell(value: Any) -> str:

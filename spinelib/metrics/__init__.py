@@ -12,7 +12,8 @@ re-exported here:
 ``overlap``
     IoU and Dice of two masks;
 ``surface``
-    directed surface distances, HD95 and the mean surface distance of two masks;
+    a mask's surface voxels; directed surface distances, HD95 and the mean surface distance of
+    two masks;
 ``tangents``
     the tangent angle of a centreline (a local quadratic fit);
 ``clinical``
@@ -42,7 +43,7 @@ from .clinical import (END_MARGIN_MM, MIN_SWING_DEG, PARTIAL_WIDTH_RATIO, THORAC
 from .curves2d import curve_errors
 from .overlap import dice_3d, iou_3d
 from .r2 import r2_score, summary_r2
-from .surface import hausdorff95_mm, mean_surface_distance_mm, surface_distances_mm
+from .surface import hausdorff95_mm, mean_surface_distance_mm, surface_distances_mm, surface_voxels
 from .tangents import TANGENT_WINDOW_MM, tangent_angles_deg
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "extent_errors_mm",
     "iou_3d",
     "dice_3d",
+    "surface_voxels",
     "surface_distances_mm",
     "hausdorff95_mm",
     "mean_surface_distance_mm",

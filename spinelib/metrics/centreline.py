@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
-from ..shape.curves import MIN_LEVELS, SpineCurves
+from ..errors import InvalidArgumentError, ShapeError
+from ..shape.curves import SpineCurves
+from .curves2d import _level_array
 
 __all__ = ["centreline_deviation_mm", "centreline_same_row_mm", "extent_errors_mm"]
 
@@ -20,14 +21,7 @@ def _centreline(x, name: str) -> np.ndarray:
     """``x`` as a checked (K, 3) centreline ``(row_mm, col_mm, depth_mm)`` per level."""
     if isinstance(x, SpineCurves):
         return np.stack([x.levels_mm, x.values[1], x.values[4]], axis=1)
-    a = np.asarray(x, dtype=float)
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ShapeError(f"{name} must be SpineCurves or a (K, 3) centreline, got shape {a.shape}")
-    if a.shape[0] < MIN_LEVELS:
-        raise InvalidArgumentError(f"{name} needs at least {MIN_LEVELS} levels, got K = {a.shape[0]}")
-    if not np.all(np.isfinite(a)):
-        raise NonFiniteError(f"{name} holds NaN or infinite values")
-    return a
+    return _level_array(x, name, width=3, level_axis=0, what="a (K, 3) centreline")
 
 
 def centreline_deviation_mm(pred, true) -> float:

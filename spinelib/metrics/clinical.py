@@ -274,11 +274,12 @@ def clinical_measures(
         window_mm=window_mm,
         min_swing_deg=min_swing_deg,
     )
+    top, mid, bottom = _sagittal_parts(curves, thoracic_fraction, window_mm)  # once for both angles
     return {
         "cobb_deg": cobb.angle_deg,
         "apex_level_index": cobb.apex_index + lo,
         "cobb_upper_index": cobb.upper_index + lo,
         "cobb_lower_index": cobb.lower_index + lo,
-        "kyphosis_deg": kyphosis_deg(curves, thoracic_fraction=thoracic_fraction, window_mm=window_mm),
-        "lordosis_deg": lordosis_deg(curves, thoracic_fraction=thoracic_fraction, window_mm=window_mm),
+        "kyphosis_deg": mid - top,  # kyphosis_deg
+        "lordosis_deg": mid - bottom,  # lordosis_deg
     }

@@ -15,18 +15,26 @@ from ..spine import CURVE_NAMES
 __all__ = ["curve_errors"]
 
 
+def _level_array(x, name: str, *, width: int, level_axis: int, what: str) -> np.ndarray:
+    """``x`` as a checked 2D float array of ``width`` values per level: levels along
+    ``level_axis`` (0: ``(K, width)``, 1: ``(width, K)``), at least ``MIN_LEVELS`` of them, all
+    finite; ``what`` names the expected array in the error (``"a (6, K) array"``). Shared by
+    the metrics that take a curve set as SpineCurves or as an array."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 2 or a.shape[1 - level_axis] != width:
+        raise ShapeError(f"{name} must be SpineCurves or {what}, got shape {a.shape}")
+    if a.shape[level_axis] < MIN_LEVELS:
+        raise InvalidArgumentError(f"{name} needs at least {MIN_LEVELS} levels, got K = {a.shape[level_axis]}")
+    if not np.all(np.isfinite(a)):
+        raise NonFiniteError(f"{name} holds NaN or infinite values")
+    return a
+
+
 def _curve_array(x, name: str) -> np.ndarray:
     """``x`` as a checked (6, K) float array of curves in mm."""
     if isinstance(x, SpineCurves):
         return np.asarray(x.values, dtype=float)
-    a = np.asarray(x, dtype=float)
-    if a.ndim != 2 or a.shape[0] != len(CURVE_NAMES):
-        raise ShapeError(f"{name} must be SpineCurves or a (6, K) array, got shape {a.shape}")
-    if a.shape[1] < MIN_LEVELS:
-        raise InvalidArgumentError(f"{name} needs at least {MIN_LEVELS} levels, got K = {a.shape[1]}")
-    if not np.all(np.isfinite(a)):
-        raise NonFiniteError(f"{name} holds NaN or infinite values")
-    return a
+    return _level_array(x, name, width=len(CURVE_NAMES), level_axis=1, what="a (6, K) array")
 
 
 def curve_errors(pred, true, *, pixel_mm: float) -> dict[str, dict[str, float]]:

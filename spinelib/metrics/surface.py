@@ -15,7 +15,7 @@ from scipy import ndimage
 from ..errors import EmptySegmentationError, InvalidArgumentError
 from .overlap import _check_pair_masks
 
-__all__ = ["surface_distances_mm", "hausdorff95_mm", "mean_surface_distance_mm"]
+__all__ = ["surface_voxels", "surface_distances_mm", "hausdorff95_mm", "mean_surface_distance_mm"]
 
 
 def _check_spacing3(spacing_mm) -> np.ndarray:
@@ -26,8 +26,26 @@ def _check_spacing3(spacing_mm) -> np.ndarray:
     return s.copy()
 
 
-def _surface(m: np.ndarray) -> np.ndarray:
-    """Boundary voxels: the mask minus its face-connected erosion (outside counts as background)."""
+def surface_voxels(m: np.ndarray) -> np.ndarray:
+    """The boundary voxels of a 3D boolean mask: the mask minus its face-connected erosion.
+
+    A voxel of the mask is on its surface when at least one of its six face neighbours is
+    outside the mask or outside the array (the border counts as background).
+
+    Parameters
+    ----------
+    m : (I, J, K) bool array.
+
+    Returns
+    -------
+    (I, J, K) bool array, True on the surface voxels.
+
+    Examples
+    --------
+    >>> cube = np.zeros((5, 5, 5), bool); cube[1:4, 1:4, 1:4] = True
+    >>> int(surface_voxels(cube).sum())  # 27 voxels less the one in the middle
+    26
+    """
     return m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
 
 
@@ -62,7 +80,7 @@ def surface_distances_mm(a, b, *, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
         sl.append(slice(nz[0], nz[-1] + 1))
     xs = np.pad(x[tuple(sl)], 1)
     ys = np.pad(y[tuple(sl)], 1)
-    sx, sy = _surface(xs), _surface(ys)
+    sx, sy = surface_voxels(xs), surface_voxels(ys)
     dist_to_y = ndimage.distance_transform_edt(~sy, sampling=sp)
     dist_to_x = ndimage.distance_transform_edt(~sx, sampling=sp)
     return dist_to_y[sx], dist_to_x[sy]

@@ -69,11 +69,7 @@ def resolve_params(
     prev = _previous_params(run_dir) or {}
     prev_profile = prev.get("profile")
     name = profile or prev_profile or "default"
-    merged: dict[str, Any] = {}
-    if prev and prev_profile == name and prev_profile in _profile_names():
-        base = get_profile(name)
-        merged = {k: v for k, v in prev.items()
-                  if k in base and k not in RUN_PARAMETERS and base[k] != v}
+    merged = profile_overrides(prev) if prev_profile == name else {}
     bad = [k for k in (overrides or {}) if k in RUN_PARAMETERS]
     if bad:
         raise ProfileError(f"{bad[0]!r} is set by its own option, not as a parameter override")
@@ -94,12 +90,24 @@ def resolve_params(
 
 
 def profile_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters whose values differ from the run's profile (none for an unknown profile)."""
+    """The parameters whose values differ from those of the profile ``params["profile"]``.
+
+    Only the profile's own parameters count (not ``run_dir``, ``data``, ``profile``, nor a
+    name the profile lacks); an unknown or missing profile gives none. This is what
+    ``provenance.json`` records as the run's overrides and what :func:`resolve_params`
+    carries over from a run folder's previous ``params.json``.
+
+    Examples
+    --------
+    >>> from spinelib.profiles import get_profile
+    >>> profile_overrides({**get_profile("smoke"), "seed": -1, "run_dir": "r"})
+    {'seed': -1}
+    """
     name = params.get("profile")
     if name not in _profile_names():
         return {}
     base = get_profile(name)
-    return {k: v for k, v in params.items() if k not in RUN_PARAMETERS and base.get(k, object()) != v}
+    return {k: v for k, v in params.items() if k in base and k not in RUN_PARAMETERS and base[k] != v}
 
 
 def notebook_parameters(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..errors import PipelineError
 from ..io.runfolder import read_json
 from ..util.atomic import write_json_atomic
 from ..util.hashing import canonical_json, sha256_bytes
-from .sections import SECTIONS, Section
+from .sections import Section
 
 __all__ = [
     "STATE_FILE",
@@ -27,7 +27,6 @@ __all__ = [
     "save_state",
     "stale_reason",
     "upstream_chain",
-    "describe_plan",
 ]
 
 #: Per-section records (the cache) inside the run folder.
@@ -156,9 +155,3 @@ def upstream_chain(records: Mapping[str, SectionRecord], table: Sequence[Section
             )
         upstream.append([sec.name, rec.run_token])
     return upstream
-
-
-def describe_plan(run_dir: str | Path, table: Sequence[Section] = SECTIONS) -> list[dict]:
-    """The records of a run folder's sections (status, timings), for reports and the book."""
-    records = read_state(Path(run_dir))["sections"]
-    return [records[s.name].to_json() for s in table if s.name in records]

@@ -14,7 +14,8 @@ Modules, in the order data flows through them:
 ``parts``       the primitive list of one session: organs, pelvis, ribs, chest wall, vertebrae, discs
 ``mri``         Dixon-like fat / water volumes and the label volume (partial volume, bias, noise)
 ``dxa``         AP and lateral DXA projections by exact line integrals (blur, noise)
-``subject``     ``make_subject(index, params)``: one subject, seeded by (seed, index)
-``cohort``      ``generate_cohort(out_dir, params, jobs=...)``: files + manifest, resumable
+``config``      ``SynthConfig``: the cohort's settings, read once from the profile
+``subject``     ``make_subject(index, config)``: one subject, seeded by (seed, index)
+``cohort``      ``generate_cohort(out_dir, config, jobs=...)``: files + manifest, resumable
 ``stats``       cohort statistics: what the AP image could give away about the sagittal shape
 """

@@ -1,6 +1,7 @@
 """Write a synthetic cohort to disk: subject folders, then ``manifest.csv`` (formats in :mod:`spinelib.io`).
 
-* Deterministic: subject ``i`` depends only on ``(seed, i)`` and the profile's sizes, and
+* Deterministic: subject ``i`` depends only on ``(seed, i)`` and the cohort's sizes
+  (:class:`~spinelib.synth.config.SynthConfig`), and
   every file writer is byte-deterministic, so two runs give identical files whatever
   ``jobs`` is.
 * Fanned out by :func:`spinelib.util.workers.fan_out` (local processes or a Dask cluster) and
@@ -22,8 +23,9 @@ import numpy as np
 
 from ..util.atomic import atomic_dir, ensure_writable_dir, remove_stale_temporaries, write_json_atomic
 from ..errors import InvalidArgumentError, SubjectsFailedError
-from ..io.manifest import SPLITS
+from ..io.manifest import SPLITS, check_split_fractions, manifest_row
 from ..util.workers import Engine, Failed, Shard, fan_out
+from .config import SynthConfig
 from .subject import GENERATOR_VERSION, make_subject, subject_id
 
 __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subject_mb", "SUBJECT_FILES"]
@@ -41,9 +43,7 @@ def assign_splits(n: int, seed: int, fractions) -> list[str]:
     Validation and test get at least one subject each when ``n >= 3`` and their
     fraction is positive.
     """
-    f = np.asarray(fractions, float)
-    if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
-        raise InvalidArgumentError(f"split_fractions must be three non-negative numbers summing to 1, got {fractions!r}")
+    f = check_split_fractions(fractions)
     n_val = int(round(f[1] * n))
     n_test = int(round(f[2] * n))
     if n >= 3:
@@ -61,19 +61,12 @@ def assign_splits(n: int, seed: int, fractions) -> list[str]:
     return out
 
 
-def _signature(params: dict) -> dict:
+def _signature(config: SynthConfig) -> dict:
     """What must match for an existing subject folder to be kept: version, seed and sizes."""
-    return {
-        "generator_version": GENERATOR_VERSION,
-        "seed": int(params["seed"]),
-        "mri_voxel_mm": [float(v) for v in params["mri_voxel_mm"]],
-        "dxa_pixel_mm": float(params["dxa_pixel_mm"]),
-        "scoliosis_severity": float(params.get("scoliosis_severity", 1.0)),
-        "posture_change_mm": float(params.get("posture_change_mm", 1.0)),
-    }
+    return {"generator_version": GENERATOR_VERSION, **config.signature()}
 
 
-def _is_complete(folder: Path, index: int, params: dict) -> bool:
+def _is_complete(folder: Path, index: int, config: SynthConfig) -> bool:
     """Whether ``folder`` holds every file of subject ``index`` generated with this signature."""
     if not all((folder / f).is_file() for f in SUBJECT_FILES):
         return False
@@ -82,19 +75,19 @@ def _is_complete(folder: Path, index: int, params: dict) -> bool:
     except (OSError, ValueError):
         return False
     sig = truth.get("signature")
-    return truth.get("index") == index and sig == _signature(params)
+    return truth.get("index") == index and sig == _signature(config)
 
 
-def write_subject(folder: str | Path, index: int, params: dict) -> str:
+def write_subject(folder: str | Path, index: int, config: SynthConfig) -> str:
     """Generate subject ``index`` and write its folder atomically; returns its id."""
-    return _write(folder, make_subject(index, params), params)
+    return _write(folder, make_subject(index, config), config)
 
 
-def _write(folder: str | Path, s, params: dict) -> str:
+def _write(folder: str | Path, s, config: SynthConfig) -> str:
     """Write the files of :class:`~spinelib.synth.subject.Subject` ``s`` into ``folder`` atomically."""
     from ..io import write_dxa, write_nifti, write_truth
 
-    s.truth["signature"] = _signature(params)
+    s.truth["signature"] = _signature(config)
     with atomic_dir(folder) as tmp:
         write_dxa(tmp / "dxa.npz", s.bone, s.tissue, s.pixel_spacing_mm, lateral_bone=s.lateral_bone,
                   lateral_tissue=s.lateral_tissue, lateral_pixel_spacing_mm=s.lateral_pixel_spacing_mm)
@@ -106,32 +99,31 @@ def _write(folder: str | Path, s, params: dict) -> str:
     return s.subject_id
 
 
-def _write_item(item: tuple[str, int, dict]) -> str:
+def _write_item(item: tuple[str, int, SynthConfig]) -> str:
     """Fan-out item: write one subject folder (:func:`write_subject`)."""
     return write_subject(*item)
 
 
-def estimate_subject_mb(params: dict) -> float:
+def estimate_subject_mb(config: SynthConfig) -> float:
     """Disk space one subject folder needs, in MiB, with a safety margin of 1.5.
 
     Measured: 0.65 MiB at 6 mm MRI voxels and 4.4 mm DXA pixels (smoke); the three
     compressed volumes dominate and scale with the number of voxels, the DXA with pixels.
     """
-    voxel = float(np.prod(np.asarray(params["mri_voxel_mm"], float)))
-    pixel = float(params["dxa_pixel_mm"]) ** 2
+    voxel = float(np.prod(np.asarray(config.mri_voxel_mm, float)))
+    pixel = config.dxa_pixel_mm ** 2
     return 1.5 * (0.55 * 216.0 / voxel + 0.1 * 19.36 / pixel)
 
 
-def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int | Engine = 1, shard: Shard | None = None,
+def generate_cohort(out_dir: str | Path, config: SynthConfig, *, jobs: int | Engine = 1, shard: Shard | None = None,
                     progress: bool = True) -> Path | None:
-    """Generate ``params["n_subjects"]`` subjects into ``out_dir``; returns ``manifest.csv``'s path.
+    """Generate ``config.n_subjects`` subjects into ``out_dir``; returns ``manifest.csv``'s path.
 
     Parameters
     ----------
     out_dir : cohort folder (created). Existing complete subjects are kept.
-    params : a profile (``spinelib.profiles.get_profile``): uses ``n_subjects``, ``seed``,
-        ``split_fractions``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity``,
-        ``posture_change_mm``.
+    config : the cohort's settings (:class:`~spinelib.synth.config.SynthConfig`, from a
+        profile with :meth:`~spinelib.synth.config.SynthConfig.from_profile`).
     jobs : worker processes (1: in this process), or an :class:`~spinelib.util.workers.Engine`
         (a Dask cluster).
     shard : write only this shard's subjects (:class:`~spinelib.util.workers.Shard`); the
@@ -147,34 +139,35 @@ def generate_cohort(out_dir: str | Path, params: dict, *, jobs: int | Engine = 1
     SubjectsFailedError
         Some subjects could not be written (each listed with its reason; the others were).
     """
-    n = int(params["n_subjects"])
-    if n < 1:
-        raise InvalidArgumentError(f"n_subjects must be >= 1, got {n}")
+    if not isinstance(config, SynthConfig):
+        raise InvalidArgumentError(f"config must be a SynthConfig (SynthConfig.from_profile(params)), "
+                                   f"got {type(config).__name__}")
+    n = config.n_subjects
     engine = Engine.of(jobs)
     shard = shard or Shard()
     out = ensure_writable_dir(out_dir, probe=True)
     if shard.is_whole:  # shards run at once: another one's temporaries are not stale
         remove_stale_temporaries(out)
-    splits = assign_splits(n, int(params["seed"]), params.get("split_fractions", [0.7, 0.1, 0.2]))
-    todo = [i for i in shard.positions(n) if not _is_complete(out / subject_id(i), i, params)]
+    splits = assign_splits(n, config.seed, config.split_fractions)
+    todo = [i for i in shard.positions(n) if not _is_complete(out / subject_id(i), i, config)]
     if todo:
         # the old manifest may describe subjects of another generator version or profile:
         # until every subject is rewritten, no manifest should present a mixed cohort
         for stale in ("manifest.csv", "cohort.json"):
             (out / stale).unlink(missing_ok=True)
     # fail before any work when the subjects still to write will not fit
-    ensure_writable_dir(out, min_free_mb=estimate_subject_mb(params) * len(todo))
+    ensure_writable_dir(out, min_free_mb=estimate_subject_mb(config) * len(todo))
     log.info("cohort %s: %d subjects, shard %s, %d to generate on %s", out, n, shard, len(todo), engine.describe())
-    _write_subjects(out, todo, params, engine, progress)
-    if not shard.is_whole and not all(_is_complete(out / subject_id(i), i, params) for i in range(n)):
+    _write_subjects(out, todo, config, engine, progress)
+    if not shard.is_whole and not all(_is_complete(out / subject_id(i), i, config) for i in range(n)):
         log.info("shard %s done; the manifest is written when every shard is", shard)
         return None
-    return _write_index(out, n, params, splits)
+    return _write_index(out, config, splits)
 
 
-def _write_subjects(out: Path, todo: list[int], params: dict, engine: Engine, progress: bool) -> None:
+def _write_subjects(out: Path, todo: list[int], config: SynthConfig, engine: Engine, progress: bool) -> None:
     """Write the subjects ``todo`` through the fan-out; raise if any failed."""
-    results = fan_out(_write_item, [(str(out / subject_id(i)), i, dict(params)) for i in todo],
+    results = fan_out(_write_item, [(str(out / subject_id(i)), i, config) for i in todo],
                       keys=[subject_id(i) for i in todo], engine=engine, desc="synth", unit="subj", progress=progress)
     failed = [r for r in results if isinstance(r, Failed)]
     if failed:
@@ -182,29 +175,17 @@ def _write_subjects(out: Path, todo: list[int], params: dict, engine: Engine, pr
                                   "resumes): " + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
 
 
-def _manifest_row(sid: str, split: str) -> dict[str, str]:
-    """The manifest row of subject ``sid``: its split and the paths of its files."""
-    return {
-        "subject_id": sid,
-        "split": split,
-        "dxa_path": f"{sid}/dxa.npz",
-        "mri_fat_path": f"{sid}/mri_fat.nii.gz",
-        "mri_water_path": f"{sid}/mri_water.nii.gz",
-        "seg_path": f"{sid}/seg.nii.gz",
-        "truth_path": f"{sid}/truth.json",
-    }
-
-
-def _write_index(out: Path, n: int, params: dict, splits: list[str]) -> Path:
+def _write_index(out: Path, config: SynthConfig, splits: list[str]) -> Path:
     """Write ``cohort.json``, then ``manifest.csv`` (last: it marks the cohort complete); returns its path."""
     from ..io import write_manifest
 
     # only what defines the cohort (not how it was run), so reruns give identical bytes
     write_json_atomic(out / "cohort.json", {
-        "n_subjects": n,
-        "profile": params.get("profile"),
-        "split_fractions": list(params.get("split_fractions", [0.7, 0.1, 0.2])),
+        "n_subjects": config.n_subjects,
+        "profile": config.profile,
+        "split_fractions": list(config.split_fractions),
         "splits": {k: splits.count(k) for k in SPLITS},
-        "signature": _signature(params),
+        "signature": _signature(config),
     })
-    return write_manifest(out / "manifest.csv", [_manifest_row(subject_id(i), splits[i]) for i in range(n)])
+    return write_manifest(out / "manifest.csv",
+                          [manifest_row(subject_id(i), splits[i], truth=True) for i in range(config.n_subjects)])

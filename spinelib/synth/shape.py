@@ -208,7 +208,7 @@ def _draw_sagittal_angles(rng: np.random.Generator, demo: dict) -> tuple[float, 
     return kyph, lord
 
 
-def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
+def draw_shape(rng: np.random.Generator, demo: dict, *, scoliosis_severity: float = 1.0) -> dict:
     """Draw every shape parameter of one subject (a JSON-able dict).
 
     Vertebral bodies: height, width and depth scale with body height (and width / depth
@@ -228,7 +228,8 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
     ----------
     rng : the subject's generator.
     demo : output of :func:`spinelib.synth.population.draw_demographics`.
-    params : profile parameters (uses ``scoliosis_severity``).
+    scoliosis_severity : multiplies the drawn coronal curve magnitudes (>= 0; 1 is the
+        population's, shifted cohorts raise it).
     """
     scale, section, heights, widths, depths, discs = _draw_sizes(rng, demo)
     kyph, lord = _draw_sagittal_angles(rng, demo)
@@ -253,7 +254,7 @@ def draw_shape(rng: np.random.Generator, demo: dict, params: dict) -> dict:
         "sagittal_noise_deg": rounded(rng.normal(0.0, 0.5, N_VERTEBRAE), 3),
         "coronal_noise_deg": rounded(rng.normal(0.0, 0.3, N_VERTEBRAE), 3),
         "rotation_noise_deg": rounded(rng.normal(0.0, 1.0, N_VERTEBRAE), 3),
-        "scoliosis": _draw_scoliosis(rng, params.get("scoliosis_severity", 1.0)),
+        "scoliosis": _draw_scoliosis(rng, scoliosis_severity),
         "subcutaneous_fat_mm": _r(f_sub, 3),
         "back_muscle_thoracic_mm": _r(max(4.0, rng.normal(9.0, 2.0)), 3),
         "back_muscle_lumbar_mm": _r(max(8.0, rng.normal(22.0, 5.0)), 3),

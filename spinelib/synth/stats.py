@@ -34,6 +34,7 @@ from ..spine import N_VERTEBRAE
 from ..geometry.transform import dxa_pixel_to_mri
 from .anatomy import materials_for
 from .chain import measure_angles
+from .config import SynthConfig
 from .dxa import project_ap
 from .parts import build_primitives
 from .subject import draw_subject_geometry, dxa_shape
@@ -141,15 +142,15 @@ def _shortcuts(v: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def cohort_statistics(params: Mapping[str, Any], n: int, *, pixel_mm: float | None = None,
+def cohort_statistics(config: SynthConfig, n: int, *, pixel_mm: float | None = None,
                       progress: bool = True) -> dict[str, float]:
-    """Shortcut statistics of the first ``n`` subjects of the cohort ``params`` describes.
+    """Shortcut statistics of the first ``n`` subjects of the cohort ``config`` describes.
 
     Parameters
     ----------
-    params : a profile (uses ``seed``, ``scoliosis_severity``, ``posture_change_mm``).
+    config : the cohort's settings (:class:`~spinelib.synth.config.SynthConfig`).
     n : number of subjects (at least 38: two halves of 19 for 17 features and an intercept).
-    pixel_mm : AP pixel size (mm) for the tissue channel; default the profile's ``dxa_pixel_mm``.
+    pixel_mm : AP pixel size (mm) for the tissue channel; default the cohort's ``dxa_pixel_mm``.
     progress : show a tqdm progress bar.
 
     Returns
@@ -167,9 +168,9 @@ def cohort_statistics(params: Mapping[str, Any], n: int, *, pixel_mm: float | No
     if n < 2 * (N_VERTEBRAE + 2):
         raise InvalidArgumentError(f"n must be at least {2 * (N_VERTEBRAE + 2)} for held-out regressions "
                                    f"on {N_VERTEBRAE} features, got {n}")
-    px = float(params["dxa_pixel_mm"] if pixel_mm is None else pixel_mm)
+    px = float(config.dxa_pixel_mm if pixel_mm is None else pixel_mm)
     t0 = time.perf_counter()
-    rows = [_subject_values(draw_subject_geometry(i, dict(params)), px)
+    rows = [_subject_values(draw_subject_geometry(i, config), px)
             for i in tqdm(range(n), desc="cohort statistics", unit="subj", disable=None if progress else True)]
     seconds = time.perf_counter() - t0
     stacked = {k: np.asarray([r[k] for r in rows], float) for k in rows[0]}

@@ -1,7 +1,7 @@
 """One synthetic subject in memory: paired DXA and Dixon MRI of the same anatomy, with truth.
 
-``make_subject(index, params)`` is a pure function of ``(params["seed"], index)`` and the
-profile's sizes: its random streams come from ``numpy.random.SeedSequence([seed, index])``,
+``make_subject(index, config)`` is a pure function of ``(config.seed, index)`` and the
+cohort's sizes (:class:`~spinelib.synth.config.SynthConfig`): its random streams come from ``numpy.random.SeedSequence([seed, index])``,
 so a subject never depends on the number of workers or the order of generation.
 
 Two sessions of the same body are simulated: the MRI session (spine as drawn) and the DXA
@@ -39,10 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..spine import LEVELS
 from ..geometry.transform import PlanarTransform
 from .anatomy import draw_body, materials_for
 from .chain import build_spine, measure_angles
+from .config import SynthConfig
 from .dxa import finish_dxa, project_ap, project_lateral
 from .mri import finish_mri, mri_grid, rasterise, rasterise_labels
 from .parts import build_primitives
@@ -90,19 +92,19 @@ def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     return {n: np.random.default_rng(s) for n, s in zip(names, ss.spawn(len(names)))}
 
 
-def draw_subject_geometry(index: int, params: dict) -> dict:
+def draw_subject_geometry(index: int, config: SynthConfig) -> dict:
     """Everything but the images: drawn parameters, both sessions' spines, torso, transform.
 
     Cheap (a few milliseconds); used by :func:`make_subject` and by cohort statistics.
     ``torso_clip_fraction`` is the fraction of the torso's checked knots whose drawn
     depth the containment rule clipped.
     """
-    rs = _streams(params["seed"], index)
+    rs = _streams(config.seed, index)
     rng = rs["anatomy"]
     demo = draw_demographics(rng)
-    shape = draw_shape(rng, demo, params)
+    shape = draw_shape(rng, demo, scoliosis_severity=config.scoliosis_severity)
     body = draw_body(rng, demo, shape)
-    posture = draw_posture_change(rs["posture"], params.get("posture_change_mm", 1.0))
+    posture = draw_posture_change(rs["posture"], config.posture_change_mm)
     pl = rs["placement"]
     table_y = -float(pl.uniform(100.0, 140.0))
     s1_xz = (float(pl.normal(0.0, 8.0)), float(pl.normal(-230.0, 20.0)))
@@ -137,7 +139,7 @@ def _centres(spine: dict) -> dict[str, list[float]]:
     return out
 
 
-def _mri_volumes(g: dict, prims_mri: list, prims_dxa: list, mats: dict, params: dict,
+def _mri_volumes(g: dict, prims_mri: list, prims_dxa: list, mats: dict, config: SynthConfig,
                  rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """(fat, water, seg, seg_dxa, affine, grid shape) on a grid around the torso from above T1 to below the hips."""
     shape, torso = g["shape"], g["torso"]
@@ -147,7 +149,7 @@ def _mri_volumes(g: dict, prims_mri: list, prims_dxa: list, mats: dict, params: 
     cx, cy, a, b, *_ = torso.at(zz)
     lo = np.array([np.min(cx - a) - 12.0, torso.table_y - 10.0, z_lo])
     hi = np.array([np.max(cx + a) + 12.0, np.max(cy + b) + 12.0, z_hi])
-    affine, vshape = mri_grid(lo, hi, params["mri_voxel_mm"])
+    affine, vshape = mri_grid(lo, hi, config.mri_voxel_mm)
     fat, water, seg = rasterise(prims_mri, torso, mats, affine, vshape)
     fat_i, water_i = finish_mri(fat, water, rng)
     seg_dxa = rasterise_labels(prims_dxa, affine, vshape)
@@ -170,19 +172,19 @@ def _dxa_images(g: dict, prims_dxa: list, mats: dict, px: float, dshape: tuple[i
     return bone, tissue, lbone, ltissue
 
 
-def _truth(index: int, params: dict, g: dict, mats: dict, dshape: tuple[int, int], n_depth: int,
+def _truth(index: int, config: SynthConfig, g: dict, mats: dict, dshape: tuple[int, int], n_depth: int,
            vshape: tuple[int, int, int]) -> dict:
     """The subject's ``truth.json``: drawn parameters, transform, centres, true angles, grids."""
     shape, torso = g["shape"], g["torso"]
-    px = float(params["dxa_pixel_mm"])
+    px = config.dxa_pixel_mm
     angles = measure_angles(g["spine_mri"], shape)
     angles_dxa = measure_angles(g["spine_dxa"], shape)
     return {
         "subject_id": subject_id(index),
-        "seed": int(params["seed"]),
+        "seed": config.seed,
         "index": int(index),
         "generator_version": GENERATOR_VERSION,
-        "profile": params.get("profile"),
+        "profile": config.profile,
         "demographics": g["demographics"],
         "shape": {**shape, "body": g["body"], "table_y_mm": g["table_y"], "s1_xz_mm": list(g["s1_xz"]),
                   "pitch_deg": round(g["spine_mri"]["pitch_deg"], 4)},
@@ -201,28 +203,28 @@ def _truth(index: int, params: dict, g: dict, mats: dict, dshape: tuple[int, int
                                                  "curve_type_drawn")},
         "angles_dxa_session": {k: angles_dxa[k] for k in ("cobb_deg", "kyphosis_deg", "lordosis_deg")},
         "posture": {**g["posture"], "pitch_deg": round(g["spine_dxa"]["pitch_deg"], 4),
-                    "posture_change_mm": params.get("posture_change_mm", 1.0)},
+                    "posture_change_mm": config.posture_change_mm},
         "dxa": {"shape": list(dshape), "pixel_spacing_mm": [px, px], "lateral_shape": [dshape[0], n_depth]},
-        "mri": {"shape": list(vshape), "voxel_mm": list(map(float, params["mri_voxel_mm"]))},
+        "mri": {"shape": list(vshape), "voxel_mm": list(config.mri_voxel_mm)},
     }
 
 
-def make_subject(index: int, params: dict) -> Subject:
-    """Generate subject ``index`` of the cohort described by ``params`` (a profile dict).
-
-    Uses ``seed``, ``mri_voxel_mm``, ``dxa_pixel_mm``, ``scoliosis_severity`` and
-    ``posture_change_mm``.
-    """
-    g = draw_subject_geometry(index, params)
-    rs = _streams(params["seed"], index)
+def make_subject(index: int, config: SynthConfig) -> Subject:
+    """Generate subject ``index`` of the cohort ``config`` describes (its seed, grids, scoliosis
+    severity and posture change; :class:`~spinelib.synth.config.SynthConfig`)."""
+    if not isinstance(config, SynthConfig):
+        raise InvalidArgumentError(f"config must be a SynthConfig (SynthConfig.from_profile(params)), "
+                                   f"got {type(config).__name__}")
+    g = draw_subject_geometry(index, config)
+    rs = _streams(config.seed, index)
     mats = materials_for(g["demographics"], g["body"])
     prims_mri = build_primitives(g["spine_mri"], g["shape"], g["body"], g["torso"])
     prims_dxa = build_primitives(g["spine_dxa"], g["shape"], g["body"], g["torso"])
-    fat, water, seg, seg_dxa, affine, vshape = _mri_volumes(g, prims_mri, prims_dxa, mats, params, rs["mri_noise"])
-    px = float(params["dxa_pixel_mm"])
+    fat, water, seg, seg_dxa, affine, vshape = _mri_volumes(g, prims_mri, prims_dxa, mats, config, rs["mri_noise"])
+    px = config.dxa_pixel_mm
     dshape, n_depth = dxa_shape(px), int(round(LATERAL_DEPTH_MM / px))
     bone, tissue, lbone, ltissue = _dxa_images(g, prims_dxa, mats, px, dshape, n_depth, rs["dxa_noise"])
-    truth = _truth(index, params, g, mats, dshape, n_depth, vshape)
+    truth = _truth(index, config, g, mats, dshape, n_depth, vshape)
     return Subject(
         subject_id=subject_id(index), bone=bone, tissue=tissue, pixel_spacing_mm=np.array([px, px]),
         lateral_bone=lbone, lateral_tissue=ltissue, lateral_pixel_spacing_mm=np.array([px, px]),

@@ -30,10 +30,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage
 from scipy.special import erf
 
 from ..errors import EmptySegmentationError, InvalidArgumentError, NonFiniteError, ShapeError
+from ..io.checks import check_number, check_positive
+from ..metrics.surface import surface_voxels
 from ..shape.reconstruct import Grid3D
 from .spine3d import TRUE_COLOUR
 
@@ -64,23 +65,13 @@ def _points(points_mm: Any, name: str = "points_mm") -> np.ndarray:
     return p
 
 
-def _positive(value: Any, name: str) -> float:
-    """``value`` as a positive finite float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise InvalidArgumentError(f"{name} must be positive and finite, got {value!r}")
-    return v
+# ``value`` as a positive finite float; viz.qualitative and viz.qualitative_case import it by this name
+_positive = check_positive
 
 
 def _angle(view_deg: Any) -> float:
     """``view_deg`` in radians."""
-    try:
-        a = float(view_deg)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"view_deg must be a number, got {view_deg!r}") from None
+    a = check_number(view_deg, "view_deg")
     if not np.isfinite(a):
         raise NonFiniteError(f"view_deg must be finite, got {view_deg!r}")
     return np.deg2rad(a)
@@ -102,10 +93,7 @@ def _weights(weights: Any, n: int) -> np.ndarray:
 
 def _shading(depth_shading: Any) -> float:
     """``depth_shading`` as a float in [0, 1]."""
-    try:
-        shading = float(depth_shading)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"depth_shading must be a number, got {depth_shading!r}") from None
+    shading = check_number(depth_shading, "depth_shading")
     if not 0.0 <= shading <= 1.0:
         raise InvalidArgumentError(f"depth_shading must be in [0, 1], got {depth_shading!r}")
     return shading
@@ -379,6 +367,5 @@ def mask_surface_points(mask: np.ndarray, grid: Grid3D) -> np.ndarray:
         raise ShapeError(f"mask shape {m.shape} does not match the grid's {grid.shape}")
     if not m.any():
         raise EmptySegmentationError("the mask is empty: it has no surface")
-    inner = ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
-    idx = np.argwhere(m & ~inner)
+    idx = np.argwhere(surface_voxels(m))
     return grid.origin + idx * grid.spacing

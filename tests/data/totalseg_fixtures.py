@@ -30,6 +30,7 @@ from spinelib.spine import (
 from spinelib.synth.parts import vertebra_primitives
 from spinelib.synth.mri import rasterise_labels
 from spinelib.synth.subject import draw_subject_geometry
+from spinelib.synth.config import SynthConfig
 
 #: TotalSegmentator ``vertebrae_mr`` label of our body label ``i`` (T1 = 1 -> 18, L5 = 17 -> 2).
 TS_VERTEBRA = {i: 19 - i for i in range(1, N_VERTEBRAE + 1)}
@@ -47,7 +48,7 @@ def totalseg_arrays(seg: np.ndarray, affine: np.ndarray, index: int, params: dic
     must be the generator's canonical one (diagonal affine).
     """
     seg = np.asarray(seg)
-    g = draw_subject_geometry(index, params)
+    g = draw_subject_geometry(index, SynthConfig.from_profile(params))
     spine, shape = g["spine_mri"], g["shape"]
     posts, canals = [], []
     for i in range(N_VERTEBRAE):

@@ -17,6 +17,7 @@ from spinelib.bench.predict import synthetic_examples
 from spinelib.profiles import get_profile
 from spinelib.io.runfolder import run_paths
 from spinelib.study.targets import TargetSet, write_targets
+from spinelib.synth.config import SynthConfig
 
 N_SUBJECTS = 6
 PARAMS = get_profile("smoke", {"n_subjects": N_SUBJECTS})
@@ -29,9 +30,10 @@ def cohort(tmp_path_factory) -> tuple[Path, TargetSet]:
     """A 6-subject smoke cohort and its targets (read through the true transforms: no alignment)."""
     from spinelib.synth.cohort import generate_cohort
 
-    manifest = generate_cohort(tmp_path_factory.mktemp("cohort"), PARAMS, jobs=1, progress=False)
+    manifest = generate_cohort(tmp_path_factory.mktemp("cohort"), SynthConfig.from_profile(PARAMS), jobs=1,
+                               progress=False)
     df = read_manifest(manifest)
-    _, curves = synthetic_examples(N_SUBJECTS, PARAMS)  # the same subjects: make_subject(i, params)
+    _, curves = synthetic_examples(N_SUBJECTS, PARAMS)  # the same subjects: make_subject(i, config)
     values = np.stack([c.values for c in curves])
     extent = np.stack([c.extent_mm for c in curves])
     targets = TargetSet(df["subject_id"].to_numpy(str), df["split"].to_numpy(str), values, extent,

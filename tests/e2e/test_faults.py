@@ -30,6 +30,7 @@ from spinelib.util.atomic import TMP_PREFIX
 from spinelib.errors import OutputError
 from spinelib.profiles import get_profile
 from spinelib.run.compare import compare_runs, compare_tables
+from spinelib.synth.config import SynthConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_SUBJECTS = 40  # the session's smoke cohort (conftest) is the uninterrupted reference
@@ -124,12 +125,12 @@ def test_synth_unwritable_and_full_disk(tmp_path, monkeypatch, capsys, unwritabl
     out = tmp_path / "full"
     params = get_profile("smoke", {"n_subjects": 6})
     with pytest.raises(OutputError, match=str(out)) as info:
-        generate_cohort(out, params, progress=False)
-    assert f"{estimate_subject_mb(params) * 6:.0f} MiB are needed" in str(info.value)
+        generate_cohort(out, SynthConfig.from_profile(params), progress=False)
+    assert f"{estimate_subject_mb(SynthConfig.from_profile(params)) * 6:.0f} MiB are needed" in str(info.value)
     assert not any(out.iterdir()), "work started although the disk was full"
     # the estimate is above what a subject takes on disk, and grows with the resolution
-    assert estimate_subject_mb(get_profile("smoke")) > 0.65
-    assert estimate_subject_mb(get_profile("paper")) > 5 * estimate_subject_mb(get_profile("smoke"))
+    smoke_mb, paper_mb = (estimate_subject_mb(SynthConfig.from_profile(get_profile(p))) for p in ("smoke", "paper"))
+    assert smoke_mb > 0.65 and paper_mb > 5 * smoke_mb
 
 
 @pytest.fixture

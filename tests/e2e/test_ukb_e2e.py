@@ -33,6 +33,7 @@ from spinelib.profiles import get_profile
 from spinelib.spine import LEVELS
 from spinelib.synth.subject import make_subject
 from spinelib.geometry.transform import PlanarTransform, apply2d, dxa_pixel_to_frame, dxa_pixel_to_mri
+from spinelib.synth.config import SynthConfig
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +85,7 @@ def test_ukb_zips_to_aligned_cohort_match_synthetic(smoke_cohort, tmp_path, caps
     mri_dir.mkdir()
     subjects = {}
     for idx in range(N_SUBJECTS):
-        s = make_subject(idx, params)
+        s = make_subject(idx, SynthConfig.from_profile(params))
         subjects[idx] = s
         uz.write_ukb_zips_from_synth(s, dxa_dir, mri_dir, str(EID0 + idx))
 

@@ -36,6 +36,7 @@ from spinelib.profiles import get_profile  # noqa: E402
 from spinelib.geometry.transform import PlanarTransform, transform_error_mm  # noqa: E402
 
 from spinelib.align.config import AlignConfig  # noqa: E402
+from spinelib.synth.config import SynthConfig  # noqa: E402
 
 PARAMS = get_profile("default")
 CONFIG = AlignConfig.from_profile(PARAMS)
@@ -338,7 +339,7 @@ def synth_pair():
     from spinelib.synth.subject import make_subject
 
     params = get_profile("smoke")
-    return params, make_subject(0, params), make_subject(1, params)
+    return params, make_subject(0, SynthConfig.from_profile(params)), make_subject(1, SynthConfig.from_profile(params))
 
 
 def test_synthetic_subject_aligned_and_swapped_pair_untrusted(synth_pair):

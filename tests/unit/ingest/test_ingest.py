@@ -31,6 +31,7 @@ from spinelib.io import read_dxa, read_manifest, read_volume, write_nifti
 
 
 import spinelib_tests_ukb_zips as uz  # noqa: E402  (registered by conftest)
+from spinelib.synth.config import SynthConfig  # noqa: E402
 EID = "1000001"
 
 
@@ -39,7 +40,7 @@ def subject():
     from spinelib.profiles import get_profile
     from spinelib.synth.subject import make_subject
 
-    return make_subject(0, get_profile("smoke"))
+    return make_subject(0, SynthConfig.from_profile(get_profile("smoke")))
 
 
 @pytest.fixture(scope="module")

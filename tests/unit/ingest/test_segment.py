@@ -43,6 +43,7 @@ from spinelib.geometry.transform import PlanarTransform
 
 
 import spinelib_tests_totalseg_fixtures as tsf  # noqa: E402  (registered by conftest)
+from spinelib.synth.config import SynthConfig  # noqa: E402
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -192,7 +193,7 @@ def subjects():
     params = get_profile("default")
     out = []
     for idx in range(3):
-        s = make_subject(idx, params)
+        s = make_subject(idx, SynthConfig.from_profile(params))
         vimg, timg = tsf.totalseg_images(s.seg, s.affine, idx, params)
         out.append((s, params, vimg, timg))
     return out

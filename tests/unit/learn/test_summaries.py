@@ -29,6 +29,7 @@ from spinelib.errors import (
 from spinelib.io import write_arrays
 from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError
 from spinelib.learn.config import output_size
+from spinelib.synth.config import SynthConfig
 
 PX = 2.0
 
@@ -485,7 +486,7 @@ def _ap_scan_and_angles(index: int, params: dict):
     from spinelib.synth.parts import build_primitives
     from spinelib.synth.subject import DXA_FOV_MM, draw_subject_geometry
 
-    g = draw_subject_geometry(index, params)
+    g = draw_subject_geometry(index, SynthConfig.from_profile(params))
     mats = materials_for(g["demographics"], g["body"])
     prims = build_primitives(g["spine_dxa"], g["shape"], g["body"], g["torso"])
     px = float(params["dxa_pixel_mm"])

@@ -17,6 +17,7 @@ from spinelib.spine import LEVELS, column_mask
 from spinelib.synth.cohort import SUBJECT_FILES, assign_splits, generate_cohort
 from spinelib.synth.subject import GENERATOR_VERSION, make_subject
 from spinelib.geometry.transform import PlanarTransform, dxa_pixel_to_mri
+from spinelib.synth.config import SynthConfig
 
 N = 3
 
@@ -29,13 +30,13 @@ def smoke():
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory, smoke):
     out = tmp_path_factory.mktemp("cohort")
-    manifest = generate_cohort(out, smoke, jobs=1, progress=False)
+    manifest = generate_cohort(out, SynthConfig.from_profile(smoke), jobs=1, progress=False)
     return manifest
 
 
 @pytest.fixture(scope="module")
 def subject(smoke):
-    return make_subject(0, get_profile("smoke", {"seed": 1, "posture_change_mm": 0.0}))
+    return make_subject(0, SynthConfig.from_profile(get_profile("smoke", {"seed": 1, "posture_change_mm": 0.0})))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -43,12 +44,12 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_make_subject_is_a_function_of_seed_and_index(smoke):
-    a = make_subject(2, smoke)
-    b = make_subject(2, smoke)
+    a = make_subject(2, SynthConfig.from_profile(smoke))
+    b = make_subject(2, SynthConfig.from_profile(smoke))
     for key in ("bone", "tissue", "lateral_bone", "lateral_tissue", "fat", "water", "seg", "affine"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert a.truth == b.truth
-    c = make_subject(2, {**smoke, "seed": 2})
+    c = make_subject(2, SynthConfig.from_profile({**smoke, "seed": 2}))
     assert c.truth["demographics"] != a.truth["demographics"]
 
 
@@ -102,13 +103,13 @@ def test_manifest_and_files_follow_the_contract(cohort):
 
 def test_resume_skips_complete_subjects_and_redoes_missing(tmp_path, smoke):
     out = tmp_path / "c"
-    generate_cohort(out, smoke, progress=False)
+    generate_cohort(out, SynthConfig.from_profile(smoke), progress=False)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.parent.name == "S00000"}
     import shutil
 
     shutil.rmtree(out / "S00001")
     (out / "manifest.csv").unlink()
-    generate_cohort(out, smoke, progress=False)
+    generate_cohort(out, SynthConfig.from_profile(smoke), progress=False)
     assert (out / "S00001" / "truth.json").is_file() and (out / "manifest.csv").is_file()
     after = {p: p.stat().st_mtime_ns for p in before}
     assert before == after  # untouched
@@ -229,7 +230,7 @@ def test_sagittal_depth_follows_back_thickness():
     p = get_profile("smoke", {"seed": 5})
     fat, depth = [], []
     for i in range(120):
-        g = draw_subject_geometry(i, p)
+        g = draw_subject_geometry(i, SynthConfig.from_profile(p))
         fat.append(g["shape"]["subcutaneous_fat_mm"])
         depth.append(g["spine_mri"]["centres"][14, 1] - g["table_y"])
     assert np.corrcoef(fat, depth)[0, 1] > 0.3
@@ -242,7 +243,7 @@ def test_scoliosis_severity_scales_cobb():
     def cobbs(sev):
         p = get_profile("smoke", {"seed": 9, "scoliosis_severity": sev})
         return np.array([measure_angles(g["spine_mri"])["cobb_deg"]
-                         for g in (draw_subject_geometry(i, p) for i in range(80))])
+                         for g in (draw_subject_geometry(i, SynthConfig.from_profile(p)) for i in range(80))])
 
     assert np.median(cobbs(2.0)) > 1.6 * np.median(cobbs(1.0))
 
@@ -255,7 +256,7 @@ def test_seg_dxa_is_the_dxa_session_spine_on_the_seg_grid(subject, smoke):
     assert s0.seg_dxa.shape == s0.seg.shape and s0.seg_dxa.dtype == np.uint8
     np.testing.assert_array_equal(s0.seg_dxa, s0.seg)
     assert s0.truth["dxa_session_seg"] == "seg_dxa.nii.gz"
-    s1 = make_subject(0, get_profile("smoke", {"seed": 1, "posture_change_mm": 3.0}))
+    s1 = make_subject(0, SynthConfig.from_profile(get_profile("smoke", {"seed": 1, "posture_change_mm": 3.0})))
     assert set(np.unique(s1.seg_dxa).tolist()) == set(np.unique(s1.seg).tolist())
     changed = s1.seg_dxa != s1.seg
     assert changed.any()
@@ -282,7 +283,7 @@ def test_seg_dxa_file_and_truth_key(cohort):
 
 def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
     out = tmp_path / "c"
-    generate_cohort(out, smoke, progress=False)
+    generate_cohort(out, SynthConfig.from_profile(smoke), progress=False)
     t = out / "S00001" / "truth.json"
     truth = json.loads(t.read_text())
     truth["signature"]["generator_version"] = 1
@@ -290,7 +291,7 @@ def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
     t.write_text(json.dumps(truth))
     (out / "S00001" / "seg_dxa.nii.gz").unlink()
     keep = (out / "S00000" / "truth.json").stat().st_mtime_ns
-    generate_cohort(out, smoke, progress=False)
+    generate_cohort(out, SynthConfig.from_profile(smoke), progress=False)
     again = json.loads(t.read_text())
     assert again["generator_version"] == GENERATOR_VERSION and again["signature"]["generator_version"] == GENERATOR_VERSION
     assert (out / "S00001" / "seg_dxa.nii.gz").is_file()
@@ -343,7 +344,7 @@ def test_frame_scale_is_not_a_ruler_for_the_column(smoke):
 
     rows = []
     for i in range(150):
-        g = draw_subject_geometry(i, smoke)
+        g = draw_subject_geometry(i, SynthConfig.from_profile(smoke))
         h = g["demographics"]["height_cm"] / 170.0
         rows.append((g["body"]["frame_scale"] / h, g["shape"]["scale"] / h))
     r = np.corrcoef(np.array(rows).T)[0, 1]

@@ -12,6 +12,7 @@ import pytest
 from spinelib.profiles import get_profile
 from spinelib.synth.chain import cobb_from_tilts, measure_angles
 from spinelib.synth.subject import draw_subject_geometry
+from spinelib.synth.config import SynthConfig
 
 N = 400
 
@@ -19,7 +20,7 @@ N = 400
 @pytest.fixture(scope="module")
 def geoms():
     p = get_profile("default", {"seed": 11})
-    return [draw_subject_geometry(i, p) for i in range(N)]
+    return [draw_subject_geometry(i, SynthConfig.from_profile(p)) for i in range(N)]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,8 @@ def ap_stats():
     from spinelib.synth.stats import cohort_statistics
 
     t0 = time.perf_counter()
-    st = cohort_statistics(get_profile("default", {"seed": 11}), N_AP, pixel_mm=4.4, progress=False)
+    st = cohort_statistics(SynthConfig.from_profile(get_profile("default", {"seed": 11})), N_AP, pixel_mm=4.4,
+                           progress=False)
     print(f"\ncohort_statistics on {N_AP} subjects: {time.perf_counter() - t0:.1f} s; "
           + ", ".join(f"{k} {v:.3f}" for k, v in st.items()))
     return st
@@ -168,8 +170,8 @@ def test_cohort_statistics_rejects_bad_input():
 
     p = get_profile("smoke", {"seed": 1})
     with pytest.raises(InvalidArgumentError, match="n must be"):
-        cohort_statistics(p, 5, progress=False)
-    g = draw_subject_geometry(0, p)
+        cohort_statistics(SynthConfig.from_profile(p), 5, progress=False)
+    g = draw_subject_geometry(0, SynthConfig.from_profile(p))
     with pytest.raises(InvalidArgumentError, match="pixel_mm"):
         ap_tissue_at_vertebrae(g, 0.0)
     with pytest.raises(InvalidArgumentError, match="torso"):

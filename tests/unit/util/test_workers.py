@@ -18,6 +18,7 @@ from spinelib.profiles import get_profile
 from spinelib.study.config import TargetConfig
 from spinelib.util.records import read_record, write_record
 from spinelib.util.workers import Engine, Failed, Shard, chunk_size, fan_out, store_folder
+from spinelib.synth.config import SynthConfig
 
 DASK = Engine(jobs=2, kind="dask")
 
@@ -124,9 +125,10 @@ def test_synth_local_dask_and_shards_write_identical_cohorts(tmp_path):
     from spinelib.synth.cohort import generate_cohort
 
     params = get_profile("smoke", {"n_subjects": 7})
-    local = generate_cohort(tmp_path / "local", params, jobs=2, progress=False).parent
-    dask = generate_cohort(tmp_path / "dask", params, jobs=DASK, progress=False).parent
-    shards = [generate_cohort(tmp_path / "shards", params, shard=Shard(i, 3), progress=False) for i in (2, 0, 1)]
+    local = generate_cohort(tmp_path / "local", SynthConfig.from_profile(params), jobs=2, progress=False).parent
+    dask = generate_cohort(tmp_path / "dask", SynthConfig.from_profile(params), jobs=DASK, progress=False).parent
+    config = SynthConfig.from_profile(params)
+    shards = [generate_cohort(tmp_path / "shards", config, shard=Shard(i, 3), progress=False) for i in (2, 0, 1)]
     assert shards[:2] == [None, None] and shards[2] is not None  # the last shard writes the manifest
     names = _files(local)
     assert len(names) == 7 * 6 + 2
