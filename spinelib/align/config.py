@@ -24,8 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..io.checks import check_positive
 from ..profiles import PROFILES
-from .features import _check_pixel_mm
 
 __all__ = ["AlignConfig", "PROFILE_KEYS"]
 
@@ -77,7 +77,7 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        set_("pixel_mm", _check_pixel_mm(self.pixel_mm))
+        set_("pixel_mm", check_positive(self.pixel_mm, "pixel_mm"))
         try:
             rng = float(self.angle_range_deg)
         except (TypeError, ValueError):

@@ -62,11 +62,6 @@ class WorldMap:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_pixel_mm(pixel_mm: float) -> float:
-    """``pixel_mm`` (the grid's pixel, mm) as a positive finite float."""
-    return check_positive(pixel_mm, "pixel_mm")
-
-
 def _finite_array(a: Any, name: str, ndim: int) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != ndim:
@@ -120,7 +115,7 @@ def mri_coronal_thickness(
     -------
     WorldMap of shape about ``(K * sz / pixel_mm, I * sx / pixel_mm)``, in mm.
     """
-    s = _check_pixel_mm(pixel_mm)
+    s = check_positive(pixel_mm, "pixel_mm")
     fat = _finite_array(fat, "MRI fat", 3)
     water = _finite_array(water, "MRI water", 3)
     if fat.shape != water.shape:
@@ -152,7 +147,7 @@ def mri_spine_projection(
     EmptySegmentationError
         When ``seg`` holds no spine-column label.
     """
-    s = _check_pixel_mm(pixel_mm)
+    s = check_positive(pixel_mm, "pixel_mm")
     seg = np.asarray(seg)
     if seg.ndim != 3:
         raise ShapeError(f"seg must be 3D, got shape {seg.shape}")

@@ -115,11 +115,6 @@ def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-# the old private names, until spinelib.shape.frame imports the public ones
-_check_spacing = check_image_spacing
-_check_shape = check_image_shape
-
-
 def rigid2d(theta_deg: float, tx_mm: float, ty_mm: float) -> np.ndarray:
     """Homogeneous matrix of a planar rotation by ``theta_deg`` then a shift.
 

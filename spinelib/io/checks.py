@@ -31,8 +31,8 @@ from ..errors import (
     UnreadableFileError,
 )
 
-__all__ = ["in_path", "existing_file", "check_number", "check_positive", "check_pixel_spacing", "check_image2d",
-           "check_affine"]
+__all__ = ["in_path", "existing_file", "check_number", "check_positive", "check_non_negative", "check_integer",
+           "check_pixel_spacing", "check_image2d", "check_affine"]
 
 
 def in_path(path: str | Path | None) -> str:
@@ -67,10 +67,6 @@ def check_number(value: Any, name: str, path: str | Path | None = None) -> float
     name : how error messages name it.
     path : the file it came from, or None for an argument.
 
-    Returns
-    -------
-    float
-
     Raises
     ------
     InvalidArgumentError
@@ -92,13 +88,7 @@ def check_positive(value: Any, name: str, path: str | Path | None = None) -> flo
 
     Parameters
     ----------
-    value : the argument or the value read from a file.
-    name : how error messages name it.
-    path : the file it came from, or None for an argument.
-
-    Returns
-    -------
-    float
+    value, name, path : as :func:`check_number`.
 
     Raises
     ------
@@ -114,6 +104,50 @@ def check_positive(value: Any, name: str, path: str | Path | None = None) -> flo
     if not np.isfinite(v) or v <= 0:
         raise InvalidArgumentError(f"{name}{in_path(path)} must be positive and finite, got {value!r}")
     return v
+
+
+def check_non_negative(value: Any, name: str, path: str | Path | None = None) -> float:
+    """``value`` as a finite Python float >= 0 (a severity, a displacement).
+
+    Parameters
+    ----------
+    value, name, path : as :func:`check_number`.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``value`` is a boolean, not a number, or not finite and >= 0.
+
+    Examples
+    --------
+    >>> check_non_negative(0, "posture_change_mm")
+    0.0
+    """
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}")
+    v = check_number(value, name, path)
+    if not np.isfinite(v) or v < 0:
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be finite and >= 0, got {value!r}")
+    return v
+
+
+def check_integer(value: Any, name: str, minimum: int, path: str | Path | None = None) -> int:
+    """``value`` as a Python int, refused unless it is an integer (not a boolean, not a float)
+    and >= ``minimum``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Naming ``name`` (and ``path``) and the bound.
+
+    Examples
+    --------
+    >>> check_integer(np.int64(3), "n_levels", 3)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_pixel_spacing(value: Any, name: str, path: str | Path | None) -> np.ndarray:

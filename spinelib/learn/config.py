@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, ShapeError
+from ..io.checks import check_integer
 
 __all__ = [
     "MODEL_NAMES",
@@ -143,13 +144,6 @@ def _timm_resnet_names() -> frozenset[str]:
     return frozenset(timm.list_models(module="resnet"))
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int, refused unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model, as plain values (stored in checkpoints).
@@ -218,13 +212,13 @@ class ModelConfig:
             raise InvalidArgumentError(f"name must be a non-empty string, got {self.name!r}")
         if self.head not in HEADS:
             raise InvalidArgumentError(f"head must be one of {HEADS}, got {self.head!r}")
-        set_("n_levels", _check_int("n_levels (K)", self.n_levels, 3))
-        set_("views", _check_int("views", self.views, 1))
+        set_("n_levels", check_integer(self.n_levels, "n_levels (K)", 3))
+        set_("views", check_integer(self.views, "views", 1))
         if self.views not in (1, 2):
             raise InvalidArgumentError(f"views must be 1 (AP) or 2 (AP + lateral), got {self.views}")
         if self.views == 2 and self.head != "bot":
             raise InvalidArgumentError(f"a two-view (biplanar) model needs the 'bot' head, got {self.head!r}")
-        set_("in_chans", _check_int("in_chans", self.in_chans, 1))
+        set_("in_chans", check_integer(self.in_chans, "in_chans", 1))
         if self.in_chans % self.views:
             raise InvalidArgumentError(
                 f"in_chans={self.in_chans} must split evenly over views={self.views} (channels per view)"
@@ -232,7 +226,7 @@ class ModelConfig:
         size = self.image_size
         if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
             raise InvalidArgumentError(f"image_size must be (rows, cols), got {size!r}")
-        size = tuple(_check_int("image_size", s, 1) for s in size)
+        size = tuple(check_integer(s, "image_size", 1) for s in size)
         if self.head != "mean" and any(s % REDUCTION for s in size):
             raise InvalidArgumentError(
                 f"image_size {size} must be a multiple of {REDUCTION} (the ResNet trunk's reduction) "
@@ -241,13 +235,13 @@ class ModelConfig:
         set_("image_size", size)
         for key, minimum in (("bot_blocks", 1 if self.head == "bot" else 0), ("bot_heads", 1),
                              ("bot_dim_head", 1), ("proj_factor", 1), ("hidden", 1)):
-            set_(key, _check_int(key, getattr(self, key), minimum))
+            set_(key, check_integer(getattr(self, key), key, minimum))
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise InvalidArgumentError(f"dropout must be in [0, 1), got {self.dropout!r}")
         set_("dropout", float(self.dropout))
         if self.pool not in POOLS:
             raise InvalidArgumentError(f"pool must be one of {POOLS}, got {self.pool!r}")
-        set_("spatial_chans", _check_int("spatial_chans", self.spatial_chans, 1))
+        set_("spatial_chans", check_integer(self.spatial_chans, "spatial_chans", 1))
         if isinstance(self.feature_stride, bool) or self.feature_stride not in FEATURE_STRIDES:
             raise InvalidArgumentError(f"feature_stride must be one of {FEATURE_STRIDES}, got {self.feature_stride!r}")
         set_("feature_stride", int(self.feature_stride))

@@ -23,7 +23,7 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError
-from ..geometry.transform import PlanarTransform, _check_shape, _check_spacing, dxa_pixel_to_mri
+from ..geometry.transform import PlanarTransform, check_image_shape, check_image_spacing, dxa_pixel_to_mri
 
 __all__ = ["SubjectFrame", "check_frame", "frame_voxel_half_extent"]
 
@@ -76,9 +76,9 @@ class SubjectFrame:
                 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in shape)
                 or min(shape) < 1):
             raise InvalidArgumentError(f"dxa_shape must be two positive integers (rows, cols), got {shape!r}")
-        shape = _check_shape(shape)
+        shape = check_image_shape(shape)
         try:
-            spacing = _check_spacing(self.dxa_spacing)
+            spacing = check_image_spacing(self.dxa_spacing)
         except (TypeError, ValueError) as exc:  # InvalidArgumentError is a ValueError
             raise InvalidArgumentError(f"dxa_spacing: {exc}") from None
         ty = self.table_y_mm

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..io.checks import check_integer, check_non_negative, check_positive
 from ..io.manifest import check_split_fractions
 from ..profiles import PROFILES
 
@@ -36,32 +37,6 @@ _DEFAULT = PROFILES["default"]
 #: ``truth.json`` signature): a subject written under other values is made again.
 SIGNATURE_FIELDS: tuple[str, ...] = ("seed", "mri_voxel_mm", "dxa_pixel_mm", "scoliosis_severity",
                                      "posture_change_mm")
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if isinstance(value, bool) or not np.isfinite(v) or v <= 0:
-        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
-    return v
-
-
-def _non_negative(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if isinstance(value, bool) or not np.isfinite(v) or v < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative number, got {value!r}")
-    return v
-
-
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -101,16 +76,16 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        set_("seed", _integer("seed", self.seed, 0))
-        set_("n_subjects", _integer("n_subjects", self.n_subjects, 1))
+        set_("seed", check_integer(self.seed, "seed", 0))
+        set_("n_subjects", check_integer(self.n_subjects, "n_subjects", 1))
         set_("split_fractions", check_split_fractions(self.split_fractions))
         voxel = self.mri_voxel_mm
         if isinstance(voxel, (str, bytes)) or np.ndim(voxel) != 1 or len(voxel) != 3:
             raise InvalidArgumentError(f"mri_voxel_mm must be three sizes (x, y, z) in mm, got {voxel!r}")
-        set_("mri_voxel_mm", tuple(_positive("mri_voxel_mm", v) for v in voxel))
-        set_("dxa_pixel_mm", _positive("dxa_pixel_mm", self.dxa_pixel_mm))
-        set_("scoliosis_severity", _non_negative("scoliosis_severity", self.scoliosis_severity))
-        set_("posture_change_mm", _non_negative("posture_change_mm", self.posture_change_mm))
+        set_("mri_voxel_mm", tuple(check_positive(v, "mri_voxel_mm") for v in voxel))
+        set_("dxa_pixel_mm", check_positive(self.dxa_pixel_mm, "dxa_pixel_mm"))
+        set_("scoliosis_severity", check_non_negative(self.scoliosis_severity, "scoliosis_severity"))
+        set_("posture_change_mm", check_non_negative(self.posture_change_mm, "posture_change_mm"))
         if self.profile is not None and not isinstance(self.profile, str):
             raise InvalidArgumentError(f"profile must be a name or None, got {self.profile!r}")
 

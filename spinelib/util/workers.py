@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import ClusterError, InvalidArgumentError
+from ..io.checks import check_integer
 
 __all__ = ["ENGINES", "Engine", "Shard", "Failed", "chunk_size", "fan_out", "store_folder", "process_pool"]
 
@@ -57,12 +58,6 @@ ENGINES: tuple[str, ...] = ("local", "dask")
 
 _PR_SET_PDEATHSIG = 1
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}$")
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ class Engine:
     chunk: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int(self.jobs, "jobs")
+        check_integer(self.jobs, "jobs", 1)
         if self.kind not in ENGINES:
             raise InvalidArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {self.kind!r}")
         if self.scheduler is not None and (not isinstance(self.scheduler, str) or not self.scheduler.strip()):
@@ -121,7 +116,7 @@ class Shard:
     count: int = 1
 
     def __post_init__(self) -> None:
-        _positive_int(self.count, "shard count")
+        check_integer(self.count, "shard count", 1)
         if isinstance(self.index, bool) or not isinstance(self.index, int) or not 0 <= self.index < self.count:
             raise InvalidArgumentError(f"shard index must be in 0..{self.count - 1}, got {self.index!r}")
 
@@ -223,7 +218,7 @@ def process_pool(max_workers: int, *, spawn: bool = False) -> ProcessPoolExecuto
     """
     import multiprocessing
 
-    _positive_int(max_workers, "max_workers")
+    check_integer(max_workers, "max_workers", 1)
     context = multiprocessing.get_context("spawn") if spawn else None
     return ProcessPoolExecutor(max_workers=max_workers, mp_context=context, initializer=_die_with_parent,
                                initargs=(os.getpid(),))

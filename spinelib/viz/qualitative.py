@@ -22,7 +22,8 @@ from ..errors import InvalidArgumentError
 from ..shape.reconstruct import surface_mesh
 from .qualitative_case import QualitativeCase
 from .spine3d import PRED_COLOUR, TRUE_COLOUR, SpineMesh
-from .splat import _positive, mask_surface_points, splat_rgb, splat_window
+from ..io.checks import check_positive
+from .splat import mask_surface_points, splat_rgb, splat_window
 
 __all__ = ["figure5", "turntable_figure", "case_meshes"]
 
@@ -116,8 +117,8 @@ def _draw_splats(axes, case: QualitativeCase, names: Sequence[str], colours: dic
     """True 3D spine, then each model's, as Gaussian renderings on one window (sizes compare)."""
     pts = [mask_surface_points(case.true_mask, case.grid)]
     pts += [mask_surface_points(case.pred_masks[m], case.grid) for m in names]
-    pix = float(case.grid.spacing.min()) if pixel_mm is None else _positive(pixel_mm, "pixel_mm")
-    sig = 1.5 * float(case.grid.spacing.max()) if sigma_mm is None else _positive(sigma_mm, "sigma_mm")
+    pix = float(case.grid.spacing.min()) if pixel_mm is None else check_positive(pixel_mm, "pixel_mm")
+    sig = 1.5 * float(case.grid.spacing.max()) if sigma_mm is None else check_positive(sigma_mm, "sigma_mm")
     centre, half = splat_window(pts, sigma_mm=sig)
     for i, (p, colour) in enumerate(zip(pts, [TRUE_COLOUR] + [colours[m] for m in names])):
         img = splat_rgb(p, view_deg=view_deg, pixel_mm=pix, sigma_mm=sig, colour=colour,

@@ -27,7 +27,7 @@ from ..shape.curves import SpineCurves
 from ..shape.frame import SubjectFrame
 from ..shape.reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import column_mask
-from .splat import _positive
+from ..io.checks import check_positive
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def qualitative_case(
     vol, labels, aff = _check_volumes(mri, seg, affine)
     frame = SubjectFrame(transform, tuple(int(v) for v in dxa.bone.shape),
                          tuple(float(v) for v in dxa.pixel_spacing_mm), table_y_mm)
-    sp = _default_spacing(aff) if spacing_mm is None else _positive(spacing_mm, "spacing_mm")
+    sp = _default_spacing(aff) if spacing_mm is None else check_positive(spacing_mm, "spacing_mm")
     margin_mm = _non_negative(margin_mm, "margin_mm")
     context_mm = _non_negative(context_mm, "context_mm")
 

@@ -66,7 +66,6 @@ def _points(points_mm: Any, name: str = "points_mm") -> np.ndarray:
 
 
 # ``value`` as a positive finite float; viz.qualitative and viz.qualitative_case import it by this name
-_positive = check_positive
 
 
 def _angle(view_deg: Any) -> float:
@@ -169,7 +168,7 @@ def splat_window(points_list: Sequence[np.ndarray], *, sigma_mm: float) -> tuple
     clouds = [_points(p, f"points_list[{i}]") for i, p in enumerate(points_list)]
     if not clouds:
         raise InvalidArgumentError("splat_window needs at least one point cloud")
-    sigma = _positive(sigma_mm, "sigma_mm")
+    sigma = check_positive(sigma_mm, "sigma_mm")
     allp = np.concatenate(clouds)
     centre = 0.5 * (allp.min(axis=0) + allp.max(axis=0))
     return centre, _half_size(allp, centre, sigma)
@@ -252,8 +251,8 @@ def gaussian_splat(
     """
     p = _points(points_mm)
     theta = _angle(view_deg)
-    pix = _positive(pixel_mm, "pixel_mm")
-    sigma = _positive(sigma_mm, "sigma_mm")
+    pix = check_positive(pixel_mm, "pixel_mm")
+    sigma = check_positive(sigma_mm, "sigma_mm")
     wts = _weights(weights, len(p))
     shading = _shading(depth_shading)
     centre = _centre(centre_mm, p, sigma)
@@ -330,10 +329,10 @@ def splat_rgb(
     """
     p = _points(points_mm)
     theta = _angle(view_deg)
-    sigma = _positive(sigma_mm, "sigma_mm")
-    pix = _positive(pixel_mm, "pixel_mm")
-    op = _positive(opacity, "opacity")
-    soft = sigma if softness_mm is None else _positive(softness_mm, "softness_mm")
+    sigma = check_positive(sigma_mm, "sigma_mm")
+    pix = check_positive(pixel_mm, "pixel_mm")
+    op = check_positive(opacity, "opacity")
+    soft = sigma if softness_mm is None else check_positive(softness_mm, "softness_mm")
     rgb, bg = _surface_colours(ambient, colour, background)
     centre = _centre(centre_mm, p, sigma)
     _, _, toward = _view_coords(p, centre, theta)

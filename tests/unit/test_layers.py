@@ -60,13 +60,15 @@ def _resolve(target: str, known: set[str]) -> str:
     return target
 
 
-def imports_of(name: str, known: set[str]) -> set[str]:
-    """Modules of spinelib that module ``name`` imports, anywhere in its source."""
+def imported_names(name: str, known: set[str]) -> list[tuple[str, str]]:
+    """``(imported name, module)`` of each import from spinelib in module ``name``, anywhere in
+    its source: the name as written (the last part of a plain ``import``) and the module of
+    spinelib it resolves to (relative imports resolved against ``name``'s package)."""
     path = ROOT / (name.replace(".", "/") if name else "") / "__init__.py"
     if not path.is_file():
         path = ROOT / f"{name.replace('.', '/')}.py"
     package = name.split(".") if path.name == "__init__.py" and name else name.split(".")[:-1]
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -77,13 +79,17 @@ def imports_of(name: str, known: set[str]) -> set[str]:
             else:
                 continue
             for alias in node.names:
-                found.add(_resolve(f"{stem}.{alias.name}".strip("."), known))
+                found.append((alias.name, _resolve(f"{stem}.{alias.name}".strip("."), known)))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "spinelib":
-                    found.add(_resolve(alias.name.partition(".")[2], known))
-    found.discard(name)
+                    found.append((alias.name.rpartition(".")[2], _resolve(alias.name.partition(".")[2], known)))
     return found
+
+
+def imports_of(name: str, known: set[str]) -> set[str]:
+    """Modules of spinelib that module ``name`` imports, anywhere in its source."""
+    return {module for _, module in imported_names(name, known)} - {name}
 
 
 def test_every_module_has_a_layer():

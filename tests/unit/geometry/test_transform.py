@@ -9,6 +9,8 @@ from spinelib.errors import InvalidArgumentError, ShapeError
 from spinelib.geometry.transform import (
     PlanarTransform,
     apply2d,
+    check_image_shape,
+    check_image_spacing,
     coronal_affine,
     dxa_pixel_to_frame,
     dxa_pixel_to_mri,
@@ -85,6 +87,18 @@ def test_coronal_affine():
 def test_bad_inputs(call, err):
     with pytest.raises(err):
         call()
+
+
+def test_image_shape_and_spacing_checks():
+    assert check_image_shape(np.array([300, 200])) == (300, 200)
+    assert check_image_spacing(np.array([0.5, 0.25])) == (0.5, 0.25)
+    assert all(type(v) is float for v in check_image_spacing((1, 2)))
+    for bad in ((0.0, 1.0), (1.0, np.inf), (1.0,), (1.0, 1.0, 1.0)):
+        with pytest.raises(InvalidArgumentError, match="pixel spacing must be two positive finite mm values"):
+            check_image_spacing(bad)
+    for bad in ((0, 10), (10,), (10, 10, 10)):
+        with pytest.raises(InvalidArgumentError, match="image shape must be two positive sizes"):
+            check_image_shape(bad)
 
 
 def test_from_dict_reads_a_table_row_with_a_column_prefix():

@@ -158,6 +158,16 @@ def test_write_dxa_overwrites_atomically(tmp_path):
             InvalidArgumentError,
             "row spacing",
         ),
+        (
+            dict(lateral_bone=np.zeros((40, 5)), lateral_tissue=np.zeros((40, 6)), lateral_pixel_spacing_mm=1.2),
+            ShapeError,
+            r"lateral_bone \(40, 5\) and lateral_tissue \(40, 6\) shapes differ",
+        ),
+        (
+            dict(lateral_bone=np.zeros((40, 5)), lateral_tissue=np.zeros((40, 5)), lateral_pixel_spacing_mm=-1.0),
+            InvalidArgumentError,
+            "lateral_pixel_spacing_mm",
+        ),
     ],
 )
 def test_write_dxa_rejects(tmp_path, kwargs, error, fragment):
@@ -325,6 +335,43 @@ def test_write_manifest_real_data_without_truth(tmp_path):
     assert df["truth_path"].tolist() == ["", ""]
     assert df["subject_id"].tolist() == ["1000123", "S00001"]
     assert df["dxa_path"][0] == "/data/ukb/1000123.pkl"
+
+
+def test_manifest_row_lays_out_a_subject_folder(tmp_path):
+    from spinelib.io.manifest import manifest_row
+
+    synth = manifest_row("S00001", "val", truth=True)
+    assert list(synth) == list(sio.MANIFEST_COLUMNS)
+    assert synth == {"subject_id": "S00001", "split": "val", "dxa_path": "S00001/dxa.npz",
+                     "mri_fat_path": "S00001/mri_fat.nii.gz", "mri_water_path": "S00001/mri_water.nii.gz",
+                     "seg_path": "S00001/seg.nii.gz", "truth_path": "S00001/truth.json"}
+    real = manifest_row("1000123", "test", truth=False)
+    assert real["truth_path"] == "" and real["seg_path"] == "1000123/seg.nii.gz"
+    df = sio.read_manifest(sio.write_manifest(tmp_path / "manifest.csv", [synth, real]))
+    assert df["dxa_path"].tolist() == [str(tmp_path / "S00001" / "dxa.npz"), str(tmp_path / "1000123" / "dxa.npz")]
+
+
+@pytest.mark.parametrize("value, expected", [(2, 2.0), ("0.5", 0.5), (np.float32(1.5), 1.5)])
+def test_check_positive_accepts(value, expected):
+    from spinelib.io.checks import check_number, check_positive
+
+    assert check_positive(value, "pixel_mm") == expected and type(check_positive(value, "pixel_mm")) is float
+    assert check_number(value, "view_deg") == expected
+
+
+@pytest.mark.parametrize("value, fragment", [(None, "a number"), ("abc", "a number"), (0, "positive and finite"),
+                                             (-1.0, "positive and finite"), (np.nan, "positive and finite"),
+                                             (np.inf, "positive and finite")])
+def test_check_positive_rejects(value, fragment):
+    from spinelib.io.checks import check_number, check_positive
+
+    with pytest.raises(InvalidArgumentError, match=f"pixel_mm in dxa.npz must be {fragment}"):
+        check_positive(value, "pixel_mm", "dxa.npz")
+    if fragment == "a number":
+        with pytest.raises(InvalidArgumentError, match=f"view_deg must be {fragment}"):
+            check_number(value, "view_deg")
+    else:
+        np.testing.assert_equal(check_number(value, "view_deg"), float(value))  # any number passes, NaN too
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from spinelib.metrics import (
     kyphosis_deg,
     lordosis_deg,
     mean_surface_distance_mm,
+    surface_voxels,
     tangent_angles_deg,
 )
 from spinelib.spine import CURVE_NAMES
@@ -83,6 +84,20 @@ def test_curve_errors_accepts_spinecurves_and_is_zero_on_identity():
 def test_curve_errors_bad_inputs(pred, true, error):
     with pytest.raises(error):
         curve_errors(pred, true, pixel_mm=1.0)
+
+
+def test_curve_set_arrays_are_checked_alike():
+    # curve_errors takes (6, K) curves, the centreline deviation (K, 3) centrelines: one check
+    with pytest.raises(ShapeError, match=r"pred must be SpineCurves or a \(6, K\) array, got shape \(3, 5\)"):
+        curve_errors(np.zeros((3, 5)), np.zeros((6, 5)), pixel_mm=1.0)
+    with pytest.raises(ShapeError, match=r"true must be SpineCurves or a \(K, 3\) centreline, got shape \(5, 6\)"):
+        centreline_deviation_mm(np.zeros((5, 3)), np.zeros((5, 6)))
+    for call, few, infinite in ((lambda a: curve_errors(a, a, pixel_mm=1.0), np.zeros((6, 2)), np.full((6, 5), np.inf)),
+                                (lambda a: centreline_deviation_mm(a, a), np.zeros((2, 3)), np.full((5, 3), np.inf))):
+        with pytest.raises(InvalidArgumentError, match="pred needs at least 3 levels, got K = 2"):
+            call(few)
+        with pytest.raises(NonFiniteError, match="pred holds NaN"):
+            call(infinite)
 
 
 def test_curve_errors_bad_pixel():
@@ -206,6 +221,16 @@ def test_surface_distance_symmetry(a, b, s):
     sp = (s, 1.0, 2.0)
     assert hausdorff95_mm(a, b, spacing_mm=sp) == pytest.approx(hausdorff95_mm(b, a, spacing_mm=sp))
     assert mean_surface_distance_mm(a, b, spacing_mm=sp) == pytest.approx(mean_surface_distance_mm(b, a, spacing_mm=sp))
+
+
+def test_surface_voxels_of_a_box_and_at_the_border():
+    m = np.zeros((6, 7, 8), bool)
+    m[1:5, 1:6, 1:7] = True  # 4 x 5 x 6 box: its inside is 2 x 3 x 4
+    s = surface_voxels(m)
+    assert s.dtype == bool and int(s.sum()) == 4 * 5 * 6 - 2 * 3 * 4
+    assert not (s & ~m).any() and s[1, 3, 3] and not s[2, 3, 3]
+    full = np.ones((3, 3, 3), bool)  # the array's border counts as outside
+    assert int(surface_voxels(full).sum()) == 26
 
 
 def test_surface_distance_bad_inputs():
@@ -378,6 +403,7 @@ def test_kyphosis_lordosis_known_answers_and_signs():
     m = clinical_measures(c)
     assert set(m) >= {"cobb_deg", "apex_level_index", "kyphosis_deg", "lordosis_deg"}
     assert m["cobb_deg"] == 0.0
+    assert m["kyphosis_deg"] == kyphosis_deg(c) and m["lordosis_deg"] == lordosis_deg(c)  # the same numbers
 
 
 def test_sagittal_single_arc_exact():
@@ -421,6 +447,8 @@ def test_clinical_bad_inputs():
         kyphosis_deg(c, thoracic_fraction=1.2)
     with pytest.raises(InvalidArgumentError):
         clinical_measures(c.values)
+    with pytest.raises(InvalidArgumentError, match="thoracic_fraction"):
+        clinical_measures(c, thoracic_fraction=0.0)
 
 
 # --------------------------------------------------------------------------- same-row centreline, extents
