@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .harness import BenchWorkload
 from ..errors import InvalidArgumentError
+from ..io.checks import check_integer
 from ..profiles import get_profile
 
 if TYPE_CHECKING:
@@ -252,8 +253,7 @@ def scale_up(costs: "pd.DataFrame", n_subjects: int, *, cores: int, workers: int
     import pandas as pd
 
     for name, value in (("n_subjects", n_subjects), ("cores", cores), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        check_integer(value, name, 1)
     missing = {"entry", "stage", "seconds_median", "mib_read", "mib_written"} - set(costs.columns)
     if missing:
         raise InvalidArgumentError(f"costs lacks columns {sorted(missing)} (expected stage_costs' table)")

@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -103,15 +104,16 @@ def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
     Raises
     ------
     InvalidArgumentError
-        Not two sizes, or a size below 1.
+        Not two integers (booleans and floats are refused), or a size below 1.
 
     Examples
     --------
     >>> check_image_shape((300, 200))
     (300, 200)
     """
-    if len(shape) != 2 or min(shape) < 1:
-        raise InvalidArgumentError(f"image shape must be two positive sizes, got {shape!r}")
+    if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in shape) or min(shape) < 1):
+        raise InvalidArgumentError(f"image shape must be two positive integers (rows, cols), got {shape!r}")
     return int(shape[0]), int(shape[1])
 
 

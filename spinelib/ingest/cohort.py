@@ -33,9 +33,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import InvalidArgumentError, MissingFileError
+from ..errors import MissingFileError
+from ..io.checks import check_integer
 from ..io.manifest import check_split_fractions, manifest_row
 from ..util.atomic import ensure_writable_dir, remove_stale_temporaries, write_text_atomic
 from ..util.workers import Engine, Failed, Shard, fan_out
@@ -161,11 +160,9 @@ def split_participants(eids: list[str], seed: int, fractions=(0.7, 0.1, 0.2)) ->
 
 def _check_args(jobs, seed, split_fractions, seg_dir) -> None:
     """Refuse bad ``jobs``, ``seed`` or ``split_fractions`` and a missing ``seg_dir`` before any work."""
-    if not isinstance(jobs, Engine) and (isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer))
-                                         or jobs < 1):
-        raise InvalidArgumentError(f"jobs must be a positive integer, got {jobs!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidArgumentError(f"seed must be an integer, got {seed!r}")
+    if not isinstance(jobs, Engine):
+        check_integer(jobs, "jobs", 1)
+    check_integer(seed, "seed", 0)
     check_split_fractions(split_fractions)
     if seg_dir is not None and not Path(seg_dir).is_dir():
         raise MissingFileError(f"segmentation folder {seg_dir} does not exist")

@@ -93,13 +93,15 @@ def check_positive(value: Any, name: str, path: str | Path | None = None) -> flo
     Raises
     ------
     InvalidArgumentError
-        ``value`` is not a number, or not finite and > 0.
+        ``value`` is a boolean, not a number, or not finite and > 0.
 
     Examples
     --------
     >>> check_positive(0.5, "pixel_mm")
     0.5
     """
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}")
     v = check_number(value, name, path)
     if not np.isfinite(v) or v <= 0:
         raise InvalidArgumentError(f"{name}{in_path(path)} must be positive and finite, got {value!r}")

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, InvalidArgumentError
+from ..errors import CheckpointError
+from ..io.checks import check_positive
 from ..io import DXAImage
 from ..shape.curves import CropWindow
 from .crop import find_spine_crop, resample_image, sample_crop
@@ -40,10 +41,7 @@ def input_recipe(pixel_mm: float) -> dict:
     (mm), the recipe's name (``"spinelib"``: :func:`~spinelib.learn.data.prepare_scan`) and its
     channel scaling (:data:`~spinelib.learn.data.INPUT_SCALE`), so that no reader feeds it crops
     of another scale."""
-    if isinstance(pixel_mm, bool) or not isinstance(pixel_mm, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(pixel_mm) or pixel_mm <= 0:
-        raise InvalidArgumentError(f"pixel_mm must be a positive number, got {pixel_mm!r}")
-    return {"crop_pixel_mm": float(pixel_mm), "input_recipe": "spinelib", "input_scale": dict(INPUT_SCALE)}
+    return {"crop_pixel_mm": check_positive(pixel_mm, "pixel_mm"), "input_recipe": "spinelib", "input_scale": dict(INPUT_SCALE)}
 
 
 def _plain_scale(scale: Any) -> Any:

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, ShapeError, UnreadableFileError
+from ..io.checks import check_integer, check_positive
 from ..io import read_arrays, write_arrays
 from .data import PreparedScan
 from .checkpoint import CorruptCheckpointError, MissingCheckpointError
@@ -204,14 +205,12 @@ class VisibleSummariesModel:
 
     def __init__(self, n_levels: int, *, crop_pixel_mm: float, image_size: Sequence[int], n_bins: int = N_BINS,
                  alphas: Sequence[float] = ALPHA_GRID) -> None:
-        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or int(n_levels) < 3:
-            raise InvalidArgumentError(f"n_levels (K) must be an integer >= 3, got {n_levels!r}")
-        if isinstance(crop_pixel_mm, bool) or not isinstance(crop_pixel_mm, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(crop_pixel_mm) or crop_pixel_mm <= 0:
-            raise InvalidArgumentError(f"crop_pixel_mm must be a positive number, got {crop_pixel_mm!r}")
-        if isinstance(image_size, (str, bytes)) or not isinstance(image_size, Sequence) or len(image_size) != 2 \
-                or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in image_size):
-            raise InvalidArgumentError(f"image_size must be (rows, cols) of positive integers, got {image_size!r}")
+        check_integer(n_levels, "n_levels (K)", 3)
+        check_positive(crop_pixel_mm, "crop_pixel_mm")
+        if isinstance(image_size, (str, bytes)) or not isinstance(image_size, Sequence) or len(image_size) != 2:
+            raise InvalidArgumentError(f"image_size must be (rows, cols), got {image_size!r}")
+        for s in image_size:
+            check_integer(s, "image_size", 1)
         self.n_bins = _check_bins(n_bins)
         if int(image_size[0]) < self.n_bins:
             raise InvalidArgumentError(f"image_size rows {image_size[0]} must be >= n_bins {self.n_bins}")

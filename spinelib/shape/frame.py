@@ -18,7 +18,6 @@ implementation of the map.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 
@@ -71,12 +70,10 @@ class SubjectFrame:
         if not isinstance(self.transform, PlanarTransform):
             raise InvalidArgumentError(f"transform must be a PlanarTransform, got {type(self.transform).__name__}")
         self.transform.matrix  # noqa: B018  raises InvalidArgumentError on non-finite parameters
-        shape = self.dxa_shape
-        if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
-                or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in shape)
-                or min(shape) < 1):
-            raise InvalidArgumentError(f"dxa_shape must be two positive integers (rows, cols), got {shape!r}")
-        shape = check_image_shape(shape)
+        try:
+            shape = check_image_shape(self.dxa_shape)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"dxa_shape: {exc}") from None
         try:
             spacing = check_image_spacing(self.dxa_spacing)
         except (TypeError, ValueError) as exc:  # InvalidArgumentError is a ValueError

@@ -22,7 +22,7 @@ from ..errors import InvalidArgumentError
 from ..shape.reconstruct import surface_mesh
 from .qualitative_case import QualitativeCase
 from .spine3d import PRED_COLOUR, TRUE_COLOUR, SpineMesh
-from ..io.checks import check_positive
+from ..io.checks import check_integer, check_positive
 from .splat import mask_surface_points, splat_rgb, splat_window
 
 __all__ = ["figure5", "turntable_figure", "case_meshes"]
@@ -231,8 +231,7 @@ def case_meshes(case: QualitativeCase, *, models: Sequence[str] | None = None,
     HTML stays light.
     """
     (case,), names = _check_cases([case], models)
-    if isinstance(step_size, bool) or int(step_size) != step_size or int(step_size) < 1:
-        raise InvalidArgumentError(f"step_size must be a positive integer, got {step_size!r}")
+    check_integer(step_size, "step_size", 1)
     colours = _model_colours(names)
     v, f = surface_mesh(case.true_mask, case.grid, step_size=int(step_size))
     # float32 vertices halve the figure's payload

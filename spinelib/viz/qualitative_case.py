@@ -27,7 +27,7 @@ from ..shape.curves import SpineCurves
 from ..shape.frame import SubjectFrame
 from ..shape.reconstruct import Grid3D, column_mask_in_frame, ellipse_mask, grid_for
 from ..spine import column_mask
-from ..io.checks import check_positive
+from ..io.checks import check_integer, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +229,7 @@ def select_by_severity(cobb_deg, n: int) -> np.ndarray:
         raise ShapeError(f"cobb_deg must be a non-empty 1D array, got shape {c.shape}")
     if not np.all(np.isfinite(c)):
         raise NonFiniteError("cobb_deg holds NaN or infinite values")
-    if isinstance(n, bool) or int(n) != n or int(n) < 1:
-        raise InvalidArgumentError(f"n must be a positive integer, got {n!r}")
+    n = check_integer(n, "n", 1)
     order = np.argsort(c, kind="stable")
     k = min(int(n), c.size)
     ranks = np.unique(np.rint(np.linspace(0, c.size - 1, k)).astype(int))

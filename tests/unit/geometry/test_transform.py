@@ -96,8 +96,8 @@ def test_image_shape_and_spacing_checks():
     for bad in ((0.0, 1.0), (1.0, np.inf), (1.0,), (1.0, 1.0, 1.0)):
         with pytest.raises(InvalidArgumentError, match="pixel spacing must be two positive finite mm values"):
             check_image_spacing(bad)
-    for bad in ((0, 10), (10,), (10, 10, 10)):
-        with pytest.raises(InvalidArgumentError, match="image shape must be two positive sizes"):
+    for bad in ((0, 10), (10,), (10, 10, 10), (10.0, 10), (True, 10), "ab"):
+        with pytest.raises(InvalidArgumentError, match="image shape must be two positive integers"):
             check_image_shape(bad)
 
 
