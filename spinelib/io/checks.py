@@ -59,7 +59,8 @@ def existing_file(path: str | Path, what: str) -> Path:
 
 
 def check_number(value: Any, name: str, path: str | Path | None = None) -> float:
-    """``value`` as a Python float (anything ``float()`` takes; NaN and infinity pass).
+    """``value`` as a Python float (anything ``float()`` takes but a boolean, which is never
+    meant as a number; NaN and infinity pass).
 
     Parameters
     ----------
@@ -70,13 +71,15 @@ def check_number(value: Any, name: str, path: str | Path | None = None) -> float
     Raises
     ------
     InvalidArgumentError
-        ``value`` is not a number.
+        ``value`` is a boolean or not a number.
 
     Examples
     --------
     >>> check_number("2.5", "view_deg")
     2.5
     """
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -93,15 +96,13 @@ def check_positive(value: Any, name: str, path: str | Path | None = None) -> flo
     Raises
     ------
     InvalidArgumentError
-        ``value`` is a boolean, not a number, or not finite and > 0.
+        ``value`` is not a number, or not finite and > 0.
 
     Examples
     --------
     >>> check_positive(0.5, "pixel_mm")
     0.5
     """
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}")
     v = check_number(value, name, path)
     if not np.isfinite(v) or v <= 0:
         raise InvalidArgumentError(f"{name}{in_path(path)} must be positive and finite, got {value!r}")
@@ -118,15 +119,13 @@ def check_non_negative(value: Any, name: str, path: str | Path | None = None) ->
     Raises
     ------
     InvalidArgumentError
-        ``value`` is a boolean, not a number, or not finite and >= 0.
+        ``value`` is not a number, or not finite and >= 0.
 
     Examples
     --------
     >>> check_non_negative(0, "posture_change_mm")
     0.0
     """
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"{name}{in_path(path)} must be a number, got {value!r}")
     v = check_number(value, name, path)
     if not np.isfinite(v) or v < 0:
         raise InvalidArgumentError(f"{name}{in_path(path)} must be finite and >= 0, got {value!r}")
