@@ -155,7 +155,7 @@ def _predict(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
 
 
 def _evaluate(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
-    from ..evaluate.volume3d import evaluate_subject
+    from ..evaluate.volume3d import evaluate_subject, subject_job
     from ..io import read_truth
     from ..study.config import TargetConfig
     from ..study.subject_targets import subject_targets
@@ -172,10 +172,9 @@ def _evaluate(workdir: Path, params: dict, n: int) -> Callable[[int], None]:
         # the "model" is the target shifted by 3 mm: the scores are computed as for any model
         shifted = curves.values.copy()
         shifted[:2] += 3.0
-        jobs.append({"subject_id": row["subject_id"], "seg_path": row["seg_path"], "dxa_path": row["dxa_path"],
-                     "transform": (true.theta_deg, true.tx_mm, true.ty_mm), "table_y_mm": float(truth["table_y_mm"]),
-                     "target": (curves.values, curves.extent_mm), "predictions": {"model": (shifted, curves.extent_mm)},
-                     "grid_mm": float(params["eval_grid_mm"]), "allow_pickle": False})
+        jobs.append(subject_job(row["subject_id"], row["seg_path"], row["dxa_path"], true, truth["table_y_mm"],
+                                (curves.values, curves.extent_mm), {"model": (shifted, curves.extent_mm)},
+                                grid_mm=params["eval_grid_mm"]))
     def stage(i: int) -> None:
         evaluate_subject(jobs[i])
 

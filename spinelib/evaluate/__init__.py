@@ -24,7 +24,7 @@ from .curves2d import (compare_models, curve_error_summary, curve_error_table, c
 from .shifted import shifted_paths, shifted_set
 from .stats import BootstrapResult, bland_altman, paired_bootstrap, summarize
 from .subject_files import dxa_geometry, loadable_dxa, truth_angles
-from .volume3d import (CEILING, PAPER_RESULTS, empty_mask_table, evaluate_3d, evaluate_subject, mask_scores,
+from .volume3d import (CEILING, PAPER_RESULTS, empty_mask_table, evaluate_3d, evaluate_subject, mask_scores, subject_job,
                        paper_comparison, reconstruction_metrics_block)
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "take_predictions", "has_truth_targets", "empty_mask_table",
     "curve_error_table", "curve_error_summary", "level_error_table", "hardest_region", "pick_subjects",
     "compare_models", "curve_metrics_block", "pixel_sizes",
-    "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "mask_scores", "reconstruction_metrics_block",
+    "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "subject_job", "mask_scores", "reconstruction_metrics_block",
     "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "cobb_errors", "reference_cobb",
     "scoliosis_classification", "classification_scores", "scoliosis_block", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",

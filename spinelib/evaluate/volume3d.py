@@ -53,7 +53,7 @@ from .cohort import EvalSet
 log = logging.getLogger(__name__)
 
 __all__ = ["CEILING", "MARGIN_MM", "REGIONS", "PAPER_RESULTS", "region_boundary_mm", "mask_scores",
-           "evaluate_subject", "evaluate_3d", "reconstruction_metrics_block", "paper_comparison",
+           "subject_job", "evaluate_subject", "evaluate_3d", "reconstruction_metrics_block", "paper_comparison",
            "empty_mask_table", "SCORE_COLUMNS", "CENTRELINE_COLUMNS"]
 
 #: Name of the ellipse reconstruction of the target curves in the tables.
@@ -201,22 +201,45 @@ def evaluate_subject(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def subject_job(subject_id: str, seg_path: str, dxa_path: str, transform: PlanarTransform, table_y_mm: float,
+                target: tuple[np.ndarray, np.ndarray], predictions: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                grid_mm: float, allow_pickle: bool = False) -> dict[str, Any]:
+    """The plain, picklable job of :func:`evaluate_subject` for one subject.
+
+    Parameters
+    ----------
+    subject_id, seg_path, dxa_path : the subject and its label volume and DXA files.
+    transform, table_y_mm : its frame's DXA->MRI transform and table plane (mm).
+    target : ``((6, K) values, (2,) extent)`` in mm.
+    predictions : ``{model: ((6, K) values, (2,) extent)}`` in mm. The curves stay plain
+        arrays here: a model's bad curves fail its subject in :func:`evaluate_subject`, where
+        the failure is reported, not the whole cohort's job list.
+    grid_mm : voxel size of the evaluation grid (mm).
+    allow_pickle : read a DXA pickle.
+    """
+    return {
+        "subject_id": str(subject_id),
+        "seg_path": seg_path,
+        "dxa_path": dxa_path,
+        "transform": (float(transform.theta_deg), float(transform.tx_mm), float(transform.ty_mm)),
+        "table_y_mm": float(table_y_mm),
+        "target": (np.asarray(target[0]), np.asarray(target[1])),
+        "predictions": {m: (np.asarray(v), np.asarray(e)) for m, (v, e) in predictions.items()},
+        "grid_mm": float(grid_mm),
+        "allow_pickle": bool(allow_pickle),
+    }
+
+
 def _jobs(es: EvalSet, grid_mm: float, allow_pickle: bool = False) -> list[dict[str, Any]]:
     out = []
     for i, sid in enumerate(es.subject_id):
         r = es.frame.iloc[i]
-        out.append({
-            "subject_id": str(sid),
-            "seg_path": r["seg_path"],
-            "dxa_path": es.manifest.iloc[i]["dxa_path"],
-            "transform": (float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"])),
-            "table_y_mm": float(es.targets.table_y_mm[i]),
-            "target": (np.asarray(es.targets.values[i]), np.asarray(es.targets.extent_mm[i])),
-            "predictions": {m: (np.asarray(es.predictions.values[m][i]), np.asarray(es.predictions.extent_mm[m][i]))
-                            for m in es.models},
-            "grid_mm": float(grid_mm),
-            "allow_pickle": bool(allow_pickle),
-        })
+        out.append(subject_job(
+            sid, r["seg_path"], es.manifest.iloc[i]["dxa_path"],
+            PlanarTransform(float(r["theta_deg"]), float(r["tx_mm"]), float(r["ty_mm"])),
+            es.targets.table_y_mm[i], (es.targets.values[i], es.targets.extent_mm[i]),
+            {m: (es.predictions.values[m][i], es.predictions.extent_mm[m][i]) for m in es.models},
+            grid_mm=grid_mm, allow_pickle=allow_pickle))
     return out
 
 

@@ -243,10 +243,11 @@ def column_subject(tmp_path_factory):
 
 
 def _job(subj, preds):
-    return {"subject_id": "S00000", "seg_path": subj["seg_path"], "dxa_path": subj["dxa_path"],
-            "transform": (0.0, 0.0, 0.0), "table_y_mm": 0.0,
-            "target": (subj["target"].values, subj["target"].extent_mm),
-            "predictions": {m: (c.values, c.extent_mm) for m, c in preds.items()}, "grid_mm": 2.0}
+    job = ev.subject_job("S00000", subj["seg_path"], subj["dxa_path"], PlanarTransform(0.0, 0.0, 0.0), 0.0,
+                         (subj["target"].values, subj["target"].extent_mm),
+                         {m: (c.values, c.extent_mm) for m, c in preds.items()}, grid_mm=2.0)
+    assert job["transform"] == (0.0, 0.0, 0.0) and job["allow_pickle"] is False and job["grid_mm"] == 2.0
+    return job
 
 
 def test_evaluate_subject_known_answers(column_subject):
