@@ -40,8 +40,8 @@ def cohort_workload(workdir: Path, profile: str) -> BenchWorkload:
             shutil.rmtree(out)
         generate_cohort(out, config, jobs=jobs, progress=False)
         extra["disk_bytes"] = _du_bytes(out)
-        extra["disk_mb_per_subject"] = extra["disk_bytes"] / 2**20 / params["n_subjects"]
-        return int(params["n_subjects"])
+        extra["disk_mb_per_subject"] = extra["disk_bytes"] / 2**20 / config.n_subjects
+        return config.n_subjects
 
     def teardown() -> None:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -278,6 +278,11 @@ class Predictor:
         return self._run(len(dxas), inputs, lambda i: dxas[i].path or "DXA", batch_size=batch_size,
                          reconstruct=reconstruct, on_error=on_error)
 
+    @property
+    def crop(self) -> tuple[float, tuple[int, int]]:
+        """The crop the model was trained on: pixel size (mm) and ``(rows, cols)``."""
+        return self.pixel_mm, self.config.image_size
+
     def check_recipe(self, pixel_mm: float, image_size: Sequence[int], *, where: str = "the checkpoint") -> None:
         """Refuse crops of another scale or size than the model was trained on
         (:func:`spinelib.learn.recipe.check_crop_recipe`, which raises CheckpointError)."""

@@ -41,7 +41,8 @@ def input_recipe(pixel_mm: float) -> dict:
     (mm), the recipe's name (``"spinelib"``: :func:`~spinelib.learn.data.prepare_scan`) and its
     channel scaling (:data:`~spinelib.learn.data.INPUT_SCALE`), so that no reader feeds it crops
     of another scale."""
-    return {"crop_pixel_mm": check_positive(pixel_mm, "pixel_mm"), "input_recipe": "spinelib", "input_scale": dict(INPUT_SCALE)}
+    return {"crop_pixel_mm": check_positive(pixel_mm, "pixel_mm"), "input_recipe": "spinelib",
+            "input_scale": dict(INPUT_SCALE)}
 
 
 def _plain_scale(scale: Any) -> Any:

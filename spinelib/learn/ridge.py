@@ -308,6 +308,11 @@ class VisibleSummariesModel:
         self._fit()
         return self.predict(self.features(scans, progress=progress))
 
+    @property
+    def crop(self) -> tuple[float, tuple[int, int]]:
+        """The crop the model was fitted on: pixel size (mm) and ``(rows, cols)``."""
+        return self.crop_pixel_mm, self.image_size
+
     def check_recipe(self, crop_pixel_mm: float, image_size: Sequence[int], *, where: str = "checkpoint") -> None:
         """Refuse a run whose crop recipe differs from the one the model was fitted on.
 

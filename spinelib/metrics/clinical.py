@@ -280,6 +280,6 @@ def clinical_measures(
         "apex_level_index": cobb.apex_index + lo,
         "cobb_upper_index": cobb.upper_index + lo,
         "cobb_lower_index": cobb.lower_index + lo,
-        "kyphosis_deg": mid - top,  # kyphosis_deg
-        "lordosis_deg": mid - bottom,  # lordosis_deg
+        "kyphosis_deg": mid - top,  # as kyphosis_deg and lordosis_deg, from the one pass above
+        "lordosis_deg": mid - bottom,
     }

@@ -304,9 +304,7 @@ def _load_models(run_dir: str | Path, names: Sequence[str]) -> tuple[dict, float
         if not path.is_file():
             raise MissingFileError(f"no checkpoint for model {name!r} at {path} (run the training section first)")
         model = VisibleSummariesModel.load(path) if name == SUMMARIES else Predictor.from_checkpoint(path)
-        if crop is None:
-            crop = (model.crop_pixel_mm, model.image_size) if name == SUMMARIES else \
-                (model.pixel_mm, model.config.image_size)
+        crop = crop or model.crop
         model.check_recipe(*crop, where=f"checkpoint {path} (beside {names[0]}'s crops)")
         models[name] = model
     return models, crop[0], crop[1]
@@ -334,9 +332,10 @@ def predict_cohort(run_dir: str | Path, manifest_df: pd.DataFrame, subject_ids: 
     through :meth:`spinelib.learn.predict.Predictor.predict_scans`, the inference path of
     ``spinelib predict`` too, and ``visible_summaries`` through
     :meth:`spinelib.learn.ridge.VisibleSummariesModel.predict_scans`. The crops are the
-    ones the checkpoints record (their one home), the same for every model. A subject a model cannot read (a prediction far
-    outside its crop) is reported in :attr:`Predictions.failed` and left out for every
-    model, so that all models are compared on the same subjects.
+    ones the checkpoints record (their one home), the same for every model. A subject a
+    model cannot read (a prediction far outside its crop) is reported in
+    :attr:`Predictions.failed` and left out for every model, so that all models are compared
+    on the same subjects.
 
     Parameters
     ----------

@@ -65,9 +65,6 @@ def _points(points_mm: Any, name: str = "points_mm") -> np.ndarray:
     return p
 
 
-# ``value`` as a positive finite float; viz.qualitative and viz.qualitative_case import it by this name
-
-
 def _angle(view_deg: Any) -> float:
     """``view_deg`` in radians."""
     a = check_number(view_deg, "view_deg")
