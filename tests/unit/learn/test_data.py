@@ -13,6 +13,7 @@ from spinelib.learn.crop import find_spine_crop, resample_image, sample_crop
 from spinelib.learn.data import (
     PreparedScan,
     SpineDataset,
+    mirror_crop_vector,
     prepare_scan,
     rotate_curves,
     sample_views,
@@ -193,6 +194,54 @@ def test_biplanar_augmentation_keeps_lateral_view_and_sagittal_targets_together(
     assert max(np.abs(col_shifts)) > 4.0
 
 
+@given(st.floats(-80.0, 80.0), st.floats(0.0, 40.0), st.integers(8, 200))
+@settings(max_examples=30, deadline=None)
+def test_mirror_crop_vector_is_the_mirrored_curves(bend, col0, cols):
+    """Known answer: the targets of the mirrored crop are those of the curves reflected
+    about the crop's middle column (mm ``c -> px (2 col0 + cols - 1) - c``), left and right
+    swapped; sagittal and extent unchanged; mirroring twice is the identity."""
+    from spinelib.shape.curves import to_crop
+
+    c = _curves(bend=bend)
+    crop = CropWindow(3.0, col0, 128, cols, PX)
+    axis = PX * (2 * col0 + cols - 1)
+    v = c.values.copy()
+    v[[0, 1, 2]] = axis - c.values[[2, 1, 0]]
+    want = to_crop(SpineCurves(v, c.extent_mm), crop)
+    got = mirror_crop_vector(to_crop(c, crop), cols)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    np.testing.assert_allclose(mirror_crop_vector(got, cols), to_crop(c, crop), atol=1e-9)
+    batch = np.stack([to_crop(c, crop)] * 3)
+    np.testing.assert_allclose(mirror_crop_vector(batch, cols), np.stack([want] * 3), atol=1e-9)
+
+
+def test_mirrored_samples_keep_image_and_targets_together():
+    """With mirroring on, about half the epochs mirror the sample; in every epoch the painted
+    AP column lies on the coronal targets, and the lateral view is not mirrored."""
+    k = 16
+    dxa, curves = _biplanar_scan(k=k, bow_mm=40.0)
+    scan = prepare_scan(dxa, pixel_mm=PX, image_size=(128, 64), lateral=True)
+    plain = SpineDataset([scan], [curves], augment=True, seed=3)
+    ds = SpineDataset([scan], [curves], augment=True, seed=3, mirror=True)
+    flips = 0
+    for epoch in range(30):
+        plain.set_epoch(epoch)
+        ds.set_epoch(epoch)
+        (x, y), (x0, y0) = ds[0], plain[0]
+        x, y, x0 = x.numpy(), y.numpy().astype(float), x0.numpy()
+        mirrored = ds._jitter(0)[3]
+        flips += mirrored
+        np.testing.assert_array_equal(x[2:], x0[2:])  # the lateral view is the same
+        np.testing.assert_array_equal(x[:2], x0[:2, :, ::-1] if mirrored else x0[:2])
+        rows, cols = x.shape[1:]
+        top, bot = y[6 * k] * rows, y[6 * k + 1] * rows
+        for lev in range(2, k - 2):
+            r = int(round(top + (lev + 0.5) * (bot - top) / k))
+            assert abs(_bright_centre(x[0, r]) - y[k + lev] * cols) <= 1.0, (epoch, lev, mirrored)
+        assert np.all(y[:k] <= y[2 * k: 3 * k])  # left stays the smaller column
+    assert 5 <= flips <= 25
+
+
 @given(st.floats(-6, 6), st.floats(-6, 6))
 @settings(max_examples=15, deadline=None)
 def test_sample_views_moves_lateral_rows_only(dr, dc):
@@ -219,6 +268,11 @@ def test_sample_views_moves_lateral_rows_only(dr, dc):
         (lambda: sample_views(np.zeros((1, 8, 8)), CropWindow(0, 0, 8, 8, 1.0)), ShapeError),
         (lambda: sample_views(np.zeros((4, 8, 8)), CropWindow(0, 0, 8, 8, 1.0), angle_deg=1.0), InvalidArgumentError),
         (lambda: SpineDataset([PreparedScan(np.zeros((2, 8, 8)), CropWindow(0, 0, 8, 8, 1.0))], []), InvalidArgumentError),
+        (lambda: mirror_crop_vector(np.zeros(7), 8), ShapeError),
+        (lambda: mirror_crop_vector(np.zeros(15), 8), ShapeError),
+        (lambda: mirror_crop_vector(np.zeros((2, 2, 14)), 8), ShapeError),
+        (lambda: mirror_crop_vector(np.zeros(14), 0), InvalidArgumentError),
+        (lambda: mirror_crop_vector(np.zeros(14), 8.0), InvalidArgumentError),
     ],
 )
 def test_bad_inputs(call, err):
