@@ -29,6 +29,7 @@ from spinelib.metrics import (
     kyphosis_deg,
     lordosis_deg,
     mean_surface_distance_mm,
+    surface_distances_mm,
     surface_voxels,
     tangent_angles_deg,
 )
@@ -221,6 +222,24 @@ def test_surface_distance_symmetry(a, b, s):
     sp = (s, 1.0, 2.0)
     assert hausdorff95_mm(a, b, spacing_mm=sp) == pytest.approx(hausdorff95_mm(b, a, spacing_mm=sp))
     assert mean_surface_distance_mm(a, b, spacing_mm=sp) == pytest.approx(mean_surface_distance_mm(b, a, spacing_mm=sp))
+
+
+@given(masks, masks, st.floats(0.5, 3.0))
+@settings(max_examples=30, deadline=None)
+def test_surface_distances_equal_the_distance_transforms(a, b, s):
+    """Reference implementation (MONAI, DeepMind surface-distance): the Euclidean distance
+    transform of the other mask's surface, read at this surface's voxels."""
+    from scipy import ndimage
+
+    if not a.any() or not b.any():
+        return
+    sp = (s, 1.0, 2.0)
+    sa, sb = surface_voxels(np.pad(a, 1)), surface_voxels(np.pad(b, 1))
+    want_ab = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
+    want_ba = ndimage.distance_transform_edt(~sa, sampling=sp)[sb]
+    d_ab, d_ba = surface_distances_mm(a, b, spacing_mm=sp)
+    np.testing.assert_allclose(np.sort(d_ab), np.sort(want_ab), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.sort(d_ba), np.sort(want_ba), rtol=1e-12, atol=1e-12)
 
 
 def test_surface_voxels_of_a_box_and_at_the_border():
