@@ -126,7 +126,7 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     # start every network at the mean shape: it then learns the subject's departure from it
     model.init_output(mean_target)
     train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
-                            seed=int(params["seed"]), mirror=bool(params.get("augment_mirror", False)))
+                            seed=int(params["seed"]), mirror=bool(params["augment_mirror"]))
     val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
