@@ -17,7 +17,7 @@ SMOKE_SUBJECTS = 40
 
 
 #: Helper modules of ``tests/data`` shared by several test modules.
-DATA_MODULES: tuple[str, ...] = ("pipeline_fixtures", "ukb_zips", "totalseg_fixtures")
+DATA_MODULES: tuple[str, ...] = ("pipeline_fixtures", "ukb_zips", "totalseg_fixtures", "disk_cohort")
 
 
 def _register_data_modules() -> None:

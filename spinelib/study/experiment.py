@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,6 +27,7 @@ from ..learn.data import AP_CHANNELS, PreparedScan, SpineDataset, prepare_scan
 from ..learn.recipe import input_recipe
 from ..errors import InvalidArgumentError, MissingFileError, UnreadableFileError
 from ..io import read_arrays, read_dxa, write_arrays
+from ..io.checks import check_integer
 from ..learn.checkpoint import save_checkpoint
 from ..learn.config import MODEL_NAMES, TRAINED_MODELS, config_from_profile
 from ..learn.networks import build_model, count_parameters
@@ -36,11 +38,12 @@ from ..learn.ridge import VisibleSummariesModel
 from .targets import TargetSet
 from ..learn.loss import evaluate_loss, l1_loss
 from ..learn.train import BEST, TrainConfig, dist_info, train_model
+from ..util.workers import process_pool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "record_training", "train_run", "trained_models",
-           "predict_cohort", "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "train_jobs", "record_training", "train_run",
+           "trained_models", "predict_cohort", "Predictions", "write_predictions", "read_predictions", "checkpoint_path"]
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -147,7 +150,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     ``visible_summaries`` (:mod:`spinelib.learn.ridge`) is fitted on the training crops
     without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
     out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body
-    DXAs do not.
+    DXAs do not. The networks train one after the other in this process, or side by side
+    in ``train_jobs`` processes (:func:`train_jobs`) with the same results.
 
     Returns
     -------
@@ -172,9 +176,58 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
                                                            params, cfg, meta)
     rows = [mean_row, _fit_summaries(run_dir, tr_scans, train_targets, va_scans, va_curves, params, cfg,
                                      progress=progress)]
-    rows += [_train_network(run_dir, name, tr_scans, tr_curves, va_scans, va_curves, mean_target, params, meta,
-                            progress=progress) for name in names]
+    jobs = train_jobs(params, len(names))
+    data = dict(tr_scans=tr_scans, tr_curves=tr_curves, va_scans=va_scans, va_curves=va_curves,
+                mean_target=mean_target, params=params, meta=meta)
+    if jobs == 1:
+        rows += [_train_network(run_dir, name, **data, progress=progress) for name in names]
+    else:
+        rows += _train_side_by_side(run_dir, names, data, jobs, progress=progress)
     return pd.DataFrame(rows)
+
+
+def train_jobs(params: Mapping, n_networks: int) -> int:
+    """How many networks :func:`train_section` trains at once: the profile's ``train_jobs``,
+    at most one per network, and 1 under torchrun (its ranks already share every network).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``train_jobs`` is not an integer >= 1.
+    """
+    jobs = check_integer(params["train_jobs"], "train_jobs", 1)
+    return 1 if dist_info()[0] > 1 else max(1, min(jobs, n_networks))
+
+
+def _train_side_by_side(run_dir: str | Path, names: Sequence[str], data: Mapping, jobs: int, *,
+                        progress: bool) -> list[dict]:
+    """Train ``names`` in ``jobs`` spawned processes, each with the profile's ``num_threads``;
+    their summary rows in ``names`` order. ``data`` holds :func:`_train_network`'s keyword
+    arguments but ``run_dir``, ``name`` and ``progress``.
+
+    On a small CPU two single-threaded trainings side by side finish sooner than the same two
+    one after the other on two threads each (convolutions at batch 8 keep a second thread
+    only partly busy). Each network's numbers depend on its own seed and thread count, never
+    on which process or order it ran in. The two-view network starts first: it is the
+    longest, and starting it first evens out the processes' loads.
+    """
+    params = data["params"]
+    order = sorted(names, key=lambda n: -config_from_profile(params, n).views)
+    log.info("training %s side by side in %d processes of %d thread(s)", ", ".join(order), jobs,
+             int(params["num_threads"]))
+    rows: dict[str, dict] = {}
+    with process_pool(jobs, spawn=True) as pool, tqdm(total=len(order), desc="networks trained", unit="network",
+                                                       disable=None if progress else True) as bar:
+        futures = {pool.submit(_train_network, run_dir, name, **data, progress=False): name for name in order}
+        try:
+            for done in as_completed(futures):
+                rows[futures[done]] = done.result()  # a training that failed raises here, as it would alone
+                bar.update()
+        except BaseException:
+            for f in futures:  # trainings not yet started are dropped; running ones finish first
+                f.cancel()
+            raise
+    return [rows[name] for name in names]
 
 
 def record_training(run_dir: str | Path, summary: pd.DataFrame) -> None:

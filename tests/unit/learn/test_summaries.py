@@ -30,6 +30,7 @@ from spinelib.io import write_arrays
 from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError
 from spinelib.learn.config import output_size
 from spinelib.synth.config import SynthConfig
+from spinelib_tests_disk_cohort import disk_cohort
 
 PX = 2.0
 
@@ -355,44 +356,13 @@ def test_summary_r2_bad_inputs():
 # ----------------------------------------------------------------------------- the training section
 
 
-def _disk_cohort(tmp_path, n: int, k: int, seed: int = 0):
-    """DXA files of a bone column bent sideways by a subject's amplitude, and targets whose
-    coronal centre follows it (sagittal curves unrelated to the image)."""
-    from spinelib.io import write_dxa
-    from spinelib.study.targets import TargetSet
-
-    rng = np.random.default_rng(seed)
-    px, h, w = 4.4, 173, 114
-    rows_mm, cols_mm = np.arange(h) * px, np.arange(w) * px
-    top, bottom = 150.0, 650.0
-    levels = top + (np.arange(k) + 0.5) * (bottom - top) / k
-    recs, values = [], []
-    for i in range(n):
-        amp, sag = rng.uniform(-30, 30), rng.uniform(-10, 10)
-        centre = lambda r: 250.0 + amp * np.sin(np.pi * (r - top) / (bottom - top))  # noqa: E731
-        bone = np.where((rows_mm[:, None] >= top) & (rows_mm[:, None] < bottom)
-                        & (np.abs(cols_mm[None, :] - centre(rows_mm)[:, None]) <= 20.0), 1.0, 0.0)
-        tissue = np.where((cols_mm[None, :] > 100) & (cols_mm[None, :] < 400), 15.0, 0.0) * np.ones((h, 1))
-        path = write_dxa(tmp_path / f"S{i:03d}.npz", bone, tissue, px)
-        recs.append({"subject_id": f"S{i:03d}", "dxa_path": str(path)})
-        c = centre(levels)
-        s = 80.0 + sag * np.sin(np.pi * (levels - top) / (bottom - top))
-        values.append(np.stack([c - 20, c, c + 20, s - 15, s, s + 15]))
-    split = np.array(["train"] * (n - 8) + ["val"] * 4 + ["test"] * 4)
-    vals = np.stack(values)
-    ext = np.tile([top, bottom], (n, 1))
-    targets = TargetSet(subject_id=np.array([r["subject_id"] for r in recs]), split=split, values=vals,
-                        extent_mm=ext, table_y_mm=np.zeros(n), values_true=vals, extent_true_mm=ext)
-    return pd.DataFrame(recs), targets
-
-
 def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
     from spinelib.study.experiment import checkpoint_path, predict_cohort, train_section
     from spinelib.profiles import get_profile
 
     # with the extent outputs weighted like any other, the summary's loss is the ridge's own
     params = get_profile("smoke", {"n_levels": 8, "extent_weight": 1.0})
-    manifest, targets = _disk_cohort(tmp_path / "cohort", 40, 8)
+    manifest, targets = disk_cohort(tmp_path / "cohort", 40, 8)
     run = tmp_path / "run"
     summary = train_section(run, manifest, targets, params, names=(), progress=False)
     assert list(summary["model"]) == ["mean_shape", "visible_summaries"]
@@ -433,7 +403,7 @@ def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
     from spinelib.profiles import get_profile
 
     params = get_profile("smoke", {"n_levels": 8})
-    manifest, targets = _disk_cohort(tmp_path / "cohort", 12, 8)
+    manifest, targets = disk_cohort(tmp_path / "cohort", 12, 8)
     run = tmp_path / "run"
     for name in ("mean_shape", "resnet"):
         random_checkpoint(checkpoint_path(run, name), params, name)
