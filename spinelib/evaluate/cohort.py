@@ -2,7 +2,7 @@
 
 An :class:`EvalSet` holds, for the same subjects in the same order, the curve targets
 (:class:`spinelib.study.targets.TargetSet`), every model's predictions
-(:class:`spinelib.study.experiment.Predictions`), the alignment row (the estimated DXA->MRI
+(:class:`spinelib.study.prediction.Predictions`), the alignment row (the estimated DXA->MRI
 transform that placed the targets, needed to put the true MRI column in the same frame)
 and the manifest row (file paths, truth). :func:`test_set` builds it from a run's test
 split; :func:`spinelib.evaluate.shifted.shifted_set` from a second (shifted) cohort.
@@ -34,7 +34,7 @@ from ..geometry.transform import PlanarTransform
 from ..io import read_manifest, read_truth
 from ..io.runfolder import run_paths
 from ..learn.config import MODEL_NAMES
-from ..study.experiment import Predictions, read_predictions
+from ..study.prediction import Predictions, read_predictions
 from ..study.subject_targets import dxa_session_seg_path
 from ..study.targets import ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, read_targets
 

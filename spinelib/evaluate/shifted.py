@@ -21,7 +21,8 @@ from ..io import read_manifest
 from ..io.runfolder import run_paths
 from ..study.cohort_targets import prepare_cohort_targets
 from ..study.config import TargetConfig
-from ..study.experiment import checkpoint_path, predict_cohort, read_predictions, trained_models, write_predictions
+from ..study.experiment import checkpoint_path
+from ..study.prediction import predict_cohort, read_predictions, trained_models, write_predictions
 from ..study.targets import TRUTH_TARGETS_FILE, read_targets, write_targets
 from ..util.atomic import atomic_path, write_json_atomic
 from ..util.hashing import file_sha256
@@ -112,7 +113,7 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, config: TargetCo
 
     The cohort is aligned and targeted, with truth targets where it is synthetic
     (:func:`spinelib.study.cohort_targets.prepare_cohort_targets`), and every model predicts
-    every subject whose DXA loads (:func:`spinelib.study.experiment.predict_cohort`); the
+    every subject whose DXA loads (:func:`spinelib.study.prediction.predict_cohort`); the
     results go to ``<run>/shifted/`` (``targets.npz``, ``truth_targets.npz``, ``alignment.csv``,
     ``truth_targets.csv``, ``predictions.npz``) with ``source.json`` recording the
     manifest's hash, the parameters used and the checkpoints' hashes. A later call with the
@@ -121,7 +122,7 @@ def shifted_set(run_dir: str | Path, manifest_path: str | Path, config: TargetCo
     target settings (:meth:`~spinelib.study.config.TargetConfig.from_profile`). ``reference`` as in
     :func:`spinelib.evaluate.cohort.test_set` (``"headline"``: truth where the cohort has it).
     ``names``: the models to predict with, by default every model the run trained
-    (:func:`spinelib.study.experiment.trained_models`).
+    (:func:`spinelib.study.prediction.trained_models`).
 
     Raises
     ------

@@ -4,7 +4,7 @@ clinical measures.
 ``Predictor`` holds a trained model in memory (warm process) and reads one scan
 (:meth:`Predictor.predict`) or many in batches (:meth:`Predictor.predict_batch`,
 :meth:`Predictor.predict_scans`): the study's cohort predictions
-(:func:`spinelib.study.experiment.predict_cohort`) and ``spinelib predict``
+(:func:`spinelib.study.prediction.predict_cohort`) and ``spinelib predict``
 (:mod:`spinelib.run.prediction_files`, which writes the outputs) both go through it.
 
 Before a scan reaches the network its pixel spacing must be plausible and the image head-up;
@@ -292,7 +292,7 @@ class Predictor:
                       names: Sequence[str] | None = None) -> list:
         """Curves (no 3D mask) of scans already prepared on this model's crop grid.
 
-        The cohort path (:func:`spinelib.study.experiment.predict_cohort`): the scans are read,
+        The cohort path (:func:`spinelib.study.prediction.predict_cohort`): the scans are read,
         checked and resampled once (:func:`spinelib.learn.data.prepare_scan`) for every model of
         a run; each model cuts its channels from the same stacks. Only the ``"spinelib"``
         input recipe has prepared scans.

@@ -10,7 +10,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 
-from spinelib.study.experiment import checkpoint_path, read_predictions
+from spinelib.study.experiment import checkpoint_path
+from spinelib.study.prediction import read_predictions
 from spinelib.learn.checkpoint import load_checkpoint
 from spinelib.learn.config import MODEL_NAMES, NETWORK_NAMES
 from spinelib.learn.ridge import VisibleSummariesModel

@@ -20,7 +20,7 @@ from spinelib.errors import (EmptySegmentationError, InvalidArgumentError, Missi
                              ShapeError)
 from spinelib.profiles import get_profile
 from spinelib.study.config import TargetConfig
-from spinelib.study.experiment import Predictions
+from spinelib.study.prediction import Predictions
 from spinelib.io import write_dxa, write_nifti
 from spinelib.shape.reconstruct import Grid3D
 from spinelib.spine import DISC_LABEL
@@ -516,7 +516,7 @@ def test_truth_reference_frame_uses_true_transform_and_dxa_session_seg(tmp_path)
 
 
 def test_test_set_headline_counts_every_predicted_test_subject(tmp_path):
-    from spinelib.study.experiment import write_predictions
+    from spinelib.study.prediction import write_predictions
     from spinelib.study.targets import TRUTH_TARGETS_FILE, write_targets
 
     v, e = _curves(3)

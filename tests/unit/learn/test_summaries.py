@@ -357,7 +357,8 @@ def test_summary_r2_bad_inputs():
 
 
 def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
-    from spinelib.study.experiment import checkpoint_path, predict_cohort, train_section
+    from spinelib.study.experiment import checkpoint_path, train_section
+    from spinelib.study.prediction import predict_cohort
     from spinelib.profiles import get_profile
 
     # with the extent outputs weighted like any other, the summary's loss is the ridge's own
@@ -397,7 +398,8 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
 def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
     """A scan far off the model's intensity scale is listed in ``failed`` and left out for
     every model, so that all models are compared on the same subjects."""
-    from spinelib.study.experiment import checkpoint_path, predict_cohort
+    from spinelib.study.experiment import checkpoint_path
+    from spinelib.study.prediction import predict_cohort
     from spinelib.io import read_dxa, write_dxa
     from spinelib.bench.predict import random_checkpoint
     from spinelib.profiles import get_profile
