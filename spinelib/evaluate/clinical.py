@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import InvalidArgumentError
 from ..metrics import clinical_measures
+from ..metrics.clinical import SEVERITY_EDGES_DEG
 from .cohort import EvalSet, ordered_models
 from .stats import bland_altman
 
@@ -27,8 +28,6 @@ __all__ = ["ANGLES", "SCOLIOSIS_DEG", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "
 ANGLES: tuple[str, ...] = ("cobb", "kyphosis", "lordosis")
 #: Cobb angle from which a spine counts as scoliotic (degrees).
 SCOLIOSIS_DEG = 10.0
-#: Severity classes by Cobb angle: none, mild, moderate, severe.
-SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 20.0, 30.0)
 SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-20", "20-30", ">=30")
 #: Name of the target curves in the error tables (measured against the generator's truth).
 TARGET_CURVES = "target curves"

@@ -7,7 +7,7 @@ coordinates, :func:`spinelib.shape.curves.to_crop`), with the paper's L1 loss
 and Adam.
 
 Determinism: every source of randomness is derived from ``(seed, epoch)`` -- the
-shuffling order, the augmentation of each sample (datasets with ``set_epoch``) and
+shuffling order (or the weighted draws of ``sample_weights``), the augmentation of each sample (datasets with ``set_epoch``) and
 torch's global generator (dropout) -- so an interrupted run resumed from its last
 checkpoint finishes with exactly the weights of an uninterrupted one.
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
 from ..util.atomic import atomic_path, ensure_writable_dir
@@ -42,7 +42,7 @@ from .loss import evaluate_loss, l1_loss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "adam", "dist_info", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "severity_weights", "adam", "dist_info", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -71,6 +71,10 @@ class TrainConfig:
     #: The extent is 2 of the 6 K + 2 outputs, so with weight 1 it steers the trunk's
     #: features hardly at all; the paper weighs every output alike (1).
     extent_weight: float = 1.0
+    #: How much more often training draws the subjects of the rarer scoliosis severity
+    #: classes (:func:`severity_weights`' ``power``): 0 draws every subject once per epoch
+    #: (the paper), 1 every class equally often. Recorded so that a resumed run keeps it.
+    severity_sampling: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -81,6 +85,8 @@ class TrainConfig:
             raise InvalidArgumentError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if not (self.extent_weight > 0 and math.isfinite(self.extent_weight)):
             raise InvalidArgumentError(f"extent_weight must be a finite number > 0, got {self.extent_weight}")
+        if not (self.severity_sampling >= 0 and math.isfinite(self.severity_sampling)):
+            raise InvalidArgumentError(f"severity_sampling must be a finite number >= 0, got {self.severity_sampling}")
         if self.schedule not in SCHEDULES:
             raise InvalidArgumentError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -112,6 +118,7 @@ class TrainConfig:
             num_threads=int(params.get("num_threads", 2)),
             schedule=str(params.get("lr_schedule", "constant")),
             extent_weight=float(params.get("extent_weight", 1.0)),
+            severity_sampling=float(params.get("severity_sampling", 0.0)),
         )
 
     def loss_weights(self, n_outputs: int) -> torch.Tensor | None:
@@ -167,6 +174,28 @@ class _Run:
     rank: int
     out: Path
     meta: dict
+    draw_weights: np.ndarray | None = None  # train_model's sample_weights
+
+
+class _WeightedDraws(Sampler[int]):
+    """One epoch of weighted draws with replacement, this rank's share of them.
+
+    Every rank draws the same ``ceil(N / world) * world`` indices from ``seed`` and keeps
+    every ``world``-th from its rank on, so the ranks together see one epoch's draws, as
+    ``DistributedSampler`` shares a shuffled order.
+    """
+
+    def __init__(self, weights: np.ndarray, seed: int, rank: int, world: int) -> None:
+        n = -(-len(weights) // world) * world
+        draws = torch.multinomial(torch.from_numpy(np.asarray(weights, dtype=float)), n, replacement=True,
+                                  generator=torch.Generator().manual_seed(seed))
+        self.indices = draws[rank::world].tolist()
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 @dataclass
@@ -191,6 +220,7 @@ def train_model(
     callbacks: Sequence[Callable[[int, dict], None]] = (),
     progress: bool = True,
     meta: dict | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` with L1 loss and Adam; write checkpoints and a CSV log to ``out_dir``.
 
@@ -210,6 +240,9 @@ def train_model(
         (rank 0); raising from one stops training, as an interruption would.
     meta : plain values stored in every checkpoint's ``extra`` (for example the crop pixel
         size that prediction needs).
+    sample_weights : ``(len(train_set),)`` relative chance of each training sample to be drawn
+        (:func:`severity_weights`): each epoch draws ``len(train_set)`` samples with
+        replacement. None: each sample once per epoch, in a shuffled order.
 
     Returns
     -------
@@ -217,7 +250,13 @@ def train_model(
     """
     if len(train_set) == 0:
         raise InvalidArgumentError("training dataset is empty")
-    run, state = _start(model, model_config, config, out_dir, resume=resume, meta=meta)
+    if sample_weights is not None:
+        sample_weights = np.asarray(sample_weights, dtype=float)
+        if sample_weights.shape != (len(train_set),) or not np.all(np.isfinite(sample_weights)) \
+                or np.any(sample_weights < 0) or not sample_weights.sum() > 0:
+            raise InvalidArgumentError(f"sample_weights must be {len(train_set)} finite weights >= 0, not all 0, "
+                                       f"got shape {sample_weights.shape}")
+    run, state = _start(model, model_config, config, out_dir, resume=resume, meta=meta, draw_weights=sample_weights)
     t_start, images = time.perf_counter(), 0
     for epoch in range(state.start_epoch, config.epochs):
         running, seen, epoch_seconds = _train_epoch(run, train_set, epoch, progress)
@@ -241,6 +280,45 @@ def train_model(
     )
 
 
+def severity_weights(cobb_deg: np.ndarray, edges_deg: Sequence[float], power: float) -> np.ndarray:
+    """Sampling weights ``(N,)`` that draw the rarer severity classes more often.
+
+    Each subject's class is the bin of its Cobb angle between ``edges_deg`` (ascending; a
+    value on an edge goes to the upper class). A subject weighs ``(N / n_class) ** power``,
+    scaled to a mean of 1: ``power`` 0 draws every subject alike, 1 draws every class
+    equally often, values between temper the rare classes' share.
+
+    Parameters
+    ----------
+    cobb_deg : (N,) Cobb angle of each training subject's target curves, in degrees.
+    edges_deg : class edges in degrees, ascending.
+    power : >= 0.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``cobb_deg`` is not a non-empty 1D array of finite values, ``edges_deg`` is not
+        ascending, or ``power`` is negative or not finite.
+
+    Examples
+    --------
+    >>> severity_weights(np.array([0.0, 0.0, 0.0, 25.0]), (10.0,), 1.0).round(3).tolist()
+    [0.667, 0.667, 0.667, 2.0]
+    """
+    c = np.asarray(cobb_deg, dtype=float)
+    if c.ndim != 1 or c.size == 0 or not np.all(np.isfinite(c)):
+        raise InvalidArgumentError(f"cobb_deg must be a non-empty 1D array of finite angles, got shape {c.shape}")
+    e = np.asarray(edges_deg, dtype=float)
+    if e.ndim != 1 or np.any(np.diff(e) <= 0) or not np.all(np.isfinite(e)):
+        raise InvalidArgumentError(f"edges_deg must be finite and ascending, got {list(edges_deg)}")
+    if not (math.isfinite(power) and power >= 0):
+        raise InvalidArgumentError(f"power must be a finite number >= 0, got {power}")
+    cls = np.searchsorted(e, c, side="right")
+    counts = np.bincount(cls, minlength=e.size + 1)
+    w = (c.size / counts[cls]) ** power
+    return w / w.mean()
+
+
 def adam(params: Any, config: TrainConfig) -> torch.optim.Adam:
     """The paper's optimiser, Adam, with ``config``'s rate, betas and weight decay.
 
@@ -262,7 +340,7 @@ def _setup_process(config: TrainConfig, world: int, local: int) -> torch.device:
 
 
 def _start(model: nn.Module, model_config: ModelConfig, config: TrainConfig, out_dir: str | Path, *,
-           resume: bool, meta: dict | None) -> tuple[_Run, _State]:
+           resume: bool, meta: dict | None, draw_weights: np.ndarray | None) -> tuple[_Run, _State]:
     """Set up this process, put the model on its device with its optimiser, and resume from
     ``out_dir/last.pt`` when asked and present."""
     world, rank, local = dist_info()
@@ -277,7 +355,8 @@ def _start(model: nn.Module, model_config: ModelConfig, config: TrainConfig, out
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
     weights = config.loss_weights(model_config.output_size)
-    return _Run(model, net, optimiser, model_config, config, device, weights, world, rank, out, meta or {}), state
+    return (_Run(model, net, optimiser, model_config, config, device, weights, world, rank, out, meta or {},
+                 draw_weights), state)
 
 
 def _resume(last_path: Path, model: nn.Module, optimiser: torch.optim.Optimizer, model_config: ModelConfig,
@@ -304,7 +383,10 @@ def _epoch_loader(run: _Run, train_set: Dataset, epoch: int) -> DataLoader:
     torch.manual_seed(eseed)  # dropout and any torch-side randomness
     if hasattr(train_set, "set_epoch"):
         train_set.set_epoch(epoch)
-    if run.world > 1:
+    sampler: Sampler[int]
+    if run.draw_weights is not None:
+        sampler = _WeightedDraws(run.draw_weights, eseed, run.rank, run.world)
+    elif run.world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(
             train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=config.seed
         )
@@ -376,6 +458,8 @@ def _cfg_dict(config: TrainConfig) -> dict[str, Any]:
     d.pop("num_threads")  # a property of the machine, not of the experiment
     if d["extent_weight"] == 1.0:
         d.pop("extent_weight")  # checkpoints written before the setting existed resume
+    if d["severity_sampling"] == 0.0:
+        d.pop("severity_sampling")
     return d
 
 

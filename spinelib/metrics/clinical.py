@@ -31,6 +31,7 @@ __all__ = [
     "MIN_SWING_DEG",
     "PARTIAL_WIDTH_RATIO",
     "END_MARGIN_MM",
+    "SEVERITY_EDGES_DEG",
 ]
 
 #: Typical T1-T12 share of the T1-L5 column height (bodies + discs): about 0.66.
@@ -44,6 +45,8 @@ PARTIAL_WIDTH_RATIO = 0.9
 #: Levels whose middle lies closer than this to the top or bottom of the column are left
 #: out of the clinical angles: the end slabs cut the oblique T1 and L5 endplates.
 END_MARGIN_MM = 5.0
+#: Scoliosis severity classes by Cobb angle (none, mild, moderate, severe): their edges, degrees.
+SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 20.0, 30.0)
 
 
 @dataclass(frozen=True)

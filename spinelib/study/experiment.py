@@ -34,7 +34,8 @@ from ..learn.ridge import MODEL_NAME as SUMMARIES
 from ..learn.ridge import VisibleSummariesModel
 from .targets import TargetSet
 from ..learn.loss import evaluate_loss, l1_loss
-from ..learn.train import BEST, TrainConfig, dist_info, train_model
+from ..learn.train import BEST, TrainConfig, dist_info, severity_weights, train_model
+from ..metrics.clinical import SEVERITY_EDGES_DEG, cobb_angle
 from ..util.workers import process_pool
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,15 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
                             seed=int(params["seed"]), mirror=bool(params["augment_mirror"]))
     val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
+    # the rare severe curves drawn more often: trained on the population's mix, the networks
+    # flatten them (TUNED_ON, severity_sampling)
+    weights = None if cfg.severity_sampling == 0 else severity_weights(
+        np.array([cobb_angle(c.curve("coronal_centre"), c.levels_mm).angle_deg for c in tr_curves]),
+        SEVERITY_EDGES_DEG, cfg.severity_sampling)
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
     res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
-                      progress=progress, meta=meta)
+                      progress=progress, meta=meta, sample_weights=weights)
     return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
             "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
             "images_per_second": res.images_per_second}
@@ -144,6 +150,8 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     Checkpoints and logs go to ``<run>/checkpoints/<name>/``; training resumes from the
     last checkpoint of an interrupted run. Every model starts from weights drawn from the
     run's seed, and sees the same crops (found from the images alone; training jitters them).
+    With the profile's ``severity_sampling`` each epoch draws the networks' training subjects
+    by :func:`spinelib.learn.train.severity_weights` of their target curves' Cobb angles.
     ``visible_summaries`` (:mod:`spinelib.learn.ridge`) is fitted on the training crops
     without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
     out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body

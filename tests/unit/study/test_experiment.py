@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +59,28 @@ def test_train_jobs(monkeypatch):
 def test_train_jobs_refuses_bad_values(bad):
     with pytest.raises(InvalidArgumentError, match="train_jobs"):
         train_jobs({"train_jobs": bad}, 3)
+
+
+def test_severity_sampling_draws_by_the_training_targets_cobb_angles(tmp_path, monkeypatch):
+    from spinelib.learn import train as train_module
+    from spinelib.learn.train import severity_weights
+    from spinelib.metrics.clinical import SEVERITY_EDGES_DEG, cobb_angle
+    from spinelib.study import experiment
+
+    manifest, targets = disk_cohort(tmp_path / "cohort", 16, 8)
+    seen = {}
+
+    def spy(*args, sample_weights=None, **kwargs):
+        seen[args[1].name] = sample_weights
+        return train_module.train_model(*args, sample_weights=sample_weights, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_model", spy)
+    train_section(tmp_path / "run", manifest, targets, _params(train_jobs=1, severity_sampling=1.0), names=["resnet"],
+                  progress=False)
+    train = targets.select("train")
+    cobb = [cobb_angle(train.curves(i).curve("coronal_centre"), train.curves(i).levels_mm).angle_deg
+            for i in range(len(train))]
+    np.testing.assert_array_equal(seen["resnet"], severity_weights(np.array(cobb), SEVERITY_EDGES_DEG, 1.0))
+    train_section(tmp_path / "run0", manifest, targets, _params(train_jobs=1, severity_sampling=0.0), names=["resnet"],
+                  progress=False)
+    assert seen["resnet"] is None
