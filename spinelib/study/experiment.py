@@ -117,8 +117,9 @@ def _fit_mean_shape(run_dir: str | Path, tr_scans: Sequence[PreparedScan], tr_cu
 
 def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
                    va_scans: Sequence[PreparedScan], va_curves: Sequence, mean_target: np.ndarray,
-                   params: Mapping, meta: dict, *, progress: bool) -> dict:
-    """Train network ``name`` from the run's seed, started at the mean shape; its summary row."""
+                   params: Mapping, meta: dict, draw_weights: np.ndarray | None, *, progress: bool) -> dict:
+    """Train network ``name`` from the run's seed, started at the mean shape, drawing its
+    training subjects by ``draw_weights`` (:func:`_draw_weights`); its summary row."""
     cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
     mcfg = config_from_profile(params, name)
     n_ch = mcfg.in_chans
@@ -129,15 +130,10 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
                             seed=int(params["seed"]), mirror=bool(params["augment_mirror"]))
     val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
-    # the rare severe curves drawn more often: trained on the population's mix, the networks
-    # flatten them (TUNED_ON, severity_sampling)
-    weights = None if cfg.severity_sampling == 0 else severity_weights(
-        np.array([cobb_angle(c.curve("coronal_centre"), c.levels_mm).angle_deg for c in tr_curves]),
-        SEVERITY_EDGES_DEG, cfg.severity_sampling)
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
     res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
-                      progress=progress, meta=meta, sample_weights=weights)
+                      progress=progress, meta=meta, sample_weights=draw_weights)
     return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
             "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
             "images_per_second": res.images_per_second}
@@ -183,12 +179,25 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
                                      progress=progress)]
     jobs = train_jobs(params, len(names))
     data = dict(tr_scans=tr_scans, tr_curves=tr_curves, va_scans=va_scans, va_curves=va_curves,
-                mean_target=mean_target, params=params, meta=meta)
+                mean_target=mean_target, params=params, meta=meta, draw_weights=_draw_weights(tr_curves, cfg))
     if jobs == 1:
         rows += [_train_network(run_dir, name, **data, progress=progress) for name in names]
     else:
         rows += _train_side_by_side(run_dir, names, data, jobs, progress=progress)
     return pd.DataFrame(rows)
+
+
+def _draw_weights(tr_curves: Sequence, cfg: TrainConfig) -> np.ndarray | None:
+    """How often each training subject is drawn: by the severity class of its target curves'
+    Cobb angle with the profile's ``severity_sampling`` (None: each once per epoch).
+
+    Trained on the population's mix, the networks flatten the rare large curves toward the
+    average spine (``TUNED_ON["severity_sampling"]``).
+    """
+    if cfg.severity_sampling == 0:
+        return None
+    cobb = np.array([cobb_angle(c.curve("coronal_centre"), c.levels_mm).angle_deg for c in tr_curves])
+    return severity_weights(cobb, SEVERITY_EDGES_DEG, cfg.severity_sampling)
 
 
 def train_jobs(params: Mapping, n_networks: int) -> int:

@@ -395,32 +395,6 @@ def test_train_section_fits_and_predicts_visible_summaries(tmp_path):
                        progress=False)
 
 
-def test_predict_cohort_reports_a_subject_a_model_cannot_read(tmp_path):
-    """A scan far off the model's intensity scale is listed in ``failed`` and left out for
-    every model, so that all models are compared on the same subjects."""
-    from spinelib.study.experiment import checkpoint_path
-    from spinelib.study.prediction import predict_cohort
-    from spinelib.io import read_dxa, write_dxa
-    from spinelib.bench.predict import random_checkpoint
-    from spinelib.profiles import get_profile
-
-    params = get_profile("smoke", {"n_levels": 8})
-    manifest, targets = disk_cohort(tmp_path / "cohort", 12, 8)
-    run = tmp_path / "run"
-    for name in ("mean_shape", "resnet"):
-        random_checkpoint(checkpoint_path(run, name), params, name)
-    ids = list(targets.select("test").subject_id)
-    d = read_dxa(manifest.set_index("subject_id").loc[ids[1], "dxa_path"])
-    manifest.loc[manifest["subject_id"] == ids[1], "dxa_path"] = str(
-        write_dxa(tmp_path / "bright.npz", d.bone * 1e4, d.tissue * 1e4, d.pixel_spacing_mm))
-    pred = predict_cohort(run, manifest, ids, progress=False)
-    assert pred.models == ["mean_shape", "resnet"]
-    assert list(pred.subject_id) == [ids[0], *ids[2:]]
-    assert pred.values["resnet"].shape == (len(ids) - 1, 6, 8)
-    assert list(pred.failed["subject_id"]) == [ids[1]] and list(pred.failed["model"]) == ["resnet"]
-    assert pred.failed["reason"].iloc[0].startswith(f"{ids[1]}: ") and "outside the crop" in pred.failed["reason"].iloc[0]
-
-
 # ----------------------------------------------------------------------------- the book
 
 
