@@ -10,15 +10,16 @@ generator's true angles),
 :mod:`.curves2d` (per-curve and per-level errors, paired comparisons), :mod:`.volume3d`
 (IoU, Dice, surface distances, centreline deviation level by level and at the same rows,
 extent errors, against the true spine column),
-:mod:`.clinical` (Cobb, kyphosis, lordosis; severity and region breakdowns),
+:mod:`.clinical` (Cobb, kyphosis, lordosis; scoliosis decision rules; severity and region breakdowns),
 :mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
 """
 
-from .clinical import (ANGLES, SCOLIOSIS_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table,
-                       classification_scores, cobb_errors, group_summary, reference_cobb, region_table, scoliosis_block,
-                       scoliosis_classification, severity_bins)
+from .clinical import (ANGLES, DECISION_RULES, SCOLIOSIS_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary,
+                       angle_table, classification_scores, cobb_errors, decision_thresholds, group_summary,
+                       operating_threshold, reference_cobb, region_table, scoliosis_block, scoliosis_classification,
+                       severity_bins)
 from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, eval_set, evaluation_block,
-                     has_truth_targets, ordered_models, take_predictions, test_set, with_counts)
+                     has_truth_targets, ordered_models, split_set, take_predictions, test_set, with_counts)
 from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
                        hardest_region, level_error_table, pick_subjects, pixel_sizes)
 from .shifted import shifted_paths, shifted_set
@@ -28,13 +29,14 @@ from .volume3d import (CEILING, PAPER_RESULTS, empty_mask_table, evaluate_3d, ev
                        paper_comparison, reconstruction_metrics_block)
 
 __all__ = [
-    "EvalSet", "eval_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry", "truth_angles",
+    "EvalSet", "eval_set", "split_set", "test_set", "shifted_set", "shifted_paths", "dxa_geometry", "truth_angles",
     "ordered_models", "REFERENCES", "REFERENCE_LABELS", "evaluation_block", "with_counts", "coverage_sentence", "loadable_dxa",
     "take_predictions", "has_truth_targets", "empty_mask_table",
     "curve_error_table", "curve_error_summary", "level_error_table", "hardest_region", "pick_subjects",
     "compare_models", "curve_metrics_block", "pixel_sizes",
     "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "subject_job", "mask_scores", "reconstruction_metrics_block",
     "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "cobb_errors", "reference_cobb",
-    "scoliosis_classification", "classification_scores", "scoliosis_block", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
+    "scoliosis_classification", "classification_scores", "scoliosis_block", "operating_threshold",
+    "decision_thresholds", "DECISION_RULES", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",
 ]

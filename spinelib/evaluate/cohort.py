@@ -38,7 +38,7 @@ from ..study.prediction import Predictions, read_predictions
 from ..study.subject_targets import dxa_session_seg_path
 from ..study.targets import ANATOMY_DXA, TRUTH_TARGETS_FILE, TargetSet, read_targets
 
-__all__ = ["EvalSet", "eval_set", "test_set", "ordered_models", "REFERENCES", "REFERENCE_LABELS",
+__all__ = ["EvalSet", "eval_set", "split_set", "test_set", "ordered_models", "REFERENCES", "REFERENCE_LABELS",
            "take_predictions", "has_truth_targets", "evaluation_block", "with_counts", "coverage_sentence"]
 
 #: The references an evaluation set can be measured against (see the module docstring).
@@ -265,9 +265,9 @@ def _check_reference(reference: str) -> None:
         raise InvalidArgumentError(f"reference must be 'headline' or one of {REFERENCES}, got {reference!r}")
 
 
-def _reference(run_dir: str | Path, reference: str) -> str:
+def _reference(run_dir: str | Path, reference: str, split: str) -> str:
     if reference == "headline":
-        return "truth" if has_truth_targets(run_dir) else "estimated"
+        return "truth" if has_truth_targets(run_dir, split) else "estimated"
     _check_reference(reference)
     return reference
 
@@ -312,24 +312,34 @@ def _reasons(run_dir: Path, reference: str, alignment: pd.DataFrame) -> dict[str
     return _truth_reasons(p) if p.is_file() else {}
 
 
-def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, *, reference: str = "headline") -> EvalSet:
-    """The run's test split against a reference (``"headline"``, ``"truth"`` or ``"estimated"``).
+def split_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, split: str, *,
+              reference: str = "headline") -> EvalSet:
+    """A split of the run (``"test"`` or ``"val"``) against a reference (``"headline"``,
+    ``"truth"`` or ``"estimated"``).
 
-    Reads ``predictions_test.npz`` (every test subject whose DXA loads), ``tables/alignment.csv``
-    and ``targets.npz`` (``"estimated"``) or :data:`~spinelib.study.targets.TRUTH_TARGETS_FILE`
-    (``"truth"``); the subjects evaluated are the predicted ones that have targets of that
-    reference, ``n_test`` the manifest's test split.
+    Reads the split's predictions (``predictions_<split>.npz``: every subject of the split
+    whose DXA loads), ``tables/alignment.csv`` and ``targets.npz`` (``"estimated"``) or
+    :data:`~spinelib.study.targets.TRUTH_TARGETS_FILE` (``"truth"``, made for the test split
+    only); the subjects evaluated are the predicted ones that have targets of that reference,
+    ``n_test`` the manifest's count of the split.
     """
+    if split not in ("test", "val"):
+        raise InvalidArgumentError(f"split must be 'test' or 'val', got {split!r}")
     paths = run_paths(run_dir)
     man = read_manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
-    ref = _reference(run_dir, reference)
+    ref = _reference(run_dir, reference, split)
     tpath = paths["targets"] if ref == "estimated" else paths["root"] / TRUTH_TARGETS_FILE
     targets = read_targets(tpath)
-    pred = read_predictions(paths["root"] / "predictions_test.npz")
+    pred = read_predictions(paths[f"predictions_{split}"])
     align = _read_alignment(paths["tables"] / "alignment.csv")
-    wanted = [str(s) for s in man.loc[man["split"].astype(str) == "test", "subject_id"]] if "split" in man else \
+    wanted = [str(s) for s in man.loc[man["split"].astype(str) == split, "subject_id"]] if "split" in man else \
         [str(s) for s in pred.subject_id]
-    return _select(targets, pred, align, man, wanted, ref, _reasons(Path(run_dir), ref, align), name="test")
+    return _select(targets, pred, align, man, wanted, ref, _reasons(Path(run_dir), ref, align), name=split)
+
+
+def test_set(run_dir: str | Path, manifest: pd.DataFrame | str | Path, *, reference: str = "headline") -> EvalSet:
+    """The run's test split against a reference: :func:`split_set` of ``"test"``."""
+    return split_set(run_dir, manifest, "test", reference=reference)
 
 
 def _read_alignment(path: Path) -> pd.DataFrame:

@@ -296,6 +296,16 @@ def empty_mask_table(table: pd.DataFrame) -> pd.DataFrame:
     return sel[["model", "subject_id"]].reset_index(drop=True)
 
 
+# (scoliosis_classification column, metrics.json key) under each decision rule
+_CLINICAL_KEYS = (("accuracy", "scoliosis_class_accuracy"), ("sensitivity", "scoliosis_sensitivity"),
+                  ("specificity", "scoliosis_specificity"), ("balanced_accuracy", "scoliosis_balanced_accuracy"),
+                  ("auc", "scoliosis_auc"))
+_VALIDATION_KEYS = (("decision_deg", "scoliosis_val_threshold_deg"),
+                    ("sensitivity", "scoliosis_sensitivity_at_val_threshold"),
+                    ("specificity", "scoliosis_specificity_at_val_threshold"),
+                    ("balanced_accuracy", "scoliosis_balanced_accuracy_at_val_threshold"))
+
+
 def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame | None = None,
                                  classification: pd.DataFrame | None = None) -> dict:
     """The ``models`` and ``ceiling`` blocks of ``metrics.json`` from :func:`evaluate_3d`'s table.
@@ -306,9 +316,12 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
     empty: failures, IoU 0), and, from ``angle_errors``
     (:func:`spinelib.evaluate.clinical.angle_error_summary`), ``cobb_mae_deg,
     kyphosis_mae_deg, lordosis_mae_deg`` against the target curves, and from
-    ``classification`` (:func:`spinelib.evaluate.clinical.scoliosis_classification`)
-    ``scoliosis_class_accuracy`` and ``scoliosis_sensitivity``, ``scoliosis_specificity``,
-    ``scoliosis_balanced_accuracy``. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm,
+    ``classification`` (:func:`spinelib.evaluate.clinical.scoliosis_classification`, one
+    or both rules) ``scoliosis_class_accuracy``, ``scoliosis_sensitivity``,
+    ``scoliosis_specificity``, ``scoliosis_balanced_accuracy`` and ``scoliosis_auc`` under
+    the clinical rule and ``scoliosis_val_threshold_deg``,
+    ``scoliosis_sensitivity_at_val_threshold``, ``scoliosis_specificity_at_val_threshold``,
+    ``scoliosis_balanced_accuracy_at_val_threshold`` at the validation operating point. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm,
     n_empty_masks``. Keys whose value would not be finite are left out (a sensitivity
     when no subject is scoliotic, a specificity when all are: see the ``scoliosis``
     block of :func:`spinelib.evaluate.clinical.scoliosis_block` for the reason).
@@ -337,12 +350,12 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
         for _, r in classification.iterrows():
             if r["model"] not in models:
                 continue
-            for col, key in (("accuracy", "scoliosis_class_accuracy"), ("sensitivity", "scoliosis_sensitivity"),
-                             ("specificity", "scoliosis_specificity"),
-                             ("balanced_accuracy", "scoliosis_balanced_accuracy")):
+            keys = _VALIDATION_KEYS if r.get("rule", "clinical") == "validation" else _CLINICAL_KEYS
+            for col, key in keys:
                 if col in r and np.isfinite(r[col]):
                     models[r["model"]][key] = float(r[col])
     return {"models": models, "ceiling": ceiling}
+
 
 
 def paper_comparison(block: Mapping[str, Any]) -> pd.DataFrame:

@@ -38,6 +38,10 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
         "params": root / "params.json",
         "provenance": root / "provenance.json",
         "targets": root / "targets.npz",
+        # every model's curves on the test split (evaluated) and the validation split (which
+        # chooses the scoliosis operating point); spinelib.study.prediction writes them
+        "predictions_test": root / "predictions_test.npz",
+        "predictions_val": root / "predictions_val.npz",
         "alignment": root / "alignment.csv",
         "tables": root / "tables",
         "figures": root / "figures",

@@ -60,6 +60,13 @@ def test_training_section(smoke_run):
     for name in MODEL_NAMES:
         assert pred.values[name].shape == (len(pred.subject_id), 6, targets.n_levels)
         assert np.isfinite(pred.values[name]).all()
+    # the validation split is predicted too (it chooses the scoliosis operating point), and only it
+    val = read_predictions(smoke_run / "predictions_val.npz")
+    splits = read_targets(smoke_run / "targets.npz")
+    val_ids = set(pd.read_csv(smoke_run / "tables" / "alignment.csv", dtype={"subject_id": str})
+                  .query("split == 'val'")["subject_id"])
+    assert set(splits.select("val").subject_id) <= set(val.subject_id) <= val_ids
+    assert val.models == pred.models
     summary = pd.read_csv(smoke_run / "tables" / "training_summary.csv")
     assert set(summary["model"]) == set(MODEL_NAMES)
     paper = pd.read_csv(smoke_run / "tables" / "paper_parameter_counts.csv")

@@ -26,7 +26,9 @@ MODELS = ("mean_shape", "resnet", "resnet_bot", "biplanar")  # at least these; m
 MODEL_KEYS = ("centerline_3d_mm", "centerline_3d_same_row_mm", "extent_top_mm", "extent_bottom_mm", "iou_3d",
               "dice_3d", "cobb_mae_deg", "kyphosis_mae_deg", "lordosis_mae_deg")
 COUNT_KEYS = ("n_evaluated", "n_test", "n_empty_masks")
-SCOLIOSIS_KEYS = ("scoliosis_sensitivity", "scoliosis_specificity", "scoliosis_balanced_accuracy")
+SCOLIOSIS_KEYS = ("scoliosis_sensitivity", "scoliosis_specificity", "scoliosis_balanced_accuracy", "scoliosis_auc")
+VAL_RULE_KEYS = ("scoliosis_val_threshold_deg", "scoliosis_sensitivity_at_val_threshold",
+                 "scoliosis_specificity_at_val_threshold")
 EVAL_SECTIONS = ("curve_accuracy", "reconstruction")
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -74,6 +76,14 @@ def test_metrics_has_every_design_key(eval_run):
     assert m["evaluation"]["n_evaluated"] >= m["evaluation"]["estimated_alignment"]["n_evaluated"]
     sc = m["scoliosis"]
     assert sc["threshold_deg"] == 10.0 and 0.0 <= sc["prevalence"] <= 1.0 and sc["n"] == m["evaluation"]["n_evaluated"]
+    # the operating point chosen on the validation split reaches every model, or the reason it cannot
+    rule = sc["validation_rule"]
+    if "undefined" not in rule:
+        assert 1 <= rule["n_val_scoliotic"] < rule["n_val"] <= m["n_subjects"]["val"]
+        for name, b in m["models"].items():
+            assert _finite(b["scoliosis_val_threshold_deg"]), name
+            for key in VAL_RULE_KEYS[1:]:
+                assert _finite(b[key]) or "undefined" in sc, (name, key)
 
 
 def test_headlines_match_the_per_subject_tables(eval_run):

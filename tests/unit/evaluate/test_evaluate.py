@@ -550,6 +550,38 @@ def test_test_set_headline_counts_every_predicted_test_subject(tmp_path):
         ev.test_set(tmp_path, man, reference="both")
 
 
+def test_split_set_reads_the_validation_predictions(tmp_path):
+    from spinelib.errors import MissingFileError
+    from spinelib.study.prediction import write_predictions
+    from spinelib.study.targets import TRUTH_TARGETS_FILE, write_targets
+
+    v, e = _curves(4)
+    ids = np.array(["S00000", "S00001", "S00002", "S00003"])
+    split = np.array(["val", "val", "val", "test"])
+    man = pd.DataFrame({"subject_id": ids, "split": split, "dxa_path": "", "seg_path": "s.nii.gz", "truth_path": ""})
+    # S00002's alignment was rejected: it has no estimated targets
+    keep = [0, 1, 3]
+    write_targets(tmp_path / "targets.npz", TargetSet(ids[keep], split[keep], v[keep], e[keep], np.zeros(3),
+                                                      v[keep], e[keep]))
+    write_targets(tmp_path / TRUTH_TARGETS_FILE, TargetSet(ids[3:], split[3:], v[3:], e[3:], np.zeros(1), v[3:], e[3:]))
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame({"subject_id": ids, "split": split, "theta_deg": [0.0, 0.0, np.nan, 0.0], "tx_mm": 0.0,
+                  "ty_mm": 0.0, "trusted": [True, True, False, True],
+                  "reason": ["", "", "score below threshold", ""]}).to_csv(tmp_path / "tables" / "alignment.csv",
+                                                                           index=False)
+    with pytest.raises(MissingFileError, match="predictions_val"):
+        ev.split_set(tmp_path, man, "val")
+    write_predictions(tmp_path / "predictions_val.npz", Predictions(ids[:3], {"resnet_bot": v[:3]},
+                                                                    {"resnet_bot": e[:3]}))
+    val = ev.split_set(tmp_path, man, "val")
+    # truth targets exist for the test split only, so the validation headline is the estimated one
+    assert val.reference == "estimated" and val.name == "val"
+    assert list(val.subject_id) == ["S00000", "S00001"] and (val.n_evaluated, val.n_test) == (2, 3)
+    assert val.not_evaluated.iloc[0]["reason"].startswith("alignment not trusted")
+    with pytest.raises(InvalidArgumentError, match="split"):
+        ev.split_set(tmp_path, man, "train")
+
+
 def test_take_predictions_and_loadable_dxa(tmp_path):
     v, e = _curves(3)
     ids = np.array(["a", "b", "c"])
