@@ -62,6 +62,11 @@ def bare_step_images_per_second(model, batch: tuple, *, lr: float = 1e-3, steps:
     return int(steps) * len(x) / (time.perf_counter() - t0)
 
 
+def _cycled(items: list, n_subj: int, n_images: int) -> list:
+    """The first ``n_subj`` items repeated in turn to ``n_images`` of them."""
+    return (items[:n_subj] * -(-n_images // n_subj))[:n_images]
+
+
 def _throughput_datasets(scans: list, curves: list, n_ch: int, n_subj: int, n_images: int,
                          seed: int, mirror: bool) -> tuple[Any, Any]:
     """``n_images`` augmented training crops cycled from the first ``n_subj`` scans (``n_ch``
@@ -69,15 +74,16 @@ def _throughput_datasets(scans: list, curves: list, n_ch: int, n_subj: int, n_im
     other scans."""
     from ..learn.data import PreparedScan, SpineDataset
 
-    reps = -(-n_images // n_subj)
     views = [PreparedScan(sc.stack[:n_ch], sc.crop) for sc in scans]
-    return (SpineDataset((views[:n_subj] * reps)[:n_images], (curves[:n_subj] * reps)[:n_images],
+    return (SpineDataset(_cycled(views, n_subj, n_images), _cycled(curves, n_subj, n_images),
                          augment=True, seed=seed, mirror=mirror),
             SpineDataset(views[n_subj:], curves[n_subj:]))
 
 
-def _loop_and_bare(cfg: Any, train_ds: Any, val_ds: Any, out: Path, tcfg: Any, params: Mapping) -> tuple[float, float]:
-    """Images per second of one training epoch's loop and of the bare step, same network and crops."""
+def _loop_and_bare(cfg: Any, train_ds: Any, val_ds: Any, out: Path, tcfg: Any, params: Mapping,
+                   weights: Any) -> tuple[float, float]:
+    """Images per second of one training epoch's loop (drawing by ``weights``, as the
+    training section does) and of the bare step, same network and crops."""
     import torch
 
     from ..learn.networks import build_model
@@ -85,7 +91,7 @@ def _loop_and_bare(cfg: Any, train_ds: Any, val_ds: Any, out: Path, tcfg: Any, p
 
     torch.manual_seed(int(params["seed"]))
     res = train_model(build_model(cfg), cfg, train_ds, val_ds, out, tcfg, resume=False, progress=False,
-                      meta={"crop_pixel_mm": float(params["crop_pixel_mm"])})
+                      meta={"crop_pixel_mm": float(params["crop_pixel_mm"])}, sample_weights=weights)
     loop = float(res.history["images_per_second"].iloc[-1])
     items = [train_ds[i] for i in range(min(tcfg.batch_size, len(train_ds)))]
     batch = (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items]))
@@ -108,6 +114,7 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
     from ..learn.data import prepare_scan
     from ..learn.config import TRAINED_MODELS, config_from_profile
     from ..learn.train import TrainConfig
+    from ..study.experiment import draw_weights
 
     models = TRAINED_MODELS if models is None else tuple(models)
     params = get_profile(profile)
@@ -117,6 +124,7 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
     scans = [prepare_scan(d, pixel_mm=float(params["crop_pixel_mm"]), image_size=params["image_size"], lateral=True)
              for d in dxas]
     tcfg = TrainConfig.from_profile({**params, "epochs": 1})
+    weights = draw_weights(_cycled(curves, n_subj, n_images), tcfg)  # by the training crops' subjects
     configs = {m: config_from_profile(params, m) for m in models}
     extra: dict = {"batch_size": tcfg.batch_size, "num_threads": tcfg.num_threads,
                    **{m: {"model": c.describe(), "train_loop_images_per_second": [], "bare_images_per_second": [],
@@ -128,7 +136,7 @@ def train_throughput_workload(workdir: Path, profile: str, *, n_images: int = 32
             train_ds, val_ds = _throughput_datasets(scans, curves, cfg.in_chans, n_subj, n_images, int(params["seed"]),
                                                     bool(params["augment_mirror"]))
             out = workdir / f"{name}-{state['repeat']}"
-            loop, bare = _loop_and_bare(cfg, train_ds, val_ds, out, tcfg, params)
+            loop, bare = _loop_and_bare(cfg, train_ds, val_ds, out, tcfg, params, weights)
             for key, value in (("train_loop_images_per_second", loop), ("bare_images_per_second", bare),
                                ("ratio", loop / bare)):
                 extra[name][key].append(value)

@@ -40,8 +40,8 @@ from ..util.workers import process_pool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "train_jobs", "record_training", "train_run",
-           "checkpoint_path"]
+__all__ = ["TRAINED_MODELS", "load_scans", "train_section", "train_jobs", "draw_weights", "record_training",
+           "train_run", "checkpoint_path"]
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -119,7 +119,7 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
                    va_scans: Sequence[PreparedScan], va_curves: Sequence, mean_target: np.ndarray,
                    params: Mapping, meta: dict, draw_weights: np.ndarray | None, *, progress: bool) -> dict:
     """Train network ``name`` from the run's seed, started at the mean shape, drawing its
-    training subjects by ``draw_weights`` (:func:`_draw_weights`); its summary row."""
+    training subjects by ``draw_weights`` (:func:`draw_weights`); its summary row."""
     cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
     mcfg = config_from_profile(params, name)
     n_ch = mcfg.in_chans
@@ -179,7 +179,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
                                      progress=progress)]
     jobs = train_jobs(params, len(names))
     data = dict(tr_scans=tr_scans, tr_curves=tr_curves, va_scans=va_scans, va_curves=va_curves,
-                mean_target=mean_target, params=params, meta=meta, draw_weights=_draw_weights(tr_curves, cfg))
+                mean_target=mean_target, params=params, meta=meta, draw_weights=draw_weights(tr_curves, cfg))
     if jobs == 1:
         rows += [_train_network(run_dir, name, **data, progress=progress) for name in names]
     else:
@@ -187,12 +187,23 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     return pd.DataFrame(rows)
 
 
-def _draw_weights(tr_curves: Sequence, cfg: TrainConfig) -> np.ndarray | None:
+def draw_weights(tr_curves: Sequence, cfg: TrainConfig) -> np.ndarray | None:
     """How often each training subject is drawn: by the severity class of its target curves'
-    Cobb angle with the profile's ``severity_sampling`` (None: each once per epoch).
+    Cobb angle with the profile's ``severity_sampling``.
 
     Trained on the population's mix, the networks flatten the rare large curves toward the
     average spine (``TUNED_ON["severity_sampling"]``).
+
+    Parameters
+    ----------
+    tr_curves : the N training subjects' target :class:`~spinelib.shape.curves.SpineCurves`.
+    cfg : the training settings (``severity_sampling`` in [0, 1]).
+
+    Returns
+    -------
+    (N,) relative draw weights for :func:`spinelib.learn.train.train_model`'s
+    ``sample_weights`` (:func:`spinelib.learn.train.severity_weights`), or None when
+    ``severity_sampling`` is 0 (each subject once per epoch).
     """
     if cfg.severity_sampling == 0:
         return None
