@@ -90,12 +90,14 @@ def check_image_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
     return float(sp[0]), float(sp[1])
 
 
-def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
-    """A DXA image's ``(n_rows, n_cols)``, checked.
+def check_image_shape(shape: tuple[int, int], name: str = "image shape", minimum: int = 1) -> tuple[int, int]:
+    """An image's ``(n_rows, n_cols)``, checked.
 
     Parameters
     ----------
     shape : two sizes.
+    name : what ``shape`` is, for the error message.
+    minimum : the smallest size allowed (pixels).
 
     Returns
     -------
@@ -104,7 +106,7 @@ def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
     Raises
     ------
     InvalidArgumentError
-        Not two integers (booleans and floats are refused), or a size below 1.
+        Not two integers (booleans and floats are refused), or a size below ``minimum``.
 
     Examples
     --------
@@ -112,8 +114,8 @@ def check_image_shape(shape: tuple[int, int]) -> tuple[int, int]:
     (300, 200)
     """
     if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
-            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in shape) or min(shape) < 1):
-        raise InvalidArgumentError(f"image shape must be two positive integers (rows, cols), got {shape!r}")
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in shape) or min(shape) < minimum):
+        raise InvalidArgumentError(f"{name} must be two integers (rows, cols), each >= {minimum}, got {shape!r}")
     return int(shape[0]), int(shape[1])
 
 

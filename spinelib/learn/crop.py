@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
+from ..geometry.transform import check_image_shape
 from ..shape.curves import CropWindow
 
 __all__ = [
@@ -35,10 +36,8 @@ def _check_px(pixel_mm: float) -> float:
 
 
 def _check_size(image_size: Sequence[int]) -> tuple[int, int]:
-    """A crop's ``(rows, cols)``, refused unless two sizes of at least 8 pixels."""
-    if len(image_size) != 2 or min(image_size) < 8:
-        raise InvalidArgumentError(f"image_size must be (rows, cols), each >= 8, got {image_size!r}")
-    return int(image_size[0]), int(image_size[1])
+    """A crop's ``(rows, cols)``, refused unless two integer sizes of at least 8 pixels."""
+    return check_image_shape(image_size, "image_size", 8)
 
 
 def resample_image(image: np.ndarray, spacing_mm: Sequence[float], pixel_mm: float) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import CheckpointError, InvalidArgumentError, NonFiniteError, ShapeError, UnreadableFileError
+from ..geometry.transform import check_image_shape
 from ..io.checks import check_integer, check_positive
 from ..io import read_arrays, write_arrays
 from .data import PreparedScan
@@ -207,17 +208,14 @@ class VisibleSummariesModel:
                  alphas: Sequence[float] = ALPHA_GRID) -> None:
         check_integer(n_levels, "n_levels (K)", 3)
         check_positive(crop_pixel_mm, "crop_pixel_mm")
-        if isinstance(image_size, (str, bytes)) or not isinstance(image_size, Sequence) or len(image_size) != 2:
-            raise InvalidArgumentError(f"image_size must be (rows, cols), got {image_size!r}")
-        for s in image_size:
-            check_integer(s, "image_size", 1)
+        rows, cols = check_image_shape(image_size, "image_size")
         self.n_bins = _check_bins(n_bins)
-        if int(image_size[0]) < self.n_bins:
-            raise InvalidArgumentError(f"image_size rows {image_size[0]} must be >= n_bins {self.n_bins}")
+        if rows < self.n_bins:
+            raise InvalidArgumentError(f"image_size rows {rows} must be >= n_bins {self.n_bins}")
         grid = _check_alphas(alphas)
         self.n_levels = int(n_levels)
         self.crop_pixel_mm = float(crop_pixel_mm)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.image_size = (rows, cols)
         self.alphas = grid
         self.ridge: RidgeFit | None = None
         self.val_l1 = np.full(len(grid), np.nan)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
+from ..io.checks import check_integer
 from ..spine import CURVE_NAMES
 
 __all__ = [
@@ -178,10 +179,9 @@ class SpineCurves:
 
 
 def check_levels(n_levels: int) -> int:
-    """``n_levels`` as an int, refused unless it is an integer >= ``MIN_LEVELS``."""
-    if isinstance(n_levels, bool) or int(n_levels) != n_levels or int(n_levels) < MIN_LEVELS:
-        raise InvalidArgumentError(f"n_levels must be an integer >= {MIN_LEVELS}, got {n_levels!r}")
-    return int(n_levels)
+    """``n_levels`` as an int, refused unless it is an integer (not a float, not a boolean)
+    >= ``MIN_LEVELS``."""
+    return check_integer(n_levels, "n_levels", MIN_LEVELS)
 
 
 # ---------------------------------------------------------------------------------------

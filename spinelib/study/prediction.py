@@ -161,7 +161,7 @@ def write_predictions(path: str | Path, pred: Predictions) -> Path:
 def read_predictions(path: str | Path) -> Predictions:
     """Read predictions written by :func:`write_predictions`."""
     z = read_arrays(path, what="predictions file (written by the training section)")
-    names = sorted({k.split("__")[0] for k in z if "__" in k})
+    names = list(dict.fromkeys(k.split("__")[0] for k in z if "__" in k))  # the order they were written in
     try:
         return Predictions(z["subject_id"], {n: z[f"{n}__values"] for n in names},
                            {n: z[f"{n}__extent_mm"] for n in names})

@@ -97,8 +97,12 @@ def test_image_shape_and_spacing_checks():
         with pytest.raises(InvalidArgumentError, match="pixel spacing must be two positive finite mm values"):
             check_image_spacing(bad)
     for bad in ((0, 10), (10,), (10, 10, 10), (10.0, 10), (True, 10), "ab"):
-        with pytest.raises(InvalidArgumentError, match="image shape must be two positive integers"):
+        with pytest.raises(InvalidArgumentError, match=r"image shape must be two integers \(rows, cols\), each >= 1"):
             check_image_shape(bad)
+    # a caller's own name and lower bound (a network's crop is at least 8 pixels)
+    assert check_image_shape((8, 9), "image_size", 8) == (8, 9)
+    with pytest.raises(InvalidArgumentError, match="image_size must be two integers .* each >= 8, got \\(7, 9\\)"):
+        check_image_shape((7, 9), "image_size", 8)
 
 
 def test_from_dict_reads_a_table_row_with_a_column_prefix():

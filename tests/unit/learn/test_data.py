@@ -82,6 +82,9 @@ def test_spine_ridge_prefers_the_midline_to_a_straighter_lateral_ridge():
         spine_ridge(np.full((40, 30), np.nan, np.float32), pixel_mm=PX)
     with pytest.raises(InvalidArgumentError, match="pixel"):
         spine_ridge(img, pixel_mm=0.0)
+    for size in ((128.0, 64), (7, 64), (128,), "ab"):  # a crop is two integer sizes of at least 8 pixels
+        with pytest.raises(InvalidArgumentError, match="image_size must be two integers"):
+            find_spine_crop(img, pixel_mm=PX, image_size=size)
 
 
 def test_targets_round_trip_without_augmentation():

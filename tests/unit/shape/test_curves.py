@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinelib.shape.curves import CropWindow, SpineCurves, from_crop, to_crop
+from spinelib.shape.curves import MIN_LEVELS, CropWindow, SpineCurves, check_levels, from_crop, to_crop
 from spinelib.shape.extract import column_curves, curves_from_points
 from spinelib.shape.frame import SubjectFrame
 from spinelib.shape.table_plane import estimate_table_y
@@ -381,3 +381,10 @@ def test_doctests_of_geometry_modules():
                 spinelib.metrics.clinical):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0, f"{mod.__name__}: {res.failed} doctest failures"
+
+
+def test_check_levels_takes_integers_only():
+    assert check_levels(np.int64(MIN_LEVELS)) == MIN_LEVELS and type(check_levels(np.int64(8))) is int
+    for bad in (32.0, "32", None, True, MIN_LEVELS - 1):
+        with pytest.raises(InvalidArgumentError, match="n_levels must be an integer"):
+            check_levels(bad)

@@ -30,7 +30,7 @@ def test_predictions_file_round_trip(tmp_path):
     pred = _predictions()
     path = write_predictions(tmp_path / "predictions_test.npz", pred)
     back = read_predictions(path)
-    assert list(back.subject_id) == list(pred.subject_id) and set(back.models) == set(pred.models)
+    assert list(back.subject_id) == list(pred.subject_id) and back.models == pred.models  # in the written order
     for m in pred.models:
         np.testing.assert_array_equal(back.values[m], pred.values[m])
         np.testing.assert_array_equal(back.extent_mm[m], pred.extent_mm[m])
