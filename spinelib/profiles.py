@@ -67,7 +67,7 @@ _BASE: dict[str, Any] = {
     "augment_mirror": True,  # with augment: mirror half of the training crops left-right
     "extent_weight": 32.0,  # loss weight of each extent output (top, bottom); a curve value weighs 1
     # how much more often training draws the rarer scoliosis severity classes
-    # (learn.train.severity_weights): 0 every subject alike, 1 every class equally often (TUNED_ON)
+    # (learn.sampling.severity_weights): 0 every subject alike, 1 every class equally often (TUNED_ON)
     "severity_sampling": 0.5,
     # networks trained side by side, one process each (study.experiment.train_section), and each
     # process's torch threads: on 2 cores two single-threaded trainings side by side finish a

@@ -10,18 +10,19 @@ generator's true angles),
 :mod:`.curves2d` (per-curve and per-level errors, paired comparisons), :mod:`.volume3d`
 (IoU, Dice, surface distances, centreline deviation level by level and at the same rows,
 extent errors, against the true spine column),
-:mod:`.clinical` (Cobb, kyphosis, lordosis; scoliosis decision rules; severity and region breakdowns),
+:mod:`.clinical` (Cobb, kyphosis, lordosis; severity and region breakdowns), :mod:`.scoliosis` (scoliotic or
+straight: the clinical rule, the validation operating point, the ROC AUC),
 :mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
 """
 
-from .clinical import (ANGLES, DECISION_RULES, SCOLIOSIS_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary,
-                       angle_table, classification_scores, cobb_errors, decision_thresholds, group_summary,
-                       operating_threshold, reference_cobb, region_table, scoliosis_block, scoliosis_classification,
-                       severity_bins)
+from .clinical import (ANGLES, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table, cobb_errors,
+                       group_summary, reference_cobb, region_table, severity_bins)
 from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, eval_set, evaluation_block,
                      has_truth_targets, ordered_models, split_set, take_predictions, test_set, with_counts)
 from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
                        hardest_region, level_error_table, pick_subjects, pixel_sizes)
+from .scoliosis import (DECISION_RULES, SCOLIOSIS_DEG, classification_scores, decision_thresholds, operating_threshold,
+                        scoliosis_block, scoliosis_classification)
 from .shifted import shifted_paths, shifted_set
 from .stats import BootstrapResult, bland_altman, paired_bootstrap, summarize
 from .subject_files import dxa_geometry, loadable_dxa, truth_angles

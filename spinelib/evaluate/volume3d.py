@@ -316,7 +316,7 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
     empty: failures, IoU 0), and, from ``angle_errors``
     (:func:`spinelib.evaluate.clinical.angle_error_summary`), ``cobb_mae_deg,
     kyphosis_mae_deg, lordosis_mae_deg`` against the target curves, and from
-    ``classification`` (:func:`spinelib.evaluate.clinical.scoliosis_classification`, one
+    ``classification`` (:func:`spinelib.evaluate.scoliosis.scoliosis_classification`, one
     or both rules) ``scoliosis_class_accuracy``, ``scoliosis_sensitivity``,
     ``scoliosis_specificity``, ``scoliosis_balanced_accuracy`` and ``scoliosis_auc`` under
     the clinical rule and ``scoliosis_val_threshold_deg``,
@@ -324,7 +324,7 @@ def reconstruction_metrics_block(table: pd.DataFrame, angle_errors: pd.DataFrame
     ``scoliosis_balanced_accuracy_at_val_threshold`` at the validation operating point. The ceiling gets ``iou_3d, dice_3d, hd95_mm, msd_mm,
     n_empty_masks``. Keys whose value would not be finite are left out (a sensitivity
     when no subject is scoliotic, a specificity when all are: see the ``scoliosis``
-    block of :func:`spinelib.evaluate.clinical.scoliosis_block` for the reason).
+    block of :func:`spinelib.evaluate.scoliosis.scoliosis_block` for the reason).
     """
     need = {"model", "iou_3d", "dice_3d", "centerline_3d_mm", "hd95_mm", "msd_mm"}
     if not need <= set(table.columns):

@@ -39,10 +39,11 @@ from ..errors import CheckpointError, InvalidArgumentError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .loss import evaluate_loss, l1_loss
+from .sampling import WeightedDraws
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "train_model", "severity_weights", "adam", "dist_info", "LAST", "BEST", "LOG"]
+__all__ = ["TrainConfig", "TrainResult", "train_model", "adam", "dist_info", "LAST", "BEST", "LOG"]
 
 SCHEDULES = ("constant", "cosine")
 LAST = "last.pt"
@@ -72,7 +73,7 @@ class TrainConfig:
     #: features hardly at all; the paper weighs every output alike (1).
     extent_weight: float = 1.0
     #: How much more often training draws the subjects of the rarer scoliosis severity
-    #: classes (:func:`severity_weights`' ``power``): 0 draws every subject once per epoch
+    #: classes (:func:`spinelib.learn.sampling.severity_weights`' ``power``): 0 draws every subject once per epoch
     #: (the paper), 1 every class equally often. Recorded so that a resumed run keeps it.
     severity_sampling: float = 0.0
 
@@ -177,27 +178,6 @@ class _Run:
     draw_weights: np.ndarray | None = None  # train_model's sample_weights
 
 
-class _WeightedDraws(Sampler[int]):
-    """One epoch of weighted draws with replacement, this rank's share of them.
-
-    Every rank draws the same ``ceil(N / world) * world`` indices from ``seed`` and keeps
-    every ``world``-th from its rank on, so the ranks together see one epoch's draws, as
-    ``DistributedSampler`` shares a shuffled order.
-    """
-
-    def __init__(self, weights: np.ndarray, seed: int, rank: int, world: int) -> None:
-        n = -(-len(weights) // world) * world
-        draws = torch.multinomial(torch.from_numpy(np.asarray(weights, dtype=float)), n, replacement=True,
-                                  generator=torch.Generator().manual_seed(seed))
-        self.indices = draws[rank::world].tolist()
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 @dataclass
 class _State:
     """Where the run stands: the next epoch, the best validation loss so far and the log."""
@@ -241,7 +221,7 @@ def train_model(
     meta : plain values stored in every checkpoint's ``extra`` (for example the crop pixel
         size that prediction needs).
     sample_weights : ``(len(train_set),)`` relative chance of each training sample to be drawn
-        (:func:`severity_weights`): each epoch draws ``len(train_set)`` samples with
+        (:func:`spinelib.learn.sampling.severity_weights`): each epoch draws ``len(train_set)`` samples with
         replacement. None: each sample once per epoch, in a shuffled order.
 
     Returns
@@ -278,45 +258,6 @@ def train_model(
         images_per_second=images / seconds if seconds > 0 and images else float("nan"),
         history=pd.DataFrame(state.history),
     )
-
-
-def severity_weights(cobb_deg: np.ndarray, edges_deg: Sequence[float], power: float) -> np.ndarray:
-    """Sampling weights ``(N,)`` that draw the rarer severity classes more often.
-
-    Each subject's class is the bin of its Cobb angle between ``edges_deg`` (ascending; a
-    value on an edge goes to the upper class). A subject weighs ``(N / n_class) ** power``,
-    scaled to a mean of 1: ``power`` 0 draws every subject alike, 1 draws every class
-    equally often, values between temper the rare classes' share.
-
-    Parameters
-    ----------
-    cobb_deg : (N,) Cobb angle of each training subject's target curves, in degrees.
-    edges_deg : class edges in degrees, ascending.
-    power : >= 0.
-
-    Raises
-    ------
-    InvalidArgumentError
-        ``cobb_deg`` is not a non-empty 1D array of finite values, ``edges_deg`` is not
-        ascending, or ``power`` is negative or not finite.
-
-    Examples
-    --------
-    >>> severity_weights(np.array([0.0, 0.0, 0.0, 25.0]), (10.0,), 1.0).round(3).tolist()
-    [0.667, 0.667, 0.667, 2.0]
-    """
-    c = np.asarray(cobb_deg, dtype=float)
-    if c.ndim != 1 or c.size == 0 or not np.all(np.isfinite(c)):
-        raise InvalidArgumentError(f"cobb_deg must be a non-empty 1D array of finite angles, got shape {c.shape}")
-    e = np.asarray(edges_deg, dtype=float)
-    if e.ndim != 1 or np.any(np.diff(e) <= 0) or not np.all(np.isfinite(e)):
-        raise InvalidArgumentError(f"edges_deg must be finite and ascending, got {list(edges_deg)}")
-    if not (math.isfinite(power) and power >= 0):
-        raise InvalidArgumentError(f"power must be a finite number >= 0, got {power}")
-    cls = np.searchsorted(e, c, side="right")
-    counts = np.bincount(cls, minlength=e.size + 1)
-    w = (c.size / counts[cls]) ** power
-    return w / w.mean()
 
 
 def adam(params: Any, config: TrainConfig) -> torch.optim.Adam:
@@ -385,7 +326,7 @@ def _epoch_loader(run: _Run, train_set: Dataset, epoch: int) -> DataLoader:
         train_set.set_epoch(epoch)
     sampler: Sampler[int]
     if run.draw_weights is not None:
-        sampler = _WeightedDraws(run.draw_weights, eseed, run.rank, run.world)
+        sampler = WeightedDraws(run.draw_weights, eseed, run.rank, run.world)
     elif run.world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(
             train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=config.seed

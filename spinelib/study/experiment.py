@@ -34,7 +34,8 @@ from ..learn.ridge import MODEL_NAME as SUMMARIES
 from ..learn.ridge import VisibleSummariesModel
 from .targets import TargetSet
 from ..learn.loss import evaluate_loss, l1_loss
-from ..learn.train import BEST, TrainConfig, dist_info, severity_weights, train_model
+from ..learn.sampling import severity_weights
+from ..learn.train import BEST, TrainConfig, dist_info, train_model
 from ..metrics.clinical import SEVERITY_EDGES_DEG, cobb_angle
 from ..util.workers import process_pool
 
@@ -117,9 +118,9 @@ def _fit_mean_shape(run_dir: str | Path, tr_scans: Sequence[PreparedScan], tr_cu
 
 def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
                    va_scans: Sequence[PreparedScan], va_curves: Sequence, mean_target: np.ndarray,
-                   params: Mapping, meta: dict, draw_weights: np.ndarray | None, *, progress: bool) -> dict:
+                   params: Mapping, meta: dict, sample_weights: np.ndarray | None, *, progress: bool) -> dict:
     """Train network ``name`` from the run's seed, started at the mean shape, drawing its
-    training subjects by ``draw_weights`` (:func:`draw_weights`); its summary row."""
+    training subjects by ``sample_weights`` (:func:`draw_weights`); its summary row."""
     cfg = TrainConfig.from_profile(params, name)  # the model's own learning rate (lr_by_model)
     mcfg = config_from_profile(params, name)
     n_ch = mcfg.in_chans
@@ -133,7 +134,7 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
     res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
-                      progress=progress, meta=meta, sample_weights=draw_weights)
+                      progress=progress, meta=meta, sample_weights=sample_weights)
     return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
             "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
             "images_per_second": res.images_per_second}
@@ -147,7 +148,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
     last checkpoint of an interrupted run. Every model starts from weights drawn from the
     run's seed, and sees the same crops (found from the images alone; training jitters them).
     With the profile's ``severity_sampling`` each epoch draws the networks' training subjects
-    by :func:`spinelib.learn.train.severity_weights` of their target curves' Cobb angles.
+    by :func:`spinelib.learn.sampling.severity_weights` of their target curves' Cobb angles.
     ``visible_summaries`` (:mod:`spinelib.learn.ridge`) is fitted on the training crops
     without jitter, its ridge penalty chosen on the validation split. ``biplanar`` is left
     out (with a warning) when the cohort's DXAs have no lateral view, as real whole-body
@@ -179,7 +180,7 @@ def train_section(run_dir: str | Path, manifest_df: pd.DataFrame, targets: Targe
                                      progress=progress)]
     jobs = train_jobs(params, len(names))
     data = dict(tr_scans=tr_scans, tr_curves=tr_curves, va_scans=va_scans, va_curves=va_curves,
-                mean_target=mean_target, params=params, meta=meta, draw_weights=draw_weights(tr_curves, cfg))
+                mean_target=mean_target, params=params, meta=meta, sample_weights=draw_weights(tr_curves, cfg))
     if jobs == 1:
         rows += [_train_network(run_dir, name, **data, progress=progress) for name in names]
     else:
@@ -202,7 +203,7 @@ def draw_weights(tr_curves: Sequence, cfg: TrainConfig) -> np.ndarray | None:
     Returns
     -------
     (N,) relative draw weights for :func:`spinelib.learn.train.train_model`'s
-    ``sample_weights`` (:func:`spinelib.learn.train.severity_weights`), or None when
+    ``sample_weights`` (:func:`spinelib.learn.sampling.severity_weights`), or None when
     ``severity_sampling`` is 0 (each subject once per epoch).
     """
     if cfg.severity_sampling == 0:

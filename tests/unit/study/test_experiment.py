@@ -63,7 +63,7 @@ def test_train_jobs_refuses_bad_values(bad):
 
 def test_severity_sampling_draws_by_the_training_targets_cobb_angles(tmp_path, monkeypatch):
     from spinelib.learn import train as train_module
-    from spinelib.learn.train import severity_weights
+    from spinelib.learn.sampling import severity_weights
     from spinelib.metrics.clinical import SEVERITY_EDGES_DEG, cobb_angle
     from spinelib.study import experiment
 

@@ -1,5 +1,6 @@
-"""The scoliosis decision rules of spinelib.evaluate.clinical: the validation operating point
-(Youden's J), its use on another split, the ROC AUC, and their metrics.json keys."""
+"""Scoliotic or straight (spinelib.evaluate.scoliosis): confusion-matrix scores, the two decision
+rules (the clinical one and the validation operating point by Youden's J), the ROC AUC, and their
+metrics.json keys."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def _angles(reference, predicted: dict[str, list[float]]) -> pd.DataFrame:
             rows.append({"subject_id": f"s{i}", "model": m, "angle": "cobb", "predicted_deg": p, "target_deg": r,
                          "truth_deg": r, "reference_cobb_deg": r})
     return pd.DataFrame(rows)
+
+
+def _one_model_table() -> pd.DataFrame:
+    return pd.DataFrame({"subject_id": ["s0"], "model": ["resnet_bot"], "iou_3d": [0.5], "dice_3d": [2 / 3],
+                         "centerline_3d_mm": [1.0], "hd95_mm": [2.0], "msd_mm": [1.0]})
 
 
 def _youden(pos: np.ndarray, score: np.ndarray, t: float) -> float:
@@ -111,9 +117,7 @@ def test_both_rules_reach_metrics_json_and_the_scoliosis_block():
     test = _angles([2.0, 12.0, 25.0], {"resnet_bot": [1.0, 7.0, 16.0]})
     decision = pd.DataFrame({"model": ["resnet_bot"], "decision_deg": [5.0], "n": [40], "n_scoliotic": [9]})
     c = ev.scoliosis_classification(test, decision=decision)
-    table = pd.DataFrame({"subject_id": ["s0"], "model": ["resnet_bot"], "iou_3d": [0.5], "dice_3d": [2 / 3],
-                          "centerline_3d_mm": [1.0], "hd95_mm": [2.0], "msd_mm": [1.0]})
-    bot = ev.reconstruction_metrics_block(table, classification=c)["models"]["resnet_bot"]
+    bot = ev.reconstruction_metrics_block(_one_model_table(), classification=c)["models"]["resnet_bot"]
     assert bot["scoliosis_sensitivity"] == 0.5 and bot["scoliosis_sensitivity_at_val_threshold"] == 1.0
     assert bot["scoliosis_val_threshold_deg"] == 5.0 and bot["scoliosis_auc"] == 1.0
     assert bot["scoliosis_specificity_at_val_threshold"] == 1.0
@@ -124,3 +128,42 @@ def test_both_rules_reach_metrics_json_and_the_scoliosis_block():
     assert "undefined" in none["validation_rule"]
     with pytest.raises(InvalidArgumentError, match="decision_thresholds"):
         ev.scoliosis_block(c, reference="truth", decision=decision[["model"]])
+
+
+def test_classification_scores_hand_computed_confusion():
+    ref = np.array([True, True, True, False, False, False, False, False])
+    pred = np.array([True, False, False, False, False, True, False, False])
+    s = ev.classification_scores(ref, pred)
+    # tp 1, fn 2, tn 4, fp 1
+    assert (s["tp"], s["fn"], s["tn"], s["fp"]) == (1, 2, 4, 1)
+    assert s["sensitivity"] == pytest.approx(1 / 3) and s["specificity"] == pytest.approx(4 / 5)
+    assert s["balanced_accuracy"] == pytest.approx(0.5 * (1 / 3 + 4 / 5))
+    assert s["accuracy"] == pytest.approx(5 / 8) and s["n_positive"] == 3
+    never = ev.classification_scores(ref, np.zeros(8, bool))  # "never scoliotic"
+    assert never["sensitivity"] == 0.0 and never["specificity"] == 1.0 and never["balanced_accuracy"] == 0.5
+    for bad in ((ref, pred[:3]), (ref.astype(int), pred), (np.array([], bool), np.array([], bool))):
+        with pytest.raises(InvalidArgumentError):
+            ev.classification_scores(*bad)
+
+
+def test_scoliosis_scores_in_block_and_undefined_cases_left_out():
+    c = ev.scoliosis_classification(_angles([5.0, 15.0, 30.0, 8.0], {"resnet_bot": [12.0, 14.0, 5.0, 3.0]}))
+    bot = c.set_index("model").loc["resnet_bot"]
+    assert bot["balanced_accuracy"] == pytest.approx(0.5) and bot["prevalence"] == pytest.approx(0.5)
+    block = ev.reconstruction_metrics_block(_one_model_table(), classification=c)["models"]["resnet_bot"]
+    assert block["scoliosis_sensitivity"] == 0.5 and block["scoliosis_specificity"] == 0.5
+    assert block["scoliosis_balanced_accuracy"] == 0.5
+    sb = ev.scoliosis_block(c, reference="truth")
+    assert sb == {"threshold_deg": 10.0, "reference": "truth", "n": 4, "n_scoliotic": 2, "prevalence": 0.5}
+    # no scoliotic subject: sensitivity and balanced accuracy undefined -> left out, reason given
+    none = ev.scoliosis_classification(_angles([1.0, 2.0, 3.0], {"resnet_bot": [12.0, 2.0, 3.0]}))
+    b = ev.reconstruction_metrics_block(_one_model_table(), classification=none)["models"]["resnet_bot"]
+    assert "scoliosis_sensitivity" not in b and "scoliosis_balanced_accuracy" not in b
+    assert b["scoliosis_specificity"] == pytest.approx(2 / 3)
+    assert "sensitivity" in ev.scoliosis_block(none, reference="truth")["undefined"]
+    every = ev.scoliosis_classification(_angles([11.0, 20.0], {"resnet_bot": [12.0, 2.0]}))
+    b = ev.reconstruction_metrics_block(_one_model_table(), classification=every)["models"]["resnet_bot"]
+    assert "scoliosis_specificity" not in b and b["scoliosis_sensitivity"] == 0.5
+    assert "specificity" in ev.scoliosis_block(every, reference="truth")["undefined"]
+    with pytest.raises(InvalidArgumentError):
+        ev.scoliosis_block(every.iloc[:0], reference="truth")
