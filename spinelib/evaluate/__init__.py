@@ -22,7 +22,7 @@ from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, e
 from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
                        hardest_region, level_error_table, pick_subjects, pixel_sizes)
 from .scoliosis import (DECISION_RULES, SCOLIOSIS_DEG, classification_scores, decision_thresholds, operating_threshold,
-                        scoliosis_block, scoliosis_classification)
+                        record_operating_points, scoliosis_block, scoliosis_classification)
 from .shifted import shifted_paths, shifted_set
 from .stats import BootstrapResult, bland_altman, paired_bootstrap, summarize
 from .subject_files import dxa_geometry, loadable_dxa, truth_angles
@@ -38,6 +38,6 @@ __all__ = [
     "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "subject_job", "mask_scores", "reconstruction_metrics_block",
     "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "cobb_errors", "reference_cobb",
     "scoliosis_classification", "classification_scores", "scoliosis_block", "operating_threshold",
-    "decision_thresholds", "DECISION_RULES", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
+    "decision_thresholds", "record_operating_points", "DECISION_RULES", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",
 ]

@@ -8,24 +8,27 @@ the predicted angle with the largest Youden's J there). A network trained to the
 large curves towards it, so its predicted angles run low and the clinical rule misses
 scoliotic spines it ranks correctly; the ROC AUC (rule-free) says how well it ranks them, the
 validation operating point what that ranking is worth as a classifier without looking at the
-test split.
+test split. :func:`record_operating_points` stores each network's point beside its checkpoint,
+where ``spinelib predict`` finds it (:mod:`spinelib.learn.operating_point`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from ..errors import InvalidArgumentError
+from ..metrics.clinical import SCOLIOSIS_DEG
 from .clinical import TARGET_CURVES
 from .cohort import ordered_models
 
 __all__ = ["SCOLIOSIS_DEG", "DECISION_RULES", "classification_scores", "operating_threshold", "decision_thresholds",
+           "record_operating_points",
            "scoliosis_classification", "scoliosis_block"]
 
-#: Cobb angle from which a spine counts as scoliotic (degrees).
-SCOLIOSIS_DEG = 10.0
 #: The decision rules of :func:`scoliosis_classification`, in words.
 DECISION_RULES: dict[str, str] = {
     "clinical": "predicted Cobb >= the scoliosis threshold",
@@ -145,6 +148,53 @@ def decision_thresholds(angles: pd.DataFrame, *, threshold_deg: float = SCOLIOSI
         rows.append({"model": m, "decision_deg": t, "n": sc["n"], "n_scoliotic": sc["n_positive"],
                      "sensitivity": sc["sensitivity"], "specificity": sc["specificity"]})
     return pd.DataFrame(rows, columns=cols)
+
+
+def record_operating_points(run_dir: str | Path, decision: pd.DataFrame, *, chosen_on: str) -> list[Path]:
+    """Store each network's operating point beside its checkpoint, for ``spinelib predict``.
+
+    Every network of the run (:data:`spinelib.learn.config.NETWORK_NAMES` with a checkpoint)
+    with a row in ``decision`` gets its ``operating_point.json``
+    (:func:`spinelib.learn.operating_point.write_operating_point`); one without (the split
+    lacked a class, so the point is undefined) loses the file an earlier run may have left.
+
+    Parameters
+    ----------
+    run_dir : the run folder.
+    decision : :func:`decision_thresholds`' table.
+    chosen_on : what the thresholds were chosen on, in words (stored with them).
+
+    Returns
+    -------
+    The files written, in :data:`~spinelib.learn.config.NETWORK_NAMES` order.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``decision`` is not a :func:`decision_thresholds` table.
+    """
+    from ..learn.config import NETWORK_NAMES
+    from ..learn.operating_point import OperatingPoint, operating_point_path, write_operating_point
+    from ..study.experiment import checkpoint_path
+
+    cols = {"model", "decision_deg", "n", "n_scoliotic", "sensitivity", "specificity"}
+    if not isinstance(decision, pd.DataFrame) or not cols <= set(decision.columns):
+        raise InvalidArgumentError(f"decision must be a decision_thresholds table with columns {sorted(cols)}")
+    rows = {r["model"]: r for r in decision.to_dict("records")}
+    written = []
+    for name in NETWORK_NAMES:
+        ckpt = checkpoint_path(run_dir, name)
+        if not ckpt.is_file():
+            continue
+        if name not in rows:
+            operating_point_path(ckpt).unlink(missing_ok=True)
+            continue
+        r = rows[name]
+        point = OperatingPoint(decision_deg=float(r["decision_deg"]), chosen_on=chosen_on, n=int(r["n"]),
+                               n_scoliotic=int(r["n_scoliotic"]), sensitivity=float(r["sensitivity"]),
+                               specificity=float(r["specificity"]))
+        written.append(write_operating_point(ckpt, point))
+    return written
 
 
 def _check_threshold(threshold_deg: float) -> None:

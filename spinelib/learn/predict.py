@@ -33,6 +33,7 @@ from ..metrics import clinical_measures
 from ..shape.curves import CropWindow, SpineCurves, from_crop
 from ..shape.reconstruct import Grid3D, ellipse_mask, grid_for
 from .crop import sample_crop
+from .operating_point import OperatingPoint, read_operating_point, scoliosis_calls
 from .orientation import check_orientation
 from .recipe import INPUT_RECIPES, check_crop_recipe, read_recipe, recipe_input
 from .sanity import check_crop_output, check_spacing
@@ -48,7 +49,7 @@ class Prediction:
 
     curves: SpineCurves
     crop: CropWindow
-    measures: dict
+    measures: dict  # clinical_measures of the curves and the scoliosis calls (scoliosis_calls)
     mask: np.ndarray  # bool, grid.shape
     grid: Grid3D
 
@@ -86,6 +87,9 @@ class Predictor:
     input_recipe : one of :data:`spinelib.learn.recipe.INPUT_RECIPES`: ``"spinelib"`` (our
         models) or ``"paper_bone_rgb"`` (the paper's released model: contrast-normalised bone only,
         8-bit, copied to 3 channels; :mod:`spinelib.learn.paper_checkpoint`).
+    operating_point : where the model's predicted Cobb angle is cut into scoliotic /
+        straight (:mod:`spinelib.learn.operating_point`); every prediction's measures then
+        carry that call beside the clinical rule's (:func:`~spinelib.learn.operating_point.scoliosis_calls`).
 
     The model is switched to eval mode and to channels-last memory format in place.
 
@@ -97,7 +101,8 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, config, *, pixel_mm: float, grid_mm: float = 2.0,
-                 num_threads: int | None = None, input_recipe: str = "spinelib") -> None:
+                 num_threads: int | None = None, input_recipe: str = "spinelib",
+                 operating_point: OperatingPoint | None = None) -> None:
         from .config import ModelConfig
 
         if not isinstance(model, torch.nn.Module):
@@ -114,6 +119,9 @@ class Predictor:
             torch.set_num_threads(int(num_threads))
         if input_recipe not in INPUT_RECIPES:
             raise InvalidArgumentError(f"input_recipe must be one of {INPUT_RECIPES}, got {input_recipe!r}")
+        if operating_point is not None and not isinstance(operating_point, OperatingPoint):
+            raise InvalidArgumentError(f"operating_point must be an OperatingPoint or None, got "
+                                       f"{type(operating_point).__name__}")
         if input_recipe == "paper_bone_rgb" and (config.views != 1 or config.in_chans != 3):
             raise InvalidArgumentError(
                 f"the paper's input recipe feeds 3 channels of one view; {config.describe()} does not take them")
@@ -124,6 +132,7 @@ class Predictor:
         self.pixel_mm = float(pixel_mm)
         self.grid_mm = float(grid_mm)
         self.input_recipe = input_recipe
+        self.operating_point = operating_point
         # the slab margin of the 3D grid: constant per predictor
         self._margin_mm = 2.0 * self.grid_mm
 
@@ -133,7 +142,9 @@ class Predictor:
 
         The paper's released checkpoint (a bare ``RegressionModel_Transformer`` state dict)
         is recognised and converted in memory (:mod:`spinelib.learn.paper_checkpoint`);
-        ``spinelib convert-paper-checkpoint`` does it once, to a file.
+        ``spinelib convert-paper-checkpoint`` does it once, to a file. The scoliosis operating
+        point stored beside the checkpoint, if any, comes with it
+        (:func:`~spinelib.learn.operating_point.read_operating_point`).
 
         Raises
         ------
@@ -145,10 +156,13 @@ class Predictor:
         CheckpointError
             Weights that do not fit the stored configuration, another format version, or
             no (valid) record of the crop pixel size the model was trained at.
+        UnreadableFileError
+            An ``operating_point.json`` beside it that is not a valid operating point.
         """
         model, config, extra = _load_any_checkpoint(path)
         px, recipe = read_recipe(extra, path)
-        return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe)
+        return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe,
+                   operating_point=read_operating_point(path))
 
     @property
     def n_levels(self) -> int:
@@ -220,6 +234,7 @@ class Predictor:
         check_crop_output(label, vec)
         curves = from_crop(vec, crop, self.n_levels)
         measures = clinical_measures(curves)
+        measures.update(scoliosis_calls(measures["cobb_deg"], self.operating_point))
         if reconstruct:
             grid = grid_for([curves], spacing_mm=self.grid_mm, margin_mm=self._margin_mm)
             mask = ellipse_mask(curves, grid)

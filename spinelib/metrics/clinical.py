@@ -22,6 +22,7 @@ from ..shape.curves import SpineCurves
 from .tangents import TANGENT_WINDOW_MM, _check_centreline, tangent_angles_deg
 
 __all__ = [
+    "SCOLIOSIS_DEG",
     "CobbResult",
     "cobb_angle",
     "kyphosis_deg",
@@ -47,6 +48,8 @@ PARTIAL_WIDTH_RATIO = 0.9
 END_MARGIN_MM = 5.0
 #: Scoliosis severity classes by Cobb angle (none, mild, moderate, severe): their edges, degrees.
 SEVERITY_EDGES_DEG: tuple[float, ...] = (10.0, 20.0, 30.0)
+#: Cobb angle from which a spine counts as scoliotic (degrees), the clinical convention.
+SCOLIOSIS_DEG = 10.0
 
 
 @dataclass(frozen=True)

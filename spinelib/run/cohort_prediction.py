@@ -57,9 +57,9 @@ class CohortPrediction:
 _WORKER_PREDICTORS: dict[tuple[str, str], Predictor] = {}
 
 
-def _worker_predictor(checkpoint: str, digest: str) -> Predictor:
-    """The model of ``checkpoint``, loaded once per worker process."""
-    key = (str(checkpoint), digest)
+def _worker_predictor(checkpoint: str, digest: str, decision_deg: float | None) -> Predictor:
+    """The model of ``checkpoint`` (with its operating point at ``decision_deg``), loaded once per worker process."""
+    key = (str(checkpoint), digest, decision_deg)
     if key not in _WORKER_PREDICTORS:
         _WORKER_PREDICTORS.clear()  # one model at a time: a worker's memory is the cluster's
         _WORKER_PREDICTORS[key] = Predictor.from_checkpoint(checkpoint)
@@ -69,8 +69,7 @@ def _worker_predictor(checkpoint: str, digest: str) -> Predictor:
 def _scan_row(rec: Mapping[str, Any], sid: str, path: Path, out: Path) -> dict:
     """The ``measures.csv`` row of a scan from its ``measures.json`` record."""
     return {"scan": sid, "source": str(path),
-            **{k: v for k, v in rec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k != "n_levels"},
+            **{k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "n_levels"},
             "extent_top_mm": rec["extent_mm"][0], "extent_bottom_mm": rec["extent_mm"][1], "output": str(out / sid)}
 
 
@@ -88,7 +87,7 @@ def _predict_group(item: Mapping[str, Any]) -> list[dict]:
     unless the item carries a warm ``predictor`` (in this process only), on one thread:
     a worker is one core (``--jobs`` sets how many).
     """
-    predictor = item.get("predictor") or _worker_predictor(item["checkpoint"], item["digest"])
+    predictor = item.get("predictor") or _worker_predictor(item["checkpoint"], item["digest"], item["decision_deg"])
     threads = torch.get_num_threads()
     # one intra-op thread whatever the backend: a convolution's last bits depend on the
     # thread count, and a scan must get the same numbers from any --jobs, cluster or shard
@@ -126,8 +125,10 @@ def _predict_group_with(predictor: Predictor, item: Mapping[str, Any]) -> list[d
     return sorted(rows, key=lambda r: order[r["scan"]])
 
 
-def _stored_row(out: Path, sid: str, path: Path, digest: str, flipped: Sequence[str]) -> dict | None:
-    """A scan's row from the ``measures.json`` an earlier run wrote with the same model and flips."""
+def _stored_row(out: Path, sid: str, path: Path, digest: str, flipped: Sequence[str],
+                decision_deg: float | None) -> dict | None:
+    """A scan's row from the ``measures.json`` an earlier run wrote with the same model, flips and
+    scoliosis operating point (``decision_deg``, None without one)."""
     import json
 
     try:
@@ -136,7 +137,8 @@ def _stored_row(out: Path, sid: str, path: Path, digest: str, flipped: Sequence[
         return None
     done = all((out / sid / n).is_file() for n in ("curves.csv", "spine3d.nii.gz", "spine3d.html"))
     if (done and digest and isinstance(rec, dict) and rec.get("checkpoint_sha256") == digest
-            and rec.get("source") == str(path) and rec.get("flipped") == list(flipped)):
+            and rec.get("source") == str(path) and rec.get("flipped") == list(flipped)
+            and rec.get("scoliosis_decision_deg") == decision_deg):
         return _scan_row(rec, sid, path, out)
     return None
 
@@ -152,26 +154,29 @@ def _shard_batches(source: str | Path, batch_size: Any, shard: Shard) -> list[li
     return [batches[i] for i in shard.positions(len(batches))]
 
 
-def _model(predictor: Predictor | None, checkpoint: str | Path, engine: Engine) -> tuple[Predictor | None, str]:
-    """The warm model this process uses (None when workers load their own) and the checkpoint's
-    SHA-256 ("" for a given ``predictor``)."""
+def _model(predictor: Predictor | None, checkpoint: str | Path,
+           engine: Engine) -> tuple[Predictor | None, str, float | None]:
+    """The warm model this process uses (None when workers load their own), the checkpoint's
+    SHA-256 ("" for a given ``predictor``) and the model's scoliosis decision threshold (None
+    without an operating point)."""
     if predictor is not None and not isinstance(predictor, Predictor):
         raise InvalidArgumentError(f"predictor must be a Predictor, got {type(predictor).__name__}")
     if predictor is not None and (engine.kind != "local" or engine.jobs != 1):
         raise InvalidArgumentError("a warm predictor runs in this process only: use jobs=1, or pass the checkpoint")
-    digest = ""
+    digest, loaded = "", predictor
     if predictor is None:
         loaded = Predictor.from_checkpoint(checkpoint)  # a bad checkpoint fails here, not once per worker
         digest = file_sha256(checkpoint)
         if engine.kind == "local" and engine.jobs == 1:
             predictor = loaded
-    return predictor, digest
+    point = loaded.operating_point
+    return predictor, digest, None if point is None else float(point.decision_deg)
 
 
 def _predict_new(groups: list[list[tuple[str, str]]], common: Mapping[str, Any], engine: Engine,
                  progress: bool) -> dict[str, dict]:
     """Scan id -> row of every scan of ``groups`` (one batch each), predicted in a fan-out;
-    ``common`` holds the items' ``checkpoint, digest, out, options`` (and a warm ``predictor``)."""
+    ``common`` holds the items' ``checkpoint, digest, decision_deg, out, options`` (and a warm ``predictor``)."""
     items = [{"scans": g, **common} for g in groups]
     # one task is one batch: chunks of one keep a worker's memory to one batch of scans
     engine = Engine(jobs=engine.jobs, kind=engine.kind, scheduler=engine.scheduler, chunk=1)
@@ -247,14 +252,15 @@ def predict_scans(source: str | Path, checkpoint: str | Path, out_dir: str | Pat
     engine, shard = Engine.of(jobs), shard or Shard()
     mine = _shard_batches(source, batch_size, shard)
     scans = [scan for batch in mine for scan in batch]
-    predictor, digest = _model(predictor, checkpoint, engine)
+    predictor, digest, decision_deg = _model(predictor, checkpoint, engine)
     out = ensure_writable_dir(out_dir, min_free_mb=20)
     options = dict(allow_pickle=allow_pickle, pixel_spacing_mm=pixel_spacing_mm, flip_vertical=flip_vertical,
                    flip_horizontal=flip_horizontal)
     flipped = applied_flips(flip_vertical, flip_horizontal)
-    stored = {sid: _stored_row(out, sid, Path(p), digest, flipped) for sid, p in scans}
+    stored = {sid: _stored_row(out, sid, Path(p), digest, flipped, decision_deg) for sid, p in scans}
     groups = [g for g in ([(sid, str(p)) for sid, p in batch if stored[sid] is None] for batch in mine) if g]
-    common = {"checkpoint": str(checkpoint), "digest": digest, "out": str(out), "options": options,
+    common = {"checkpoint": str(checkpoint), "digest": digest, "decision_deg": decision_deg, "out": str(out),
+              "options": options,
               **({"predictor": predictor} if predictor else {})}
     new = _predict_new(groups, common, engine, progress)
     paths, n_failed = _write_tables(out, [stored[sid] or new[sid] for sid, _ in scans], shard)

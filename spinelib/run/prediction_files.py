@@ -7,7 +7,9 @@ scan (:func:`read_scan`), predicts with :class:`spinelib.learn.predict.Predictor
 - ``curves.csv``: the six curves in mm at the K levels (and each level's row-mm),
 - ``spine3d.nii.gz``: the reconstructed spine column as a mask, RAS+ affine in mm,
 - ``spine3d.html``: a self-contained rotating Plotly spine (opens offline),
-- ``measures.json``: Cobb angle, apex level, kyphosis, lordosis, extent, and provenance.
+- ``measures.json``: Cobb angle, apex level, kyphosis, lordosis, extent, whether the spine is
+  scoliotic (predicted Cobb >= 10 deg; and at the network's validation operating point when
+  its checkpoint has one, :mod:`spinelib.learn.operating_point`), and provenance.
 
 The same command given a folder, a list or a manifest of scans is
 :func:`spinelib.run.cohort_prediction.predict_scans`, which writes these files per scan.
@@ -34,11 +36,12 @@ __all__ = ["predict_file", "write_prediction", "curves_csv", "measures_record", 
 
 
 def measures_record(pred: Prediction, *, source: str, model: str, flipped: Sequence[str] = ()) -> dict:
-    """The ``measures.json`` content of a prediction, as plain values: its measures, extent
-    (mm), spine length (mm), number of levels, crop, the flips applied, ``source`` and ``model``."""
+    """The ``measures.json`` content of a prediction, as plain values: its measures (the
+    scoliosis calls as true / false), extent (mm), spine length (mm), number of levels, crop,
+    the flips applied, ``source`` and ``model``."""
     c = pred.curves
     return {
-        **{k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in pred.measures.items()},
+        **{k: _plain(v) for k, v in pred.measures.items()},
         "extent_mm": [float(v) for v in c.extent_mm],
         "spine_length_mm": float(c.extent_mm[1] - c.extent_mm[0]),
         "n_levels": c.n_levels,
@@ -47,6 +50,13 @@ def measures_record(pred: Prediction, *, source: str, model: str, flipped: Seque
         "flipped": list(flipped),
         "source": source, "model": model,
     }
+
+
+def _plain(value: Any) -> bool | int | float:
+    """A measure as a JSON value: a flag stays a flag, a number a float or an int."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return float(value) if isinstance(value, (float, np.floating)) else int(value)
 
 
 def curves_csv(curves: SpineCurves) -> str:

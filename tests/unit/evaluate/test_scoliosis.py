@@ -167,3 +167,34 @@ def test_scoliosis_scores_in_block_and_undefined_cases_left_out():
     assert "specificity" in ev.scoliosis_block(every, reference="truth")["undefined"]
     with pytest.raises(InvalidArgumentError):
         ev.scoliosis_block(every.iloc[:0], reference="truth")
+
+
+def test_operating_points_are_stored_beside_the_networks_checkpoints(tmp_path):
+    """A network with a validation operating point gets its operating_point.json (read back as
+    stored), one without loses a stale file, a model without a checkpoint gets nothing."""
+    from spinelib.learn.operating_point import operating_point_path, read_operating_point
+    from spinelib.study.experiment import checkpoint_path
+
+    for name in ("resnet", "resnet_bot", "biplanar"):
+        path = checkpoint_path(tmp_path, name)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(name.encode())
+    stale = operating_point_path(checkpoint_path(tmp_path, "biplanar"))
+    stale.write_text("{}")
+    ref = [2.0, 5.0, 12.0, 25.0, 8.0, 15.0]
+    decision = ev.decision_thresholds(_angles(ref, {"resnet_bot": [1.0, 4.0, 9.0, 20.0, 6.0, 12.0],
+                                                    "resnet": [2.0, 3.0, 7.0, 11.0, 8.0, 6.0],
+                                                    "visible_summaries": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}))
+    written = ev.record_operating_points(tmp_path, decision, chosen_on="the validation split")
+    assert written == [operating_point_path(checkpoint_path(tmp_path, n)) for n in ("resnet", "resnet_bot")]
+    assert not stale.exists()
+    for r in decision[decision["model"].isin(["resnet", "resnet_bot"])].itertuples():
+        point = read_operating_point(checkpoint_path(tmp_path, r.model))
+        assert (point.decision_deg, point.n, point.n_scoliotic, point.sensitivity, point.specificity) == (
+            r.decision_deg, r.n, r.n_scoliotic, r.sensitivity, r.specificity)
+        assert point.chosen_on == "the validation split"
+    # an undefined operating point (a split without scoliotic spines) leaves no file behind
+    assert ev.record_operating_points(tmp_path, decision.iloc[:0], chosen_on="val") == []
+    assert not any(operating_point_path(checkpoint_path(tmp_path, n)).exists() for n in ("resnet", "resnet_bot"))
+    with pytest.raises(InvalidArgumentError, match="decision_thresholds"):
+        ev.record_operating_points(tmp_path, decision.drop(columns="n"), chosen_on="val")

@@ -32,6 +32,7 @@ from spinelib.metrics import clinical_measures
 from spinelib.learn.checkpoint import CorruptCheckpointError, MissingCheckpointError, save_checkpoint
 from spinelib.learn.config import config_from_profile
 from spinelib.learn.networks import build_model
+from spinelib.learn.operating_point import OperatingPoint, scoliosis_calls, write_operating_point
 from spinelib.learn.predict import Predictor, frame_to_ras_affine
 from spinelib.learn.sanity import MAX_FOV_MM, MIN_SPINE_FOV_MM
 from spinelib.run.prediction_files import predict_file
@@ -80,7 +81,7 @@ def test_mean_shape_of_the_subject_predicts_its_true_curves(files, subject):
     np.testing.assert_allclose(pred.curves.values, truth.values, atol=1e-3)
     np.testing.assert_allclose(pred.curves.extent_mm, truth.extent_mm, atol=1e-3)
     assert pred.crop == files["crop"]
-    assert pred.measures == clinical_measures(pred.curves)
+    assert pred.measures == {**clinical_measures(pred.curves), **scoliosis_calls(pred.measures["cobb_deg"], None)}
 
 
 def test_cli_writes_the_four_outputs(files, subject, tmp_path):
@@ -531,6 +532,37 @@ def test_cohort_list_and_manifest(files, cohort, tmp_path):
     a, b = (pd.read_csv(tmp_path / d / "measures.csv") for d in ("a", "b"))
     np.testing.assert_allclose(a["cobb_deg"], b["cobb_deg"])
     assert "2 of 2 scans predicted" in res.summary()
+
+
+def test_operating_point_beside_the_checkpoint_reaches_the_measures(files, cohort, tmp_path):
+    """Every prediction is called scoliotic or not under the clinical rule, and at the network's
+    operating point when one is stored beside its checkpoint; a cohort rerun after the point
+    changed predicts its scans again instead of keeping the old calls."""
+    import shutil
+
+    from spinelib.run.cohort_prediction import predict_scans
+
+    ckpt = tmp_path / "mean_shape" / "best.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(files["mean"], ckpt)
+    cobb = Predictor.from_checkpoint(ckpt).predict(read_dxa(files["dxa"]), reconstruct=False).measures["cobb_deg"]
+    lst = tmp_path / "scans.txt"
+    lst.write_text(f"{cohort / 's0' / 'dxa.npz'}\n{cohort / 's1' / 'dxa.npz'}\n")
+    out = tmp_path / "cohort"
+    first = pd.read_csv(predict_scans(lst, ckpt, out, progress=False).measures_csv)
+    assert "scoliosis_decision_deg" not in first
+    assert (first["scoliotic_clinical"] == (first["cobb_deg"] >= 10.0)).all()
+    for decision, called in ((cobb + 0.5, False), (cobb, True)):  # just above and at this scan's angle
+        write_operating_point(ckpt, OperatingPoint(decision, "a test", 10, 3, 1.0, 1.0))
+        m = json.loads(predict_file(files["dxa"], ckpt, tmp_path / f"one-{called}")["measures"].read_text())
+        assert m["scoliotic_at_decision"] is called and m["scoliosis_decision_deg"] == decision
+        assert m["scoliotic_clinical"] is bool(cobb >= 10.0)
+        table = pd.read_csv(predict_scans(lst, ckpt, out, progress=False).measures_csv)
+        np.testing.assert_allclose(table["scoliosis_decision_deg"], decision, atol=1e-3)  # the table's 4 decimals
+        np.testing.assert_allclose(table["cobb_deg"], first["cobb_deg"])
+        for sid, row in table.set_index("scan").iterrows():
+            rec = json.loads((out / sid / "measures.json").read_text())
+            assert row["scoliotic_at_decision"] == rec["scoliotic_at_decision"] == (rec["cobb_deg"] >= decision)
 
 
 def test_bad_cohort_sources(files, tmp_path):
