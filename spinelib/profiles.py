@@ -212,6 +212,12 @@ TUNED_ON: dict[str, tuple[str, str]] = {
                "-> mirrored. Averaging each prediction with that of the mirrored crop raised resnet_bot's IoU "
                "to 0.590 but lowered its Cobb angles (MAE 3.26 -> 4.15 deg, sensitivity 0.57 -> 0.43): "
                "not adopted"),
+    "loss (the paper's L1)": (
+        "val", "L1 with an added quadratic term, e^2 / (2 x 5 mm) per curve value, on the coronal curves / on "
+               "all six (resnet_bot at the default budget and p = 0.75; Intel Xeon, 2 cores; 100 validation "
+               "subjects against truth targets): best validation L1 0.0110 / 0.0116 against 0.0095 for L1 alone, "
+               "3D IoU 0.578 / 0.576 against 0.615, same-row centreline 5.92 / 5.93 against 5.15 mm, Cobb MAE "
+               "3.15 / 3.95 against 2.51 deg (from 20 deg 5.22 / 3.29 against 4.29; 8 subjects) -> L1 alone"),
     "checkpoint kept for each network (best.pt)": (
         "val", "the epoch with the lowest validation L1 loss"),
     "visible_summaries ridge penalty": ("val", "the validation split's mean L1 error over a grid"),

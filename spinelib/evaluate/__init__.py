@@ -12,13 +12,15 @@ generator's true angles),
 extent errors, against the true spine column),
 :mod:`.clinical` (Cobb, kyphosis, lordosis; severity and region breakdowns), :mod:`.scoliosis` (scoliotic or
 straight: the clinical rule, the validation operating point, the ROC AUC),
-:mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
+:mod:`.error_parts` (where a model's 3D error comes from: one part of its prediction taken from
+the target at a time), :mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
 """
 
 from .clinical import (ANGLES, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table, cobb_errors,
                        group_summary, reference_cobb, region_table, severity_bins)
 from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, eval_set, evaluation_block,
                      has_truth_targets, ordered_models, split_set, take_predictions, test_set, with_counts)
+from .error_parts import AS_PREDICTED, PARTS, error_decomposition, error_parts_block, swapped_name, with_true_part
 from .curves2d import (compare_models, curve_error_summary, curve_error_table, curve_metrics_block,
                        hardest_region, level_error_table, pick_subjects, pixel_sizes)
 from .scoliosis import (DECISION_RULES, SCOLIOSIS_DEG, classification_scores, decision_thresholds, operating_threshold,
@@ -40,4 +42,5 @@ __all__ = [
     "scoliosis_classification", "classification_scores", "scoliosis_block", "operating_threshold",
     "decision_thresholds", "record_operating_points", "DECISION_RULES", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",
+    "PARTS", "AS_PREDICTED", "with_true_part", "swapped_name", "error_decomposition", "error_parts_block",
 ]

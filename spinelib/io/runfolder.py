@@ -47,6 +47,9 @@ def run_paths(run_dir: str | Path) -> dict[str, Path]:
         "figures": root / "figures",
         "checkpoints": root / "checkpoints",
         "notebooks": root / "notebooks",
+        # one log per section, what its kernel and the processes it spawned logged
+        # (spinelib.util.section_log); the runner prints it on the terminal as it grows
+        "logs": root / "logs",
         "cache": root / "cache",  # per-subject results of the fan-outs (spinelib.util.workers); safe to delete
     }
 

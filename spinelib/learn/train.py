@@ -388,7 +388,8 @@ def _save_epoch(run: _Run, state: _State, row: dict) -> None:
         "epoch": epoch, "best_val_loss": state.best_val, "best_epoch": state.best_epoch, "history": state.history,
     })
     _write_log(run.out / LOG, state.history)
-    log.info("epoch %d/%d train %.4f val %.4f (%.1fs)", epoch + 1, run.config.epochs,
+    # named by its folder: networks trained side by side log into one section log
+    log.info("%s epoch %d/%d train %.4f val %.4f (%.1fs)", run.out.name, epoch + 1, run.config.epochs,
              row["train_loss"], val, row["seconds"])
 
 

@@ -42,7 +42,7 @@ from .clinical import (END_MARGIN_MM, MIN_SWING_DEG, PARTIAL_WIDTH_RATIO, THORAC
                        clinical_measures, cobb_angle, kyphosis_deg, lordosis_deg)
 from .curves2d import curve_errors
 from .overlap import dice_3d, iou_3d
-from .r2 import r2_score, summary_r2
+from .r2 import r2_interval, r2_score, summary_r2
 from .surface import hausdorff95_mm, mean_surface_distance_mm, surface_distances_mm, surface_voxels
 from .tangents import TANGENT_WINDOW_MM, tangent_angles_deg
 
@@ -65,6 +65,7 @@ __all__ = [
     "clinical_measures",
     "r2_score",
     "summary_r2",
+    "r2_interval",
     "THORACIC_FRACTION",
     "TANGENT_WINDOW_MM",
     "MIN_SWING_DEG",

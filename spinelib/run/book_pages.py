@@ -87,6 +87,8 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
     SummaryRow("3D IoU, biplanar upper bound (cohorts with lateral views)", "reconstruction", "iou_3d_pct_biplanar",
                ".1f", "%", optional=True),
     SummaryRow("3D IoU ceiling of the ellipse model (true curves)", "reconstruction", "iou_3d_pct_ceiling", ".1f", "%"),
+    SummaryRow("3D IoU of the paper's model with the true sagittal centre (diagnosis: where the error is)",
+               "reconstruction", "parts_iou_pct_sagittal_centre", ".1f", "%"),
     SummaryRow("Empty reconstructed masks, failures (paper's model)", "reconstruction", "n_empty_masks", "d"),
     SummaryRow("Cobb angle MAE (paper's model)", "reconstruction", "cobb_mae_deg", ".1f", "deg"),
     SummaryRow("Scoliosis prevalence (Cobb >= 10 deg) among the evaluated subjects", "reconstruction",
@@ -227,8 +229,9 @@ _SUMMARY_R2_ROWS = (("kyphosis", "Kyphosis"), ("lordosis", "Lordosis"),
 
 def _render_visible_summaries_r2(run_dir: Path) -> str:
     """The R2 of the ``visible_summaries`` baseline on the test split (``metrics.json``
-    block ``visible_summaries_r2``: ``kyphosis``, ``lordosis``, ``anterior_depth``, ``n``),
-    or a line saying it was not run."""
+    block ``visible_summaries_r2``: ``kyphosis``, ``lordosis``, ``anterior_depth``, ``n``,
+    and the bootstrap ``intervals`` at ``level`` when the block has them), or a line saying
+    it was not run."""
     p = run_paths(run_dir)["metrics"]
     block = read_json(p).get("visible_summaries_r2") if p.exists() else None
     if not isinstance(block, Mapping):
@@ -239,10 +242,18 @@ def _render_visible_summaries_r2(run_dir: Path) -> str:
         v = block.get(key)
         return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "--"
 
+    def interval(key: str) -> str:
+        lo_hi = (block.get("intervals") or {}).get(key)
+        ok = isinstance(lo_hi, Sequence) and len(lo_hi) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in lo_hi)
+        return f"[{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if ok else "--"
+
     n = block.get("n")
     n_text = f"{n}" if isinstance(n, int) and not isinstance(n, bool) else "--"
-    return _md_table(["Measure", "R² of `visible_summaries` (test split)", "Test subjects"],
-                     [(label, cell(key), n_text) for key, label in _SUMMARY_R2_ROWS])
+    level = block.get("level")
+    level_text = f"{100 * level:.0f} % bootstrap interval" if isinstance(level, float) else "Bootstrap interval"
+    return _md_table(["Measure", "R² of `visible_summaries` (test split)", level_text, "Test subjects"],
+                     [(label, cell(key), interval(key), n_text) for key, label in _SUMMARY_R2_ROWS])
 
 
 def _fill(text: str, fills: Mapping[str, str]) -> str:

@@ -3,7 +3,8 @@
 Execution uses the interpreter running this code (``sys.executable``) as the kernel,
 whatever kernelspecs the user has installed elsewhere: see :class:`VenvKernelManager`.
 The kernel runs with :data:`KERNEL_ENV` (no tqdm bars: the executed notebooks become
-book pages, where a bar is only noise); the terminal keeps papermill's per-cell bar.
+book pages, where a bar is only noise); the terminal keeps papermill's per-cell bar and
+gets the kernel's log records through the section's log file (:mod:`spinelib.util.section_log`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Mapping
 
 from ..errors import PipelineError
 from ..util.atomic import TMP_PREFIX, ensure_writable_dir
+from ..util.section_log import SECTION_LOG_ENV
 from .sections import Section
 
 __all__ = [
@@ -40,10 +42,13 @@ KERNEL_NAME = "python3"
 KERNEL_ENV: dict[str, str] = {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore:IProgress not found"}
 
 
-def kernel_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def kernel_env(environ: Mapping[str, str] | None = None, *, log_path: Path | None = None) -> dict[str, str]:
     """:data:`KERNEL_ENV`, with the user's own ``PYTHONWARNINGS`` (from ``environ``,
-    default ``os.environ``) kept in front of ours instead of replaced."""
+    default ``os.environ``) kept in front of ours instead of replaced, and ``log_path`` as
+    the section's log (:data:`spinelib.util.section_log.SECTION_LOG_ENV`) when given."""
     env = dict(KERNEL_ENV)
+    if log_path is not None:
+        env[SECTION_LOG_ENV] = str(log_path)
     prior = (os.environ if environ is None else environ).get("PYTHONWARNINGS", "").strip()
     if prior:
         env["PYTHONWARNINGS"] = f"{prior},{KERNEL_ENV['PYTHONWARNINGS']}"
@@ -55,8 +60,9 @@ def kernel_argv() -> list[str]:
     return [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
-def _venv_kernel_manager_class():
-    """A KernelManager class that always launches ``sys.executable -m ipykernel_launcher``."""
+def _venv_kernel_manager_class(log_path: Path | None = None):
+    """A KernelManager class that always launches ``sys.executable -m ipykernel_launcher``,
+    logging into ``log_path`` when given (:func:`kernel_env`)."""
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
@@ -84,7 +90,7 @@ def _venv_kernel_manager_class():
                     language="python",
                     metadata={"debugger": False, "supported_encryption": ["curve"]},
                     resource_dir="",
-                    env=kernel_env(),
+                    env=kernel_env(log_path=log_path),
                 )
             return self._kernel_spec
 
@@ -130,9 +136,10 @@ _QUIET = _QuietUnknownParameters()
 
 
 def execute_notebook(sec: Section, source: Path, out: Path, params: Mapping[str, Any], run_dir: Path,
-                     *, progress_bar: bool, execution_timeout: float | None) -> None:
+                     *, progress_bar: bool, execution_timeout: float | None, log_path: Path | None = None) -> None:
     """Execute ``source`` with ``params`` injected into ``out`` (written whole, or not at all),
-    with ``run_dir`` as the working folder.
+    with ``run_dir`` as the working folder; the kernel and the processes it starts log into
+    ``log_path`` when given (:mod:`spinelib.util.section_log`).
 
     Raises
     ------
@@ -155,7 +162,7 @@ def execute_notebook(sec: Section, source: Path, out: Path, params: Mapping[str,
             str(source), str(tmp), parameters=dict(params), kernel_name=KERNEL_NAME,
             language="python", cwd=str(run_dir), progress_bar=progress_bar,
             request_save_on_cell_execute=True, execution_timeout=execution_timeout,
-            kernel_manager_class=_venv_kernel_manager_class(),
+            kernel_manager_class=_venv_kernel_manager_class(log_path),
         )
     except BaseException as exc:
         if tmp.exists():

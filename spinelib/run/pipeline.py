@@ -4,7 +4,9 @@ A run executes the notebooks of :data:`spinelib.run.sections.SECTIONS` in order 
 (:mod:`spinelib.run.kernel`), injecting the profile's parameters (overridable one by one) plus
 ``run_dir``, ``data`` and ``profile`` (:mod:`spinelib.run.parameters`). Executed notebooks go to
 ``<run>/notebooks/``; ``params.json`` and ``provenance.json`` (:mod:`spinelib.run.provenance`)
-record what ran, with what, where and how long.
+record what ran, with what, where and how long. What a section's kernel, and the processes it
+starts, log goes to ``<run>/logs/<notebook stem>.log`` and, as it is written, to the terminal
+(:mod:`spinelib.util.section_log`).
 
 Caching
 -------
@@ -162,6 +164,16 @@ def _visit_sections(run: _Run, planned: Sequence[PlannedSection]) -> None:
         run.upstream.append([name, run.records[name].run_token])
 
 
+def _fresh_section_log(run_dir: Path, section: Section) -> Path:
+    """A fresh, empty log file for ``section`` in the run's ``logs/`` folder
+    (``<notebook stem>.log``, :mod:`spinelib.util.section_log`): an earlier execution's log is removed."""
+    logs = run_paths(run_dir)["logs"]
+    ensure_writable_dir(logs)
+    path = logs / f"{Path(section.notebook).stem}.log"
+    path.unlink(missing_ok=True)
+    return path
+
+
 def _execute_section(run: _Run, pl: PlannedSection, out: Path, pending: SectionRecord, reason: str,
                      tag: str) -> None:
     """Execute one section's notebook, recording the result in the state (saved before and
@@ -169,10 +181,12 @@ def _execute_section(run: _Run, pl: PlannedSection, out: Path, pending: SectionR
     name = pl.section.name
     run.records.pop(name, None)  # a section being re-run is not up to date any more
     save_state(run.run_dir, run.state)
+    log_path = _fresh_section_log(run.run_dir, pl.section)
     t0 = time.monotonic()
     try:
-        execute_notebook(pl.section, pl.source, out, run.params, run.run_dir, progress_bar=run.progress_bar,
-                         execution_timeout=run.execution_timeout)
+        with run.progress.following(log_path, tag):
+            execute_notebook(pl.section, pl.source, out, run.params, run.run_dir, progress_bar=run.progress_bar,
+                             execution_timeout=run.execution_timeout, log_path=log_path)
     except PipelineError as exc:
         elapsed = time.monotonic() - t0
         run.records[name] = replace(pending, status="failed", finished=utc_now(), elapsed_s=round(elapsed, 3),

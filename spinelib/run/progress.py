@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Mapping, Sequence, TextIO
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence, TextIO
+
+from tqdm import tqdm
+
+from ..util.section_log import LogFollower, parse_line
 
 __all__ = ["Progress", "fmt_duration", "time_hint"]
 
@@ -37,8 +44,39 @@ class Progress:
     def say(self, text: str) -> None:
         if self.stream is None:
             return
-        print(f"[spinelib run {fmt_duration(time.monotonic() - self.t0):>6}] {text}",
-              file=self.stream, flush=True)
+        # tqdm.write clears papermill's cell bar on the same stream first, and is thread-safe
+        tqdm.write(f"[spinelib run {fmt_duration(time.monotonic() - self.t0):>6}] {text}", file=self.stream)
+        self.stream.flush()
+
+    def relay(self, lines: Sequence[str], tag: str) -> None:
+        """Say each line of a section log (:mod:`spinelib.util.section_log`) after ``tag``,
+        its level in front unless it is INFO."""
+        for line in lines:
+            level, message = parse_line(line)
+            self.say(f"{tag}: {message}" if level in ("INFO", "") else f"{tag}: {level} {message}")
+
+    @contextmanager
+    def following(self, log_path: Path, tag: str, *, every_s: float = 1.0) -> Iterator[None]:
+        """While the block runs, say what is appended to ``log_path`` (checked every
+        ``every_s`` seconds, and once more at the end, so no record is lost)."""
+        if self.stream is None:
+            yield
+            return
+        follower = LogFollower(log_path)
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(every_s):
+                self.relay(follower.read(), tag)
+
+        thread = threading.Thread(target=poll, name="spinelib-section-log", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.relay(follower.read(), tag)
 
 
 def _estimate(timings: Mapping[str, float], names: Sequence[str]) -> float | None:

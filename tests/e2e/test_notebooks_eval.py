@@ -111,6 +111,24 @@ def test_headlines_match_the_per_subject_tables(eval_run):
     assert (shifted["model"] == "resnet_bot").sum() == m["shifted"]["n_subjects"]
 
 
+def test_error_parts_start_from_the_headline(eval_run):
+    """Each single-view network's decomposition starts from its headline numbers and scores
+    every part (reconstruction section, ``spinelib.evaluate.error_parts``)."""
+    from spinelib.evaluate import AS_PREDICTED, PARTS
+
+    m = json.loads((eval_run / "metrics.json").read_text())
+    assert set(m["error_parts"]) == {"resnet_bot", "resnet"}
+    for name, parts in m["error_parts"].items():
+        assert list(parts) == [AS_PREDICTED, *PARTS]
+        assert parts[AS_PREDICTED]["iou_3d"] == pytest.approx(m["models"][name]["iou_3d"], rel=1e-9)
+        assert parts[AS_PREDICTED]["centerline_3d_same_row_mm"] == pytest.approx(
+            m["models"][name]["centerline_3d_same_row_mm"], rel=1e-9)
+        assert parts[AS_PREDICTED]["gap_closed"] == 0.0
+        assert all(_finite(p["iou_3d"]) and 0.0 <= p["iou_3d"] <= 1.0 for p in parts.values())
+    table = pd.read_csv(eval_run / "tables" / "reconstruction_error_parts.csv")
+    assert len(table) == 2 * (1 + len(PARTS))
+
+
 def test_summary_keys_glued_and_tables_written(eval_run):
     for sec in (s for s in SECTIONS if s.name in EVAL_SECTIONS):
         keys = glued_keys(eval_run / "notebooks" / sec.notebook)

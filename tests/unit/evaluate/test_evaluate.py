@@ -546,3 +546,69 @@ def test_take_predictions_and_loadable_dxa(tmp_path):
     assert bad.iloc[0]["reason"].startswith("DXA does not load") and bad.iloc[1]["reason"] == "not in the manifest"
     with pytest.raises(InvalidArgumentError):
         ev.loadable_dxa(man.drop(columns="dxa_path"), ["a"])
+
+
+# --------------------------------------------------------------------------- error parts
+from spinelib.evaluate import error_parts as EP  # noqa: E402 - this section's module
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 1000), st.sampled_from(EP.PARTS))
+def test_with_true_part_replaces_that_part_only(seed, part):
+    pv, pe = _curves(3, seed=seed)
+    tv, te = _curves(3, seed=seed + 1)
+    before = pv.copy()
+    v, e = EP.with_true_part(pv, pe, tv, te, part)
+    assert np.array_equal(pv, before)  # the inputs are not changed
+    cor, sag = slice(0, 3), slice(3, 6)
+    np.testing.assert_array_equal(v[:, cor], (tv if part == "coronal" else pv)[:, cor])
+    np.testing.assert_array_equal(e, te if part == "extent" else pe)
+    if part == "sagittal_centre":
+        np.testing.assert_allclose(v[:, 4], tv[:, 4])
+        # the predicted depth of the body moves with the true centre
+        np.testing.assert_allclose(v[:, [3, 5]] - v[:, [4]], pv[:, [3, 5]] - pv[:, [4]])
+    else:
+        np.testing.assert_array_equal(v[:, sag], pv[:, sag])
+
+
+def test_with_true_part_bad_inputs():
+    pv, pe = _curves(2)
+    with pytest.raises(InvalidArgumentError, match="part must be one of"):
+        EP.with_true_part(pv, pe, pv, pe, "axial")
+    with pytest.raises(ShapeError, match="pred_values and true_values"):
+        EP.with_true_part(pv, pe, pv[:1], pe, "coronal")
+    with pytest.raises(ShapeError, match="pred_extent and true_extent"):
+        EP.with_true_part(pv, pe, pv, pe[:, :1], "extent")
+
+
+def test_error_parts_finds_the_part_at_fault(column_subject):
+    """A prediction wrong only in its depth above the table: the sagittal centre closes the
+    whole gap to the ceiling, the coronal curves and the extent none of it."""
+    t = column_subject["target"]
+    v, e = t.values[None].copy(), t.extent_mm[None].copy()
+    deep = v.copy()
+    deep[:, 3:] += 6.0
+    es = _set({"resnet_bot": (deep, e)}, v, e)
+    man = es.manifest.assign(seg_path=column_subject["seg_path"], dxa_path=column_subject["dxa_path"])
+    es = ev.EvalSet("test", es.targets, es.predictions, es.alignment, man)
+    scores = ev.evaluate_3d(es, grid_mm=2.0, jobs=1, progress=False)
+    table = EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, progress=False).set_index("part")
+    assert list(table.index) == [EP.AS_PREDICTED, *EP.PARTS]
+    assert table.loc[EP.AS_PREDICTED, "centerline_3d_same_row_mm"] == pytest.approx(6.0)
+    assert table.loc["sagittal_centre", "gap_closed"] == pytest.approx(1.0)
+    assert table.loc["sagittal_centre", "centerline_3d_same_row_mm"] == pytest.approx(0.0, abs=1e-6)
+    for part in ("coronal", "extent"):
+        assert table.loc[part, "gap_closed"] == pytest.approx(0.0, abs=1e-9)
+    block = EP.error_parts_block(table.reset_index())
+    assert list(block) == ["resnet_bot"] and list(block["resnet_bot"]) == [EP.AS_PREDICTED, *EP.PARTS]
+    assert block["resnet_bot"]["sagittal_centre"]["gap_closed"] == pytest.approx(1.0)
+    with pytest.raises(InvalidArgumentError, match="error_decomposition table"):
+        EP.error_parts_block(table.drop(columns="gap_closed"))
+    with pytest.raises(InvalidArgumentError, match="not predicted"):
+        EP.error_decomposition(es, scores, ["resnet"], grid_mm=2.0, progress=False)
+    with pytest.raises(InvalidArgumentError, match="ceiling"):
+        EP.error_decomposition(es, scores[scores["model"] != ev.CEILING], ["resnet_bot"], grid_mm=2.0, progress=False)
+    with pytest.raises(InvalidArgumentError, match="parts must be"):
+        EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, parts=["axial"], progress=False)
+    with pytest.raises(InvalidArgumentError, match="EvalSet"):
+        EP.error_decomposition(scores, scores, ["resnet_bot"], grid_mm=2.0)

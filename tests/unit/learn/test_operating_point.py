@@ -35,8 +35,10 @@ def checkpoint(tmp_path):
     return path
 
 
-def test_written_point_reads_back_for_its_checkpoint(checkpoint):
-    assert read_operating_point(checkpoint) is None  # none written yet
+def test_written_point_reads_back_for_its_checkpoint(checkpoint, caplog):
+    with caplog.at_level(logging.INFO, logger="spinelib.learn.operating_point"):
+        assert read_operating_point(checkpoint) is None  # none written yet, and the user is told
+    assert "clinical rule only" in caplog.text and str(checkpoint) in caplog.text
     path = write_operating_point(checkpoint, POINT)
     assert path == checkpoint.parent / OPERATING_POINT == operating_point_path(checkpoint)
     assert read_operating_point(checkpoint) == POINT

@@ -353,6 +353,44 @@ def test_summary_r2_bad_inputs():
         M.r2_score([1.0, 2.0], [1.0])
 
 
+def test_r2_interval_is_the_percentile_bootstrap_of_r2():
+    """Against a plain loop over the same resamples with scikit-learn's R2."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(2)
+    t = rng.normal(0, 1, 60)
+    p = t + rng.normal(0, 0.8, 60)
+    lo, hi = M.r2_interval(t, p, n_boot=200, seed=7, level=0.9)
+    idx = np.random.default_rng(7).integers(0, 60, size=(200, 60))
+    ref = np.quantile([r2_score(t[i], p[i]) for i in idx], [0.05, 0.95])
+    assert (lo, hi) == pytest.approx(tuple(ref), abs=1e-12)
+    assert lo < M.r2_score(t, p) < hi
+    assert M.r2_interval(t, p, n_boot=200, seed=7, level=0.9) == (lo, hi)  # seeded
+    assert M.r2_interval(t, t, n_boot=50) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("kw, match", [({"n_boot": 5}, "n_boot"), ({"n_boot": 20.0}, "n_boot"),
+                                       ({"n_boot": True}, "n_boot"), ({"level": 1.0}, "level"),
+                                       ({"level": "0.9"}, "level")])
+def test_r2_interval_bad_arguments(kw, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        M.r2_interval([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], **kw)
+
+
+def test_summary_r2_intervals_on_request():
+    rng = np.random.default_rng(3)
+    truth = np.column_stack([rng.uniform(5, 30, 30), rng.uniform(5, 30, 30), rng.uniform(60, 100, 30)])
+    tv, te = _cohort(truth)
+    pv, pe = _cohort(truth + rng.normal(0, [4.0, 6.0, 5.0], size=truth.shape))
+    out = M.summary_r2(tv, te, pv, pe, n_boot=100, seed=1, level=0.8)
+    assert set(out) == {"kyphosis", "lordosis", "anterior_depth", "n", "intervals", "level"} and out["level"] == 0.8
+    for name in ("kyphosis", "lordosis", "anterior_depth"):
+        lo, hi = out["intervals"][name]
+        assert lo <= out[name] <= hi
+    with pytest.raises(InvalidArgumentError, match="n_boot"):
+        M.summary_r2(tv, te, pv, pe, n_boot=3)
+
+
 # ----------------------------------------------------------------------------- the training section
 
 
@@ -410,12 +448,15 @@ def test_book_renders_the_r2_table(tmp_path):
     text = _render_visible_summaries_r2(run)
     lines = text.splitlines()
     assert lines[0].startswith("| Measure") and len(lines) == 5
-    assert "| Kyphosis | 0.12 | 37 |" in text and "| Lordosis | -0.05 | 37 |" in text and "0.46" in text
-    (run / "metrics.json").write_text(json.dumps({"visible_summaries_r2": {"kyphosis": 0.2, "n": 5}}))
-    assert "| Lordosis | -- | 5 |" in _render_visible_summaries_r2(run)
+    assert "| Kyphosis | 0.12 | -- | 37 |" in text and "| Lordosis | -0.05 | -- | 37 |" in text and "0.46" in text
+    (run / "metrics.json").write_text(json.dumps({"visible_summaries_r2": {
+        "kyphosis": 0.2, "n": 5, "level": 0.95, "intervals": {"kyphosis": [0.104, 0.31], "lordosis": "bad"}}}))
+    text = _render_visible_summaries_r2(run)
+    assert "95 % bootstrap interval" in text.splitlines()[0]
+    assert "| Lordosis | -- | -- | 5 |" in text
     staging = stage_book(run, staging=tmp_path / "stage")
     page = (staging / "synthetic_cohort.md").read_text()
-    assert "<!-- spinelib:visible_summaries_r2 -->" not in page and "| Kyphosis | 0.20 | 5 |" in page
+    assert "<!-- spinelib:visible_summaries_r2 -->" not in page and "| Kyphosis | 0.20 | [0.10, 0.31] | 5 |" in page
 
 
 # ----------------------------------------------------------------------------- the key check

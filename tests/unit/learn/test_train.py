@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import os
 import socket
 
@@ -46,17 +48,22 @@ def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_trains_and_writes_outputs(tmp_path):
-    res = train_model(_model(), CFG, _data(), _data(16, 1), tmp_path, _cfg(), progress=False,
-                      meta={"crop_pixel_mm": 3.3})
-    model, config, extra = load_checkpoint(tmp_path / BEST)  # prediction reads this file
+def test_trains_and_writes_outputs(tmp_path, caplog):
+    out = tmp_path / "resnet"
+    with caplog.at_level(logging.INFO, logger="spinelib.learn.train"):
+        res = train_model(_model(), CFG, _data(), _data(16, 1), out, _cfg(), progress=False,
+                          meta={"crop_pixel_mm": 3.3})
+    # each epoch is logged under the output folder's name: networks trained side by side share one log
+    assert [r.getMessage().split(" train ")[0] for r in caplog.records if " epoch " in r.getMessage()] == [
+        f"resnet epoch {e}/4" for e in (1, 2, 3, 4)]
+    model, config, extra = load_checkpoint(out / BEST)  # prediction reads this file
     assert config == CFG and extra["crop_pixel_mm"] == 3.3
-    assert {p.name for p in tmp_path.iterdir()} >= {LAST, BEST, LOG}
-    log = pd.read_csv(tmp_path / LOG)
+    assert {p.name for p in out.iterdir()} >= {LAST, BEST, LOG}
+    log = pd.read_csv(out / LOG)
     assert list(log["epoch"]) == [0, 1, 2, 3]
     assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
     assert res.best_val_loss == pytest.approx(log["val_loss"].min(), rel=1e-5)
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(out.glob(".tmp-*"))
 
 
 def test_same_seed_same_weights(tmp_path):

@@ -131,3 +131,49 @@ def test_library_bars_show_on_a_terminal_only():
     # the kernel module's docs name the module whose warning the kernel filter is about
     bad = {k: v for k, v in bad.items() if v and not (k.endswith("run/kernel.py") and v == ["tqdm.auto"])}
     assert bad == {}
+
+
+LOGGING_CELL = """\
+import logging, multiprocessing
+import spinelib
+from spinelib.util.workers import process_pool
+
+logging.getLogger("spinelib.study.experiment").info("training %s", "resnet")
+logging.getLogger("spinelib.learn.train").warning("a slow epoch")
+with process_pool(1, spawn=True) as pool:  # the way networks train side by side
+    pool.submit(logging.getLogger("spinelib.learn.train").info, "resnet epoch 1/2 from a worker").result()
+print("logged")
+"""
+
+
+def test_kernel_and_spawned_workers_log_to_the_terminal_and_the_run_not_the_page(tmp_path):
+    """The section's records -- the kernel's and those of the processes it spawns -- are said on
+    the terminal while it runs and kept in ``logs/<notebook>.log``; the page gets none."""
+    import io
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('run_dir = ""\ndata = ""\nprofile = "smoke"\n')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(LOGGING_CELL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nbdir / "k_log.ipynb")
+    manifest = tmp_path / "manifest.csv"
+    shutil.copy(DATA / "manifest.csv", manifest)
+    run, terminal = tmp_path / "run", io.StringIO()
+    run_pipeline(run, profile="smoke", data=manifest, notebooks_dir=nbdir,
+                 table=(Section("klog", "k_log.ipynb", "Kernel log"),), stream=terminal, progress_bar=False)
+    said = terminal.getvalue()
+    assert "[1/1] klog: training resnet" in said
+    assert "[1/1] klog: WARNING a slow epoch" in said
+    assert "[1/1] klog: resnet epoch 1/2 from a worker" in said
+    assert said.index("training resnet") < said.index("[1/1] klog: done")
+    kept = (run / "logs" / "k_log.log").read_text()
+    assert "INFO spinelib.study.experiment: training resnet" in kept and "from a worker" in kept
+    stderr, text = _stderr_and_streams(run / "notebooks" / "k_log.ipynb")
+    assert stderr == [] and text == "logged\n"
+    # a re-run starts the section's log afresh
+    run_pipeline(run, notebooks_dir=nbdir, table=(Section("klog", "k_log.ipynb", "Kernel log"),), stream=None,
+                 force=True)
+    assert (run / "logs" / "k_log.log").read_text().count("training resnet") == 1
