@@ -153,12 +153,14 @@ def smoke_book(smoke_run):
     return smoke_run, index.parent
 
 
-#: Text of a tqdm bar (``45%|####  | 9/20 [00:01<00:02, 4.5it/s]``) or of a printed warning.
-NOISE = re.compile(r"\d+%\||it/s\]|s/it\]|TqdmWarning|IProgress not found|Warning:")
+#: Text of a tqdm bar (``45%|####  | 9/20 [00:01<00:02, 4.5it/s]``), of a printed warning, or
+#: of a Python object's repr in the prose (a glued Markdown value cited with ``{glue:text}``
+#: instead of ``{glue:md}`` renders as ``<IPython.core.display.Markdown object>``).
+NOISE = re.compile(r"\d+%\||it/s\]|s/it\]|TqdmWarning|IProgress not found|Warning:|<IPython\.[\w.]+ object>")
 
 
 def _page_noise(page) -> list[str]:
-    """Progress-bar or warning text on the current page, and its stderr output blocks."""
+    """Progress-bar, warning or object-repr text on the current page, and its stderr output blocks."""
     text = page.locator("article").first.inner_text()
     found = [m.group(0) for m in NOISE.finditer(text)]
     found += [f"stderr block: {t[:120]!r}" for t in page.locator("article .stderr").all_inner_texts()]
@@ -237,7 +239,7 @@ def test_real_smoke_book_renders_offline_with_a_drawn_3d_spine(smoke_book, brows
         assert page.locator("article h1").first.inner_text().strip(), path.name
         if found := _page_noise(page):
             noise[path.name] = found[:5]
-    assert noise == {}, f"progress bars or warnings on the book's pages: {noise}"
+    assert noise == {}, f"progress bars, warnings or object reprs on the book's pages: {noise}"
     shots = run / "screenshots"
     shots.mkdir(exist_ok=True)
     page.goto((html / "summary.html").as_uri(), wait_until="load")
