@@ -186,10 +186,16 @@ def _is_cohort_source(path: str) -> bool:
 
 @command("predict", "predict the coronal and sagittal curves and the 3D spine from one DXA or a cohort", _predict_args)
 def _predict(ns: argparse.Namespace) -> int:
+    from .learn.operating_point import operating_point_path
+    from .metrics.clinical import SCOLIOSIS_DEG
     from .run.cohort_prediction import predict_scans
     from .run.prediction_files import predict_file
 
     flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
+    point = operating_point_path(ns.checkpoint)
+    if not point.is_file():
+        print(f"note: no {point.name} beside {ns.checkpoint}: scoliosis is called by the clinical rule "
+              f"only (Cobb >= {SCOLIOSIS_DEG:g} deg)", file=sys.stderr)
     if _is_cohort_source(ns.dxa):
         # one warm model for the whole cohort; a bad scan is listed, the others go on
         res = predict_scans(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,

@@ -179,14 +179,20 @@ TUNED_ON: dict[str, tuple[str, str]] = {
                "coronal targets together (a half or a full sine wave over the spine, up to 15 / 30 mm, at "
                "p = 0.75: IoU 0.611 / 0.606, Cobb MAE 2.93 / 3.14); 13 epochs for resnet_bot at p = 0.75 "
                "(IoU 0.615, same-row 5.21 mm, Cobb MAE from 20 deg 4.18)"),
-    "pool, feature_stride_by_model": (
+    "pool, spatial_chans, feature_stride_by_model": (
         "val", "each network at the laptop budget (10 epochs, batch 16, cosine) on a default cohort "
                "(generator v3), 3D IoU on the validation split against truth targets: resnet_bot with the "
                "average pool at stride 32 / 16 0.549 / 0.522, with the spatial pool 0.600 / 0.586; resnet "
                "average / spatial 0.580 / 0.612; biplanar spatial at stride 32 / 16 0.752 / 0.707 (average, "
                "earlier: 0.68) -> the spatial pool for every network; stride 16 for resnet_bot (BoTNet's "
                "layout, its blocks attend over 12 x 6 positions instead of 6 x 3, at a cost within the "
-               "noise of one run), 32 for resnet and biplanar (trained on a lent GPU at exactly this budget)"),
+               "noise of one run), 32 for resnet and biplanar (trained on a lent GPU at exactly this budget). "
+               "Tried later for resnet_bot and not adopted (Intel Xeon, 2 cores; the default budget, p = 0.75, "
+               "generator v3; 100 validation subjects against truth targets; 32 channels at stride 16: best "
+               "validation L1 0.0095, 3D IoU 0.615, same-row centreline 5.15 mm, Cobb MAE 2.51 deg, from 20 deg "
+               "4.29 over 8 subjects): stride 8 (the trunk's last two stages left out, the blocks attending "
+               "over 24 x 12 positions, 1.7 times the training time) 0.0101, 0.604, 5.45 mm, 3.44 deg, 3.31; "
+               "64 channels per position 0.0094, 0.621, 5.14 mm, 2.58 deg, 5.11 -> stride 16, 32 channels"),
     "batch_size, lr_by_model (resnet_bot, resnet, biplanar)": (
         "val", "the same grid and budget (10 epochs, cosine, mirrored crops) for both single-view networks, "
                "the lowest best-epoch validation L1 loss (extent weighted) of each (default cohort, generator "

@@ -98,8 +98,8 @@ def write_operating_point(checkpoint: str | Path, point: OperatingPoint) -> Path
 
 
 def read_operating_point(checkpoint: str | Path) -> OperatingPoint | None:
-    """The operating point stored beside ``checkpoint``; None when there is none (logged at
-    INFO), or when it was written for another checkpoint (a warning says so).
+    """The operating point stored beside ``checkpoint``; None when there is none, or when it
+    was written for another checkpoint (a warning says so).
 
     Raises
     ------
@@ -108,9 +108,9 @@ def read_operating_point(checkpoint: str | Path) -> OperatingPoint | None:
     """
     path = operating_point_path(checkpoint)
     if not path.is_file():
-        # a checkpoint copied without its file still predicts; the user should know why one
-        # call is missing from measures.json
-        log.info("no %s beside %s: scoliosis is called by the clinical rule only (Cobb >= %g deg)",
+        # a checkpoint copied without its file still predicts; `spinelib predict` tells its user
+        # (DEBUG here: a run reads its checkpoints before the reconstruction section writes the points)
+        log.debug("no %s beside %s: scoliosis is called by the clinical rule only (Cobb >= %g deg)",
                  path.name, checkpoint, SCOLIOSIS_DEG)
         return None
     try:

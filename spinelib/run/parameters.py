@@ -3,6 +3,8 @@ them against the names each notebook's ``parameters`` cell declares."""
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -131,10 +133,15 @@ def notebook_parameters(path: str | Path) -> dict[str, Any]:
         raise PipelineError(
             f"notebook {p} must have exactly one cell tagged 'parameters', found {len(tagged)}"
         )
+    pm_log = logging.getLogger("papermill")
+    level = pm_log.level
+    pm_log.setLevel(logging.WARNING)  # its "Input Notebook" line at plan time reads as if the notebook ran
     try:
         params = papermill.inspect_notebook(str(p))
     except Exception as exc:  # noqa: BLE001
         raise PipelineError(f"notebook {p}: the parameters cell cannot be parsed: {exc}") from None
+    finally:
+        pm_log.setLevel(level)
     return {name: info.get("default") for name, info in params.items()}
 
 

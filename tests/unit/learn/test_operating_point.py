@@ -36,9 +36,10 @@ def checkpoint(tmp_path):
 
 
 def test_written_point_reads_back_for_its_checkpoint(checkpoint, caplog):
-    with caplog.at_level(logging.INFO, logger="spinelib.learn.operating_point"):
-        assert read_operating_point(checkpoint) is None  # none written yet, and the user is told
+    with caplog.at_level(logging.DEBUG, logger="spinelib.learn.operating_point"):
+        assert read_operating_point(checkpoint) is None  # none written yet
     assert "clinical rule only" in caplog.text and str(checkpoint) in caplog.text
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)  # a run reads checkpoints before their point
     path = write_operating_point(checkpoint, POINT)
     assert path == checkpoint.parent / OPERATING_POINT == operating_point_path(checkpoint)
     assert read_operating_point(checkpoint) == POINT

@@ -605,3 +605,16 @@ def test_curves_csv_has_the_bytes_pandas_would_write(k, scale, seed):
     assert curves_csv(c) == ref
     with pytest.raises(InvalidArgumentError):
         curves_csv(values)
+
+
+def test_cli_says_when_the_checkpoint_has_no_operating_point(files, tmp_path, capsys):
+    import shutil
+
+    ckpt = tmp_path / "net" / "best.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(files["mean"], ckpt)
+    assert run_cli(files["dxa"], "--checkpoint", ckpt, "--out", tmp_path / "a") == 0
+    assert "clinical rule only" in capsys.readouterr().err
+    write_operating_point(ckpt, OperatingPoint(12.0, "a test", 10, 3, 1.0, 1.0))
+    assert run_cli(files["dxa"], "--checkpoint", ckpt, "--out", tmp_path / "b") == 0
+    assert "clinical rule only" not in capsys.readouterr().err

@@ -7,6 +7,7 @@ paper's notebooks do, with a fixture section list.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -38,9 +39,12 @@ def test_sections_declared_in_order():
         resolve_sections("alignment,nope")
 
 
-def test_parameters_cell_read():
-    declared = notebook_parameters(fx.NOTEBOOKS / "b_second.ipynb")
+def test_parameters_cell_read(caplog):
+    with caplog.at_level(logging.INFO, logger="papermill"):
+        declared = notebook_parameters(fx.NOTEBOOKS / "b_second.ipynb")
+        assert logging.getLogger("papermill").level == logging.INFO  # given back
     assert set(declared) == {"run_dir", "data", "profile", "epochs"}
+    assert not caplog.records  # reading a notebook's parameters is not running it: no "Input Notebook"
     with pytest.raises(PipelineError, match="exactly one cell tagged 'parameters'"):
         notebook_parameters(fx.NOTEBOOKS / "y_noparams.ipynb")
 
