@@ -5,7 +5,8 @@ Pure functions on 1D arrays of per-subject (or per-point) numbers.
 References
 ----------
 * Efron and Tibshirani, *An Introduction to the Bootstrap* (1993), ch. 13: percentile
-  intervals; resampling the *subjects* keeps each subject's paired errors together.
+  intervals (:mod:`spinelib.metrics.bootstrap`); resampling the *subjects* keeps each
+  subject's paired errors together.
 * Bland and Altman, *Statistical methods for assessing agreement between two methods of
   clinical measurement*, Lancet 1 (1986) 307-310: bias and 95 % limits of agreement.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
+from ..metrics.bootstrap import check_bootstrap, percentile_interval, resample_indices
 
 __all__ = ["summarize", "BootstrapResult", "paired_bootstrap", "bland_altman"]
 
@@ -120,19 +122,12 @@ def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 
     y = _vector(b, "b", min_size=2)
     if x.shape != y.shape:
         raise ShapeError(f"a and b must pair the same subjects, got {x.size} and {y.size} values")
-    if isinstance(n_boot, bool) or int(n_boot) != n_boot or int(n_boot) < 10:
-        raise InvalidArgumentError(f"n_boot must be an integer >= 10, got {n_boot!r}")
-    if not np.isfinite(level) or not 0.0 < level < 1.0:
-        raise InvalidArgumentError(f"level must be in (0, 1), got {level!r}")
+    n_boot, level = check_bootstrap(n_boot, level)
     d = x - y
-    rng = np.random.default_rng(int(seed))
-    idx = rng.integers(0, d.size, size=(int(n_boot), d.size))
-    means = d[idx].mean(axis=1)
-    alpha = 0.5 * (1.0 - level)
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    means = d[resample_indices(d.size, n_boot, seed)].mean(axis=1)
+    lo, hi = percentile_interval(means, level)
     p = 2.0 * min(float(np.mean(means <= 0.0)), float(np.mean(means >= 0.0)))
-    return BootstrapResult(float(d.mean()), float(lo), float(hi), float(level), min(1.0, p),
-                           int(d.size), int(n_boot), means)
+    return BootstrapResult(float(d.mean()), lo, hi, level, min(1.0, p), int(d.size), n_boot, means)
 
 
 def bland_altman(reference, measured) -> dict[str, float]:

@@ -19,7 +19,9 @@ re-exported here:
 ``clinical``
     Cobb angle, kyphosis and lordosis of a curve set;
 ``r2``
-    R2 of the clinical measures that predicted curves imply, over a cohort.
+    R2 of the clinical measures that predicted curves imply, over a cohort;
+``bootstrap``
+    the percentile bootstrap over subjects that every interval of the study uses.
 
 References
 ----------
@@ -37,6 +39,7 @@ Examples
 
 from __future__ import annotations
 
+from .bootstrap import check_bootstrap, percentile_interval, resample_indices
 from .centreline import centreline_deviation_mm, centreline_same_row_mm, extent_errors_mm
 from .clinical import (END_MARGIN_MM, MIN_SWING_DEG, PARTIAL_WIDTH_RATIO, THORACIC_FRACTION, CobbResult,
                        clinical_measures, cobb_angle, kyphosis_deg, lordosis_deg)
@@ -66,6 +69,9 @@ __all__ = [
     "r2_score",
     "summary_r2",
     "r2_interval",
+    "check_bootstrap",
+    "resample_indices",
+    "percentile_interval",
     "THORACIC_FRACTION",
     "TANGENT_WINDOW_MM",
     "MIN_SWING_DEG",

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
 from ..shape.curves import SpineCurves
+from .bootstrap import check_bootstrap, percentile_interval, resample_indices
 from .clinical import clinical_measures
 
 __all__ = ["r2_score", "r2_interval", "summary_r2"]
@@ -47,15 +48,6 @@ def r2_score(true: Any, pred: Any) -> float:
     return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
 
 
-def _check_boot(n_boot: Any, level: Any, *, allow_zero: bool) -> tuple[int, float]:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or \
-            not (int(n_boot) >= 10 or (allow_zero and int(n_boot) == 0)):
-        raise InvalidArgumentError(f"n_boot must be an integer >= 10{' (or 0)' if allow_zero else ''}, got {n_boot!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-        raise InvalidArgumentError(f"level must be in (0, 1), got {level!r}")
-    return int(n_boot), float(level)
-
-
 def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`r2_score` over subjects.
 
@@ -80,16 +72,13 @@ def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, leve
         As :func:`r2_score`, or ``n_boot`` / ``level`` out of range.
     """
     r2_score(true, pred)  # the same checks, and a defined R2 on the sample itself
-    n, lev = _check_boot(n_boot, level, allow_zero=False)
+    n, lev = check_bootstrap(n_boot, level)
     t, p = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    idx = np.random.default_rng(int(seed)).integers(0, t.size, size=(n, t.size))
+    idx = resample_indices(t.size, n, seed)
     tt, pp = t[idx], p[idx]
     ss_tot = np.sum((tt - tt.mean(axis=1, keepdims=True)) ** 2, axis=1)
     ok = ss_tot > 0
-    r2 = 1.0 - np.sum((tt - pp) ** 2, axis=1)[ok] / ss_tot[ok]
-    alpha = 0.5 * (1.0 - lev)
-    lo, hi = np.quantile(r2, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(1.0 - np.sum((tt - pp) ** 2, axis=1)[ok] / ss_tot[ok], lev)
 
 
 def _curve_sets(values: Any, extent: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +147,7 @@ def summary_r2(true_values: np.ndarray, true_extent: np.ndarray, pred_values: np
         raise ShapeError(f"pred_values {pv.shape} and true_values {tv.shape} differ in shape")
     if tv.shape[0] < 2:
         raise ShapeError(f"R2 needs at least 2 subjects, got {tv.shape[0]}")
-    n_boot, level = _check_boot(n_boot, level, allow_zero=True)
+    n_boot, level = check_bootstrap(n_boot, level, allow_zero=True)
     t, p = _sagittal_measures(tv, te), _sagittal_measures(pv, pe)
     out: dict[str, Any] = {name: r2_score(t[:, j], p[:, j]) for j, name in enumerate(_MEASURES)}
     out["n"] = int(tv.shape[0])
