@@ -223,7 +223,11 @@ TUNED_ON: dict[str, tuple[str, str]] = {
                "all six (resnet_bot at the default budget and p = 0.75; Intel Xeon, 2 cores; 100 validation "
                "subjects against truth targets): best validation L1 0.0110 / 0.0116 against 0.0095 for L1 alone, "
                "3D IoU 0.578 / 0.576 against 0.615, same-row centreline 5.92 / 5.93 against 5.15 mm, Cobb MAE "
-               "3.15 / 3.95 against 2.51 deg (from 20 deg 5.22 / 3.29 against 4.29; 8 subjects) -> L1 alone"),
+               "3.15 / 3.95 against 2.51 deg (from 20 deg 5.22 / 3.29 against 4.29; 8 subjects); the coronal curves' "
+               "values weighing 2 / 4 against the sagittal ones' 1: coronal centre MAE 1.48 / 1.45 against 1.56 mm, "
+               "but sagittal centre 4.98 / 5.05 against 4.64 mm (ratio to mean_shape 0.627 / 0.636, beyond the "
+               "issue's 0.6), IoU 0.607 / 0.608, same-row 5.44 / 5.45 mm, Cobb MAE 2.75 / 2.12 (from 20 deg 4.79 / "
+               "4.47) -> L1 alone, every curve value alike"),
     "checkpoint kept for each network (best.pt)": (
         "val", "the epoch with the lowest validation L1 loss"),
     "visible_summaries ridge penalty": ("val", "the validation split's mean L1 error over a grid"),
