@@ -192,22 +192,24 @@ def _predict(ns: argparse.Namespace) -> int:
     from .run.prediction_files import predict_file
 
     flips = dict(flip_vertical=ns.flip_vertical, flip_horizontal=ns.flip_horizontal)
-    point = operating_point_path(ns.checkpoint)
-    if not point.is_file():
-        print(f"note: no {point.name} beside {ns.checkpoint}: scoliosis is called by the clinical rule "
-              f"only (Cobb >= {SCOLIOSIS_DEG:g} deg)", file=sys.stderr)
     if _is_cohort_source(ns.dxa):
         # one warm model for the whole cohort; a bad scan is listed, the others go on
         res = predict_scans(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
                             pixel_spacing_mm=ns.pixel_spacing, batch_size=ns.batch_size,
                             progress=not ns.no_progress, jobs=_engine(ns), shard=_shard(ns), **flips)
         print(res.summary(), file=sys.stderr if res.n_failed else sys.stdout)
-        return 0 if res.n_failed == 0 else 1
-    paths = predict_file(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
-                         pixel_spacing_mm=ns.pixel_spacing, **flips)
-    for name, path in paths.items():
-        print(f"{name:>9}: {path}")
-    return 0
+        code = 0 if res.n_failed == 0 else 1
+    else:
+        paths = predict_file(ns.dxa, ns.checkpoint, ns.out, allow_pickle=ns.allow_pickle,
+                             pixel_spacing_mm=ns.pixel_spacing, **flips)
+        for name, path in paths.items():
+            print(f"{name:>9}: {path}")
+        code = 0
+    point = operating_point_path(ns.checkpoint)
+    if not point.is_file():
+        print(f"note: no {point.name} beside {ns.checkpoint}: scoliosis is called by the clinical rule "
+              f"only (Cobb >= {SCOLIOSIS_DEG:g} deg)", file=sys.stderr)
+    return code
 
 
 def _convert_args(p: argparse.ArgumentParser) -> None:
