@@ -40,7 +40,7 @@ class Progress:
         self.stream = stream
         self.total = total
         self.t0 = time.monotonic()
-        self._relayed: set[tuple[str, str]] = set()
+        self._said: set[str] = set()  # INFO messages relayed so far
 
     def say(self, text: str) -> None:
         if self.stream is None:
@@ -53,15 +53,16 @@ class Progress:
         """Say each line of a section log (:mod:`spinelib.util.section_log`) after ``tag``,
         its level in front unless it is INFO.
 
-        A message said before in this run is not said again: every section's kernel reads the
-        cohort and the checkpoints afresh and logs the same facts about them. The section logs
-        keep every record.
+        An INFO message said before in this run is not said again: every section's kernel reads
+        the cohort and the checkpoints afresh and logs the same facts about them. Warnings and
+        errors are said each time, with their tracebacks. The section logs keep every record.
         """
         for line in lines:
             level, message = parse_line(line)
-            if level and (level, message) in self._relayed:  # a traceback's lines are all said
-                continue
-            self._relayed.add((level, message))
+            if level == "INFO":
+                if message in self._said:
+                    continue
+                self._said.add(message)
             self.say(f"{tag}: {message}" if level in ("INFO", "") else f"{tag}: {level} {message}")
 
     @contextmanager
