@@ -153,9 +153,9 @@ def error_decomposition(es: EvalSet, scores: pd.DataFrame, models: Sequence[str]
     rows = []
     for m in models:
         base = float(means.loc[m, "iou_3d"])
+        gap = ceiling - base
         for part in (AS_PREDICTED, *parts):
             r = means.loc[m if part == AS_PREDICTED else swapped_name(m, part)]
-            gap = ceiling - base
             rows.append({"model": m, "part": part, **{k: float(r[k]) for k in _SCORES},
                          "gap_closed": (float(r["iou_3d"]) - base) / gap if gap > 0 else float("nan")})
     return pd.DataFrame(rows)

@@ -49,10 +49,15 @@ def check_bootstrap(n_boot: Any, level: Any, *, allow_zero: bool = False) -> tup
             not (int(n_boot) >= MIN_RESAMPLES or (allow_zero and int(n_boot) == 0)):
         raise InvalidArgumentError(
             f"n_boot must be an integer >= {MIN_RESAMPLES}{' (or 0)' if allow_zero else ''}, got {n_boot!r}")
+    return int(n_boot), _check_level(level)
+
+
+def _check_level(level: Any) -> float:
+    """``level`` as a float, refused unless it is a number in (0, 1)."""
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or \
             not 0.0 < float(level) < 1.0:
         raise InvalidArgumentError(f"level must be in (0, 1), got {level!r}")
-    return int(n_boot), float(level)
+    return float(level)
 
 
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -85,13 +90,14 @@ def percentile_interval(samples: Any, level: float) -> tuple[float, float]:
         ``samples`` is not a non-empty 1D array.
     NonFiniteError
         ``samples`` holds NaN or infinite values.
+    InvalidArgumentError
+        ``level`` is not in (0, 1).
     """
     s = np.asarray(samples, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ShapeError(f"samples must be a non-empty 1D array, got shape {s.shape}")
     if not np.all(np.isfinite(s)):
         raise NonFiniteError("samples hold NaN or infinite values")
-    _, lev = check_bootstrap(MIN_RESAMPLES, level)
-    alpha = 0.5 * (1.0 - lev)
+    alpha = 0.5 * (1.0 - _check_level(level))
     lo, hi = np.quantile(s, [alpha, 1.0 - alpha])
     return float(lo), float(hi)

@@ -36,16 +36,21 @@ def r2_score(true: Any, pred: Any) -> float:
     -------
     float, at most 1 (negative when ``pred`` is worse than the mean of ``true``).
     """
+    t, p = _checked_pair(true, pred)
+    return 1.0 - float(np.sum((t - p) ** 2)) / float(np.sum((t - t.mean()) ** 2))
+
+
+def _checked_pair(true: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(true, pred)`` as float64 (N,) arrays, N >= 2, finite, ``true`` varying (R2 defined)."""
     t = np.asarray(true, dtype=np.float64)
     p = np.asarray(pred, dtype=np.float64)
     if t.ndim != 1 or p.shape != t.shape or t.size < 2:
         raise ShapeError(f"true and pred must be equal-length 1D arrays of >= 2 values, got {t.shape} and {p.shape}")
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
         raise NonFiniteError("true or pred holds NaN or infinite values")
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
-    if ss_tot <= 0:
+    if not np.sum((t - t.mean()) ** 2) > 0:
         raise InvalidArgumentError("R2 is undefined: the true values do not vary")
-    return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
+    return t, p
 
 
 def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -71,9 +76,8 @@ def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, leve
     ShapeError, NonFiniteError, InvalidArgumentError
         As :func:`r2_score`, or ``n_boot`` / ``level`` out of range.
     """
-    r2_score(true, pred)  # the same checks, and a defined R2 on the sample itself
+    t, p = _checked_pair(true, pred)
     n, lev = check_bootstrap(n_boot, level)
-    t, p = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     idx = resample_indices(t.size, n, seed)
     tt, pp = t[idx], p[idx]
     ss_tot = np.sum((tt - tt.mean(axis=1, keepdims=True)) ** 2, axis=1)
