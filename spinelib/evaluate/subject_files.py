@@ -1,5 +1,6 @@
 """What each subject's files say besides targets and predictions: which DXAs load, their
-geometry, and the synthetic generator's true angles.
+geometry, the synthetic generator's true angles, and how much of each synthetic spine's
+height above the table its AP image cannot show.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # console bars: no notebook-widget detection
 
-from ..errors import InvalidArgumentError, SpineLibError
+from ..errors import InvalidArgumentError, SpineLibError, SubjectsFailedError
 from ..io import read_dxa, read_truth
+from ..io.checks import check_integer
+from ..synth.hidden import hidden_depth_offset
+from ..util.workers import Engine, Failed, fan_out
 from .cohort import EvalSet
 
-__all__ = ["TRUTH_ANGLES", "loadable_dxa", "dxa_geometry", "truth_angles"]
+__all__ = ["TRUTH_ANGLES", "loadable_dxa", "dxa_geometry", "truth_angles", "hidden_depth_offsets"]
 
 #: The angle keys of ``truth.json`` ``"angles"`` used for agreement with the generator.
 TRUTH_ANGLES: tuple[str, ...] = ("cobb_deg", "kyphosis_deg", "lordosis_deg")
@@ -94,3 +98,48 @@ def truth_angles(es: EvalSet, *, session: str | None = None) -> pd.DataFrame:
                     rec[k] = float(v)
         rows.append(rec)
     return pd.DataFrame(rows, columns=["subject_id", *TRUTH_ANGLES])
+
+
+def _hidden_offset(job: dict) -> np.ndarray:
+    """One subject's :func:`~spinelib.synth.hidden.hidden_depth_offset` (a fan-out item)."""
+    return hidden_depth_offset(read_truth(job["truth_path"]), job["n_levels"], n_draws=job["n_draws"],
+                               seed=job["seed"])
+
+
+def hidden_depth_offsets(es: EvalSet, *, n_draws: int, seed: int = 0, jobs=1, progress: bool = True) -> np.ndarray:
+    """(N, K) offset (mm) of the best estimate of each subject's sagittal centre that its AP image
+    allows from the true one (:func:`spinelib.synth.hidden.hidden_depth_offset`), at the set's
+    ``K`` levels, subjects in the set's order.
+
+    Only for synthetic subjects against the DXA-session truth (``es.reference == "truth"``): the
+    offsets are those of the spine the DXA shows. ``jobs``: local processes or an
+    :class:`~spinelib.util.workers.Engine`; the offsets do not depend on it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``es`` is not an EvalSet, its reference is not ``"truth"``, a subject has no truth file
+        (named), ``n_draws`` < 1 or ``seed`` < 0.
+    SubjectsFailedError
+        A subject's truth file does not load or is not the generator's (each named, with why).
+    """
+    if not isinstance(es, EvalSet):
+        raise InvalidArgumentError(f"expected an EvalSet, got {type(es).__name__}")
+    if es.reference != "truth":
+        raise InvalidArgumentError(f"hidden depth offsets are those of the DXA-session truth; the set {es.name!r} "
+                                   f"is against the {es.reference!r} reference")
+    n_draws, seed = check_integer(n_draws, "n_draws", 1), check_integer(seed, "seed", 0)
+    paths = list(es.manifest["truth_path"]) if "truth_path" in es.manifest else [""] * len(es)
+    missing = [str(s) for s, p in zip(es.subject_id, paths) if not (isinstance(p, str) and p.strip())]
+    if missing:
+        raise InvalidArgumentError(f"subjects {missing[:5]} have no truth file: hidden depth offsets need the "
+                                   "generator's")
+    n_levels = int(np.asarray(es.targets.values).shape[2])
+    work = [{"truth_path": p, "n_levels": n_levels, "n_draws": n_draws, "seed": seed} for p in paths]
+    results = fan_out(_hidden_offset, work, keys=[str(s) for s in es.subject_id], engine=Engine.of(jobs),
+                      desc="hidden depth", progress=progress)
+    failed = [r for r in results if isinstance(r, Failed)]
+    if failed:  # the floor covers every subject the models are scored on, or it is no floor of theirs
+        raise SubjectsFailedError(f"hidden depth failed for {len(failed)} of {len(work)} subjects: "
+                                  + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
+    return np.stack(results)

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..spine import N_VERTEBRAE
 
-__all__ = ["draw_shape", "draw_posture_change", "rounded"]
+__all__ = ["ARCH_JITTER_SD", "BACK_TISSUE_PRIORS", "DROOP_JITTER_SD", "arch_lengths", "draw_back_tissue",
+           "draw_shape", "draw_posture_change", "rounded", "spinous_droops"]
 
 # -- reference sizes for a 170 cm adult (mm): T1 body 15 x 28 x 16 to L5 28 x 50 x 35
 _IDX = np.arange(N_VERTEBRAE, dtype=float)
@@ -50,6 +52,17 @@ _DISC = np.concatenate([np.linspace(4.0, 5.8, 11), [6.5], np.linspace(8.0, 11.0,
 # posterior body surface -> spinous tip distance and caudal droop of the tip (mm)
 _ARCH = np.interp(_IDX, [0, 11, 16], [40.0, 50.0, 60.0])
 _DROOP = np.interp(_IDX, [0, 3, 8, 11, 16], [10.0, 18.0, 22.0, 12.0, 5.0])
+#: per-level SD of the arch length and of the spinous droop around their reference sizes
+ARCH_JITTER_SD = 0.05
+DROOP_JITTER_SD = 0.1
+#: soft tissue behind the column, each drawn on its own: ``{name: (mean, SD, least)}`` in mm
+#: (a normal draw, raised to ``least``); thoracic and lumbar back muscle, and the gluteal
+#: tissue under the sacrum (``supine`` rests the spine on them)
+BACK_TISSUE_PRIORS: dict[str, tuple[float, float, float]] = {
+    "back_muscle_thoracic_mm": (9.0, 2.0, 4.0),
+    "back_muscle_lumbar_mm": (22.0, 5.0, 8.0),
+    "sacral_tissue_mm": (14.0, 3.0, 5.0),
+}
 
 CURVE_TYPES = ("thoracic", "thoracolumbar", "lumbar", "double")
 
@@ -208,6 +221,35 @@ def _draw_sagittal_angles(rng: np.random.Generator, demo: dict) -> tuple[float, 
     return kyph, lord
 
 
+def arch_lengths(rng: np.random.Generator, section_scale: float) -> np.ndarray:
+    """(17,) posterior body surface to spinous tip distances (mm) of a subject of cross-section
+    scale ``section_scale``."""
+    return _ARCH * section_scale * _jitter(rng, ARCH_JITTER_SD)
+
+
+def spinous_droops(rng: np.random.Generator, scale: float) -> np.ndarray:
+    """(17,) caudal droops of the spinous tips (mm) of a subject of size ``scale``."""
+    return _DROOP * scale * _jitter(rng, DROOP_JITTER_SD)
+
+
+def draw_back_tissue(rng: np.random.Generator, names: tuple[str, ...] = tuple(BACK_TISSUE_PRIORS)) -> dict[str, float]:
+    """``{name: thickness in mm}`` drawn from :data:`BACK_TISSUE_PRIORS`, in the order of ``names``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A name is not one of :data:`BACK_TISSUE_PRIORS`.
+    """
+    unknown = [n for n in names if n not in BACK_TISSUE_PRIORS]
+    if unknown:
+        raise InvalidArgumentError(f"names {unknown} are not back tissue; known: {list(BACK_TISSUE_PRIORS)}")
+    out = {}
+    for name in names:
+        mean, sd, least = BACK_TISSUE_PRIORS[name]
+        out[name] = _r(max(least, rng.normal(mean, sd)), 3)
+    return out
+
+
 def draw_shape(rng: np.random.Generator, demo: dict, *, scoliosis_severity: float = 1.0) -> dict:
     """Draw every shape parameter of one subject (a JSON-able dict).
 
@@ -242,8 +284,8 @@ def draw_shape(rng: np.random.Generator, demo: dict, *, scoliosis_severity: floa
         "body_depth_mm": rounded(depths, 3),
         "disc_height_mm": rounded(discs, 3),  # below T1..L5 (last: L5/S1)
         "section_scale": _r(section),
-        "arch_length_mm": rounded(_ARCH * section * _jitter(rng, 0.05), 3),
-        "spinous_droop_mm": rounded(_DROOP * scale * _jitter(rng, 0.1), 3),
+        "arch_length_mm": rounded(arch_lengths(rng, section), 3),
+        "spinous_droop_mm": rounded(spinous_droops(rng, scale), 3),
         "kyphosis_drawn_deg": _r(kyph),
         "kyphosis_apex_index": _r(rng.uniform(5.5, 8.0)),
         "kyphosis_width": _r(rng.uniform(2.5, 4.5)),
@@ -256,9 +298,7 @@ def draw_shape(rng: np.random.Generator, demo: dict, *, scoliosis_severity: floa
         "rotation_noise_deg": rounded(rng.normal(0.0, 1.0, N_VERTEBRAE), 3),
         "scoliosis": _draw_scoliosis(rng, scoliosis_severity),
         "subcutaneous_fat_mm": _r(f_sub, 3),
-        "back_muscle_thoracic_mm": _r(max(4.0, rng.normal(9.0, 2.0)), 3),
-        "back_muscle_lumbar_mm": _r(max(8.0, rng.normal(22.0, 5.0)), 3),
-        "sacral_tissue_mm": _r(max(5.0, rng.normal(14.0, 3.0)), 3),
+        **draw_back_tissue(rng),
     }
 
 

@@ -113,20 +113,30 @@ def test_headlines_match_the_per_subject_tables(eval_run):
 
 def test_error_parts_start_from_the_headline(eval_run):
     """Each single-view network's decomposition starts from its headline numbers and scores
-    every part (reconstruction section, ``spinelib.evaluate.error_parts``)."""
-    from spinelib.evaluate import AS_PREDICTED, PARTS
+    every part, the synthetic cohort's hidden-depth floor included, with the reader that reads
+    everything else of the AP image exactly (reconstruction section,
+    ``spinelib.evaluate.error_parts``, ``spinelib.synth.hidden``)."""
+    from spinelib.evaluate import AP_READER, AS_PREDICTED, FLOOR_PART, PARTS
+    from spinelib.synth.hidden import AP_HIDDEN_DRAWS
 
     m = json.loads((eval_run / "metrics.json").read_text())
-    assert set(m["error_parts"]) == {"resnet_bot", "resnet"}
-    for name, parts in m["error_parts"].items():
-        assert list(parts) == [AS_PREDICTED, *PARTS]
+    assert set(m["error_parts"]) == {"resnet_bot", "resnet", AP_READER}
+    for name in ("resnet_bot", "resnet"):
+        parts = m["error_parts"][name]
+        assert list(parts) == [AS_PREDICTED, *PARTS, FLOOR_PART]
         assert parts[AS_PREDICTED]["iou_3d"] == pytest.approx(m["models"][name]["iou_3d"], rel=1e-9)
         assert parts[AS_PREDICTED]["centerline_3d_same_row_mm"] == pytest.approx(
             m["models"][name]["centerline_3d_same_row_mm"], rel=1e-9)
         assert parts[AS_PREDICTED]["gap_closed"] == 0.0
         assert all(_finite(p["iou_3d"]) and 0.0 <= p["iou_3d"] <= 1.0 for p in parts.values())
+    hidden, reader = m["hidden_depth"], m["error_parts"][AP_READER][FLOOR_PART]
+    assert hidden["draws"] == list(AP_HIDDEN_DRAWS) and hidden["n_draws"] == get_profile("smoke")["hidden_depth_draws"]
+    # the reader reads the coronal curves exactly: its same-row error is its sagittal centre's alone
+    assert reader["centerline_3d_same_row_mm"] == pytest.approx(hidden["sagittal_centre_mae_mm"], rel=0.05)
+    assert 0.0 < hidden["sagittal_centre_mae_mm"] < 15.0
+    assert reader["iou_3d"] <= m["ceiling"]["iou_3d"] + 1e-9
     table = pd.read_csv(eval_run / "tables" / "reconstruction_error_parts.csv")
-    assert len(table) == 2 * (1 + len(PARTS))
+    assert len(table) == 2 * (2 + len(PARTS)) + 1
 
 
 def test_summary_keys_glued_and_tables_written(eval_run):

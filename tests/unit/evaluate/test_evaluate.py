@@ -418,6 +418,85 @@ def test_same_row_and_extent_columns_of_the_3d_scores(column_subject):
     assert np.isnan(paper["centerline_3d_mm"])
 
 
+def test_error_parts_floor_rows_known_answers(column_subject):
+    """The hidden-depth part: a prediction 6 mm too deep and offsets of +6 mm make the floor's
+    sagittal centre the prediction's own (that row equals the prediction as it is), and the AP
+    reader, the target moved 6 mm, misses by exactly 6 mm at the same rows; zero offsets make
+    the reader the target itself (the ceiling's IoU)."""
+    t = column_subject["target"]
+    v, e = t.values[None].copy(), t.extent_mm[None].copy()
+    es = _set({"resnet_bot": (_shifted(v, sagittal_mm=6.0), e)}, v, e)
+    es = ev.EvalSet("test", es.targets, es.predictions, es.alignment,
+                    es.manifest.assign(seg_path=column_subject["seg_path"], dxa_path=column_subject["dxa_path"]))
+    scores = ev.evaluate_3d(es, grid_mm=2.0, jobs=1, progress=False)
+    ceiling = scores.loc[scores["model"] == ev.CEILING, "iou_3d"].mean()
+    six = EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, hidden_offset_mm=np.full((1, K), 6.0),
+                                 progress=False).set_index(["model", "part"])
+    assert list(six.index) == [("resnet_bot", p) for p in (EP.AS_PREDICTED, *EP.PARTS, EP.FLOOR_PART)] + \
+        [(EP.AP_READER, EP.FLOOR_PART)]
+    for k in ("iou_3d", "centerline_3d_same_row_mm"):
+        assert six.loc[("resnet_bot", EP.FLOOR_PART), k] == pytest.approx(six.loc[("resnet_bot", EP.AS_PREDICTED), k])
+    assert six.loc[(EP.AP_READER, EP.FLOOR_PART), "centerline_3d_same_row_mm"] == pytest.approx(6.0)
+    assert np.isnan(six.loc[(EP.AP_READER, EP.FLOOR_PART), "gap_closed"])
+    block = EP.error_parts_block(six.reset_index())
+    assert block[EP.AP_READER][EP.FLOOR_PART] == {  # the reader's share of a gap is no number: left out
+        "iou_3d": pytest.approx(six.loc[(EP.AP_READER, EP.FLOOR_PART), "iou_3d"]), "centerline_3d_same_row_mm": 6.0}
+    zero = EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, parts=["extent"],
+                                  hidden_offset_mm=np.zeros((1, K)), progress=False).set_index(["model", "part"])
+    assert zero.loc[(EP.AP_READER, EP.FLOOR_PART), "iou_3d"] == pytest.approx(ceiling)
+    assert zero.loc[("resnet_bot", EP.FLOOR_PART), "gap_closed"] == pytest.approx(1.0)
+    sentence = EP.hidden_depth_sentence(six.reset_index(), np.full((1, K), 6.0))
+    assert "by 6.00 mm on average" in sentence and f"{100 * six.loc[(EP.AP_READER, EP.FLOOR_PART), 'iou_3d']:.1f} %" in sentence
+    assert "no generator truth" in EP.hidden_depth_sentence(six.reset_index(), None)
+    with pytest.raises(InvalidArgumentError, match="rows"):
+        EP.hidden_depth_sentence(six.reset_index(), np.full((1, K), 6.0), model="resnet")
+    with pytest.raises(ShapeError, match="hidden_offset_mm"):
+        EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, hidden_offset_mm=np.zeros((1, K + 1)))
+    with pytest.raises(NonFiniteError, match="hidden_offset_mm"):
+        EP.error_decomposition(es, scores, ["resnet_bot"], grid_mm=2.0, hidden_offset_mm=np.full((1, K), np.nan))
+
+
+def test_hidden_depth_offsets_of_a_synthetic_cohort(tmp_path):
+    """Each subject's offsets are its generator truth's, in the set's order, whatever the workers;
+    a set that is not against the DXA-session truth, or whose subject has no truth file or a
+    foreign one, is refused naming it."""
+    import json
+
+    from spinelib.errors import SubjectsFailedError
+    from spinelib.io import read_manifest
+    from spinelib.synth.cohort import generate_cohort
+    from spinelib.synth.config import SynthConfig
+    from spinelib.synth.hidden import hidden_depth_offset
+
+    generate_cohort(tmp_path, SynthConfig.from_profile(get_profile("smoke", {"n_subjects": 3})), jobs=1, progress=False)
+    man = read_manifest(tmp_path / "manifest.csv")
+    v, e = _curves(3)
+    es = _set({"resnet_bot": (v, e)}, v, e)
+    es = ev.EvalSet("test", es.targets, es.predictions, es.alignment,
+                    es.manifest.assign(truth_path=list(man["truth_path"][::-1])), reference="truth")
+    serial = ev.hidden_depth_offsets(es, n_draws=5, seed=2, jobs=1, progress=False)
+    assert serial.shape == (3, K)
+    np.testing.assert_array_equal(serial, ev.hidden_depth_offsets(es, n_draws=5, seed=2, jobs=2, progress=False))
+    for row, path in zip(serial, es.manifest["truth_path"]):
+        np.testing.assert_array_equal(row, hidden_depth_offset(json.loads(open(path).read()), K, n_draws=5, seed=2))
+    with pytest.raises(InvalidArgumentError, match="'estimated' reference"):
+        ev.hidden_depth_offsets(ev.EvalSet("test", es.targets, es.predictions, es.alignment, es.manifest), n_draws=5)
+    no_truth = es.manifest.assign(truth_path=["", *es.manifest["truth_path"][1:]])
+    with pytest.raises(InvalidArgumentError, match="S00000"):
+        ev.hidden_depth_offsets(ev.EvalSet("test", es.targets, es.predictions, es.alignment, no_truth,
+                                           reference="truth"), n_draws=5)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"subject_id": "S00001", "transform": {}}))
+    bad = es.manifest.assign(truth_path=[es.manifest["truth_path"][0], str(foreign), es.manifest["truth_path"][2]])
+    with pytest.raises(SubjectsFailedError, match="S00001.*signature"):
+        ev.hidden_depth_offsets(ev.EvalSet("test", es.targets, es.predictions, es.alignment, bad, reference="truth"),
+                                n_draws=5, progress=False)
+    with pytest.raises(InvalidArgumentError, match="n_draws"):
+        ev.hidden_depth_offsets(es, n_draws=0)
+    with pytest.raises(InvalidArgumentError, match="EvalSet"):
+        ev.hidden_depth_offsets(es.manifest, n_draws=5)
+
+
 # --------------------------------------------------------------------------- references and coverage
 def _write_truth(folder, sid: str, theta: float, seg_dxa: str | None) -> str:
     import json
