@@ -16,8 +16,8 @@ straight: the clinical rule, the validation operating point, the ROC AUC),
 the target at a time, and on synthetic cohorts the part no reader of the AP image removes), :mod:`.stats` (summaries, paired bootstrap, Bland-Altman).
 """
 
-from .clinical import (ANGLES, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table, cobb_errors,
-                       group_summary, reference_cobb, region_table, severity_bins)
+from .clinical import (ANGLES, LARGE_CURVE_DEG, SEVERITY_LABELS, TARGET_CURVES, angle_error_summary, angle_table,
+                       cobb_errors, group_summary, large_curve_cobb, reference_cobb, region_table, severity_bins)
 from .cohort import (REFERENCE_LABELS, REFERENCES, EvalSet, coverage_sentence, eval_set, evaluation_block,
                      has_truth_targets, ordered_models, split_set, take_predictions, test_set, with_counts)
 from .error_parts import (AP_READER, AS_PREDICTED, FLOOR_PART, PARTS, error_decomposition, error_parts_block,
@@ -41,6 +41,7 @@ __all__ = [
     "compare_models", "curve_metrics_block", "pixel_sizes",
     "CEILING", "PAPER_RESULTS", "paper_comparison", "evaluate_3d", "evaluate_subject", "subject_job", "mask_scores", "reconstruction_metrics_block",
     "ANGLES", "SEVERITY_LABELS", "TARGET_CURVES", "angle_table", "angle_error_summary", "cobb_errors", "reference_cobb",
+    "LARGE_CURVE_DEG", "large_curve_cobb",
     "scoliosis_classification", "classification_scores", "scoliosis_block", "operating_threshold",
     "decision_thresholds", "record_operating_points", "DECISION_RULES", "SCOLIOSIS_DEG", "severity_bins", "group_summary", "region_table",
     "summarize", "BootstrapResult", "paired_bootstrap", "bland_altman",

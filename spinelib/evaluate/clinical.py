@@ -16,18 +16,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgumentError
-from ..metrics import clinical_measures
+from ..metrics import check_bootstrap, clinical_measures, percentile_interval, resample_indices
 from ..metrics.clinical import SEVERITY_EDGES_DEG
 from .cohort import EvalSet, ordered_models
 from .stats import bland_altman
 
-__all__ = ["ANGLES", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "TARGET_CURVES", "severity_bins", "angle_table",
-           "cobb_errors", "reference_cobb", "angle_error_summary", "group_summary", "region_table"]
+__all__ = ["ANGLES", "SEVERITY_EDGES_DEG", "SEVERITY_LABELS", "TARGET_CURVES", "LARGE_CURVE_DEG", "severity_bins",
+           "angle_table", "cobb_errors", "reference_cobb", "angle_error_summary", "large_curve_cobb", "group_summary",
+           "region_table"]
 
 ANGLES: tuple[str, ...] = ("cobb", "kyphosis", "lordosis")
 SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-20", "20-30", ">=30")
 #: Name of the target curves in the error tables (measured against the generator's truth).
 TARGET_CURVES = "target curves"
+#: Reference Cobb angle (deg) from which a curve counts as large in :func:`large_curve_cobb`
+#: (the second severity edge: the curves a brace or surgery is weighed for).
+LARGE_CURVE_DEG: float = float(SEVERITY_EDGES_DEG[1])
 
 
 def severity_bins(cobb_deg) -> np.ndarray:
@@ -151,6 +155,63 @@ def angle_error_summary(angles: pd.DataFrame) -> pd.DataFrame:
         add(TARGET_CURVES, a, "truth", one["truth_deg"].to_numpy(float), one["target_deg"].to_numpy(float))
     return pd.DataFrame(rows, columns=["model", "angle", "reference", "n", "mae_deg", "bias_deg", "sd_deg",
                                        "loa_low_deg", "loa_high_deg"])
+
+
+def large_curve_cobb(angles: pd.DataFrame, *, n_boot: int, seed: int = 0, level: float = 0.95,
+                     from_deg: float = LARGE_CURVE_DEG) -> pd.DataFrame:
+    """Cobb angle error of each model over the subjects whose reference Cobb angle is at least
+    ``from_deg``, with a percentile bootstrap interval of its mean absolute value.
+
+    The reference is :func:`angle_table`'s ``reference_cobb_deg`` (the generator's angle where
+    known), as for the severity classes; the :data:`TARGET_CURVES` row measures the target
+    curves against it (the part of a model's error its training targets already carry). Few
+    subjects have large curves, so the interval, over resamples of those subjects
+    (:func:`spinelib.metrics.resample_indices`, the same resamples for every model), says how
+    far the mean can be trusted.
+
+    Parameters
+    ----------
+    angles : :func:`angle_table`'s table.
+    n_boot : bootstrap resamples (>= ``spinelib.metrics.MIN_RESAMPLES``).
+    seed : seed of the resamples.
+    level : the interval's coverage, in (0, 1).
+    from_deg : the smallest reference Cobb angle counted (deg, finite).
+
+    Returns
+    -------
+    DataFrame ``model, n, mae_deg, mae_low_deg, mae_high_deg, level, bias_deg`` (deg; bias:
+    mean of ``predicted - reference``), models in :func:`angle_table` order then
+    :data:`TARGET_CURVES`; no rows when no subject reaches ``from_deg``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``angles`` lacks a column of :func:`angle_table`, a bad ``n_boot`` or ``level``, or a
+        ``from_deg`` that is not a finite number.
+    """
+    need = {"subject_id", "model", "angle", "predicted_deg", "target_deg", "reference_cobb_deg"}
+    if not isinstance(angles, pd.DataFrame) or not need <= set(angles.columns):
+        raise InvalidArgumentError(f"angles must have columns {sorted(need)} (angle_table)")
+    n_boot, level = check_bootstrap(n_boot, level)
+    if isinstance(from_deg, bool) or not isinstance(from_deg, (int, float)) or not np.isfinite(from_deg):
+        raise InvalidArgumentError(f"from_deg must be a finite angle in deg, got {from_deg!r}")
+    cobb = angles[(angles["angle"] == "cobb") & (angles["reference_cobb_deg"] >= from_deg)]
+    cols = ["model", "n", "mae_deg", "mae_low_deg", "mae_high_deg", "level", "bias_deg"]
+    subjects = list(dict.fromkeys(cobb["subject_id"]))
+    if not subjects:
+        return pd.DataFrame(columns=cols)
+    draws = resample_indices(len(subjects), n_boot, seed)
+    one = cobb.drop_duplicates("subject_id").set_index("subject_id").loc[subjects]
+    errors = {m: (g.set_index("subject_id").loc[subjects, "predicted_deg"].to_numpy(float)
+                  - one["reference_cobb_deg"].to_numpy(float))
+              for m, g in cobb.groupby("model", sort=False)}
+    errors[TARGET_CURVES] = one["target_deg"].to_numpy(float) - one["reference_cobb_deg"].to_numpy(float)
+    rows = []
+    for m, e in errors.items():
+        low, high = percentile_interval(np.abs(e)[draws].mean(axis=1), level)
+        rows.append({"model": m, "n": int(e.size), "mae_deg": float(np.abs(e).mean()), "mae_low_deg": low,
+                     "mae_high_deg": high, "level": level, "bias_deg": float(e.mean())})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def group_summary(table: pd.DataFrame, groups: pd.DataFrame, *, by: str, metrics: Sequence[str],

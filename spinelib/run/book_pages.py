@@ -95,6 +95,8 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
                "hidden_reader_iou_pct", ".1f", "%", optional=True),
     SummaryRow("Empty reconstructed masks, failures (paper's model)", "reconstruction", "n_empty_masks", "d"),
     SummaryRow("Cobb angle MAE (paper's model)", "reconstruction", "cobb_mae_deg", ".1f", "deg"),
+    SummaryRow("Cobb angle MAE, true Cobb >= 20 deg (paper's model; interval in the reconstruction chapter)",
+               "reconstruction", "cobb_mae_deg_large_curves", ".1f", "deg", optional=True),
     SummaryRow("Scoliosis prevalence (Cobb >= 10 deg) among the evaluated subjects", "reconstruction",
                "scoliosis_prevalence_pct", ".0f", "%"),
     SummaryRow("Scoliosis sensitivity, clinical rule: predicted Cobb >= 10 deg (paper's model)", "reconstruction",

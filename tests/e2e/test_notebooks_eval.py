@@ -139,6 +139,23 @@ def test_error_parts_start_from_the_headline(eval_run):
     assert len(table) == 2 * (2 + len(PARTS)) + 1
 
 
+def test_large_curve_cobb_block(eval_run):
+    """The Cobb error of the large curves, with its interval, for every model that has them
+    (reconstruction section, ``spinelib.evaluate.large_curve_cobb``)."""
+    from spinelib.evaluate import LARGE_CURVE_DEG, TARGET_CURVES
+
+    m = json.loads((eval_run / "metrics.json").read_text())
+    block = m["large_curve_cobb"]
+    assert block["from_deg"] == LARGE_CURVE_DEG
+    table = pd.read_csv(eval_run / "tables" / "clinical_cobb_large_curves.csv")
+    assert set(block["models"]) == set(table["model"])
+    if block["models"]:
+        assert TARGET_CURVES in block["models"] and "resnet_bot" in block["models"]
+        for r in block["models"].values():
+            assert 0.0 <= r["mae_low_deg"] <= r["mae_high_deg"] and abs(r["bias_deg"]) <= r["mae_deg"] + 1e-9
+    assert "large_curve_resnet_bot" in glued_keys(eval_run / "notebooks" / "04_reconstruction_3d.ipynb")
+
+
 def test_summary_keys_glued_and_tables_written(eval_run):
     for sec in (s for s in SECTIONS if s.name in EVAL_SECTIONS):
         keys = glued_keys(eval_run / "notebooks" / sec.notebook)

@@ -345,6 +345,57 @@ def test_angle_table_straight_spine_and_errors():
         ev.cobb_errors(a.drop(columns="reference_cobb_deg"))
 
 
+def _cobb_angles(reference, predicted: dict, target) -> pd.DataFrame:
+    """angle_table-like Cobb rows: one per (subject, model), plus a kyphosis row that must be ignored."""
+    rows = []
+    for i, ref in enumerate(reference):
+        for m, pred in predicted.items():
+            for angle in ("cobb", "kyphosis"):
+                rows.append({"subject_id": f"S{i:05d}", "model": m, "angle": angle, "predicted_deg": pred[i],
+                             "target_deg": target[i], "truth_deg": ref, "reference_cobb_deg": ref})
+    return pd.DataFrame(rows)
+
+
+def test_large_curve_cobb_known_answers():
+    """Only subjects from 20 deg count; the mean absolute error, the bias and the target curves'
+    own error are the plain means; constant errors give a zero-width interval."""
+    ref = [5.0, 25.0, 40.0, 20.0]
+    angles = _cobb_angles(ref, {"resnet_bot": [9.0, 20.0, 33.0, 14.0], "resnet": [5.0, 27.0, 42.0, 22.0]},
+                          target=[5.0, 24.0, 38.0, 20.0])
+    t = ev.large_curve_cobb(angles, n_boot=200, seed=0).set_index("model")
+    assert list(t.index) == ["resnet_bot", "resnet", ev.TARGET_CURVES] and set(t["n"]) == {3}
+    assert t.loc["resnet_bot", "mae_deg"] == pytest.approx(6.0) and t.loc["resnet_bot", "bias_deg"] == pytest.approx(-6.0)
+    assert 5.0 <= t.loc["resnet_bot", "mae_low_deg"] <= 6.0 <= t.loc["resnet_bot", "mae_high_deg"] <= 7.0
+    assert (t.loc["resnet", "mae_low_deg"], t.loc["resnet", "mae_high_deg"]) == pytest.approx((2.0, 2.0))
+    assert t.loc[ev.TARGET_CURVES, "bias_deg"] == pytest.approx(-1.0) and t.loc["resnet", "level"] == 0.95
+    again = ev.large_curve_cobb(angles.sample(frac=1.0, random_state=1), n_boot=200, seed=0).set_index("model")
+    pd.testing.assert_frame_equal(t, again.loc[t.index])  # rows in any order: the same resamples
+    assert ev.large_curve_cobb(angles, n_boot=200, from_deg=50.0).empty
+    assert ev.large_curve_cobb(angles, n_boot=200, from_deg=30.0).set_index("model").loc["resnet_bot", "n"] == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(errors=st.lists(st.floats(-30, 30), min_size=1, max_size=12), seed=st.integers(0, 1000))
+def test_large_curve_cobb_interval_lies_within_the_errors(errors, seed):
+    ref = [30.0] * len(errors)
+    angles = _cobb_angles(ref, {"resnet_bot": [30.0 + e for e in errors]}, target=ref)
+    r = ev.large_curve_cobb(angles, n_boot=50, seed=seed).set_index("model").loc["resnet_bot"]
+    a = np.abs(errors)
+    assert a.min() - 1e-9 <= r["mae_low_deg"] <= r["mae_high_deg"] <= a.max() + 1e-9
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_boot": 5}, "n_boot"), ({"n_boot": 100, "level": 1.5}, "level"),
+    ({"n_boot": 100, "from_deg": float("nan")}, "from_deg"), ({"n_boot": 100, "from_deg": "20"}, "from_deg"),
+])
+def test_large_curve_cobb_bad_arguments(kwargs, match):
+    angles = _cobb_angles([25.0], {"resnet_bot": [20.0]}, target=[25.0])
+    with pytest.raises(InvalidArgumentError, match=match):
+        ev.large_curve_cobb(angles, **kwargs)
+    with pytest.raises(InvalidArgumentError, match="angle_table"):
+        ev.large_curve_cobb(angles.drop(columns="reference_cobb_deg"), n_boot=100)
+
+
 def test_group_summary_orders_and_counts():
     t = pd.DataFrame({"subject_id": ["a", "b", "c"] * 2, "model": ["m1"] * 3 + ["m2"] * 3,
                       "iou_3d": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
