@@ -36,7 +36,7 @@ from ..io.checks import check_integer
 from .chain import build_spine
 from .cohort import _signature
 from .config import SIGNATURE_FIELDS, SynthConfig
-from .shape import arch_lengths, draw_back_tissue, spinous_droops
+from .shape import BACK_TISSUE_PRIORS, arch_lengths, draw_back_tissue, spinous_droops
 from .subject import GENERATOR_VERSION, draw_subject_geometry
 from .supine import place_supine
 
@@ -71,7 +71,7 @@ def redraw_hidden(shape: dict, rng: np.random.Generator) -> dict:
     if not isinstance(shape, dict) or not {"section_scale", "scale"} <= set(shape):
         raise InvalidArgumentError("shape must be a draw_shape dict (with section_scale and scale)")
     out = dict(shape)
-    out.update(draw_back_tissue(rng, ("back_muscle_lumbar_mm", "sacral_tissue_mm")))
+    out.update(draw_back_tissue(rng, tuple(k for k in AP_HIDDEN_DRAWS if k in BACK_TISSUE_PRIORS)))
     out["arch_length_mm"] = arch_lengths(rng, float(shape["section_scale"]))
     out["spinous_droop_mm"] = spinous_droops(rng, float(shape["scale"]))
     return out
