@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NonFiniteError
 from ..metrics import check_bootstrap, clinical_measures, percentile_interval, resample_indices
 from ..metrics.clinical import SEVERITY_EDGES_DEG
 from .cohort import EvalSet, ordered_models
@@ -186,8 +186,11 @@ def large_curve_cobb(angles: pd.DataFrame, *, n_boot: int, seed: int = 0, level:
     Raises
     ------
     InvalidArgumentError
-        ``angles`` lacks a column of :func:`angle_table`, a bad ``n_boot`` or ``level``, or a
-        ``from_deg`` that is not a finite number.
+        ``angles`` lacks a column of :func:`angle_table`, a model lacks one of the large
+        curves, a bad ``n_boot`` or ``level``, or a ``from_deg`` that is not a finite number.
+    NonFiniteError
+        A counted subject's predicted or target Cobb angle is NaN or infinite (model and
+        subject named).
     """
     need = {"subject_id", "model", "angle", "predicted_deg", "target_deg", "reference_cobb_deg"}
     if not isinstance(angles, pd.DataFrame) or not need <= set(angles.columns):
@@ -200,11 +203,20 @@ def large_curve_cobb(angles: pd.DataFrame, *, n_boot: int, seed: int = 0, level:
     subjects = list(dict.fromkeys(cobb["subject_id"]))
     if not subjects:
         return pd.DataFrame(columns=cols)
+    bad = cobb.loc[~np.isfinite(cobb[["predicted_deg", "target_deg"]].to_numpy(float)).all(axis=1),
+                   ["model", "subject_id"]]
+    if len(bad):
+        raise NonFiniteError("large_curve_cobb: NaN or infinite Cobb angles for (model, subject) "
+                             f"{list(bad.itertuples(index=False, name=None))[:5]}")
     draws = resample_indices(len(subjects), n_boot, seed)
     one = cobb.drop_duplicates("subject_id").set_index("subject_id").loc[subjects]
-    errors = {m: (g.set_index("subject_id").loc[subjects, "predicted_deg"].to_numpy(float)
-                  - one["reference_cobb_deg"].to_numpy(float))
-              for m, g in cobb.groupby("model", sort=False)}
+    errors = {}
+    for m, g in cobb.groupby("model", sort=False):
+        missing = sorted(set(subjects) - set(g["subject_id"]))
+        if missing:  # a model scored on fewer subjects would be compared on another sample
+            raise InvalidArgumentError(f"large_curve_cobb: model {m!r} has no Cobb angle for {missing[:5]}")
+        errors[m] = g.set_index("subject_id").loc[subjects, "predicted_deg"].to_numpy(float) \
+            - one["reference_cobb_deg"].to_numpy(float)
     errors[TARGET_CURVES] = one["target_deg"].to_numpy(float) - one["reference_cobb_deg"].to_numpy(float)
     rows = []
     for m, e in errors.items():

@@ -74,7 +74,8 @@ def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, leve
     Raises
     ------
     ShapeError, NonFiniteError, InvalidArgumentError
-        As :func:`r2_score`, or ``n_boot`` / ``level`` out of range.
+        As :func:`r2_score`, or ``n_boot`` / ``level`` out of range, or (InvalidArgumentError)
+        no resample with varying true values (two or three subjects).
     """
     t, p = _checked_pair(true, pred)
     n, lev = check_bootstrap(n_boot, level)
@@ -82,6 +83,9 @@ def r2_interval(true: Any, pred: Any, *, n_boot: int = 2000, seed: int = 0, leve
     tt, pp = t[idx], p[idx]
     ss_tot = np.sum((tt - tt.mean(axis=1, keepdims=True)) ** 2, axis=1)
     ok = ss_tot > 0
+    if not ok.any():  # only with a handful of subjects: every resample drew a single one
+        raise InvalidArgumentError(f"no resample of the {t.size} subjects has varying true values: "
+                                   "too few subjects for a bootstrap interval of R2")
     return percentile_interval(1.0 - np.sum((tt - pp) ** 2, axis=1)[ok] / ss_tot[ok], lev)
 
 

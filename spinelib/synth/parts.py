@@ -7,19 +7,25 @@ cage follows their scoliosis and axial rotation, not their sagittal tilt: :func:
 the sternum, clavicles and scapulae, posterior elements (pedicles, laminae, spinous and
 transverse processes), the spinal canal (CSF), the discs and the vertebral bodies (tilted
 elliptic cylinders: a cortical shell around trabecular marrow, so that tilted endplates
-project as ellipses).
+project as ellipses). The parts around the column (:data:`PART_GROUPS`) can be left out, to
+measure what each shows in the AP image (:mod:`spinelib.study.ap_information`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection
+from typing import Any
+
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..spine import DISC_LABEL, LUMBOSACRAL_DISC_LABEL, N_VERTEBRAE, POSTERIOR_LABEL, SACRUM_LABEL
 from .primitives import CYLINDER, ELLIPSOID, Primitive, cross3, frame_from_axis, from_segment
 from .torso import Torso
 
-__all__ = ["build_primitives", "rib_frame", "vertebra_primitives", "CORTICAL_SHELL_MM", "ENDPLATE_MM",
-           "MIN_PREPUBIC_MM"]
+__all__ = ["PART_GROUPS", "build_primitives", "check_parts", "rib_frame", "vertebra_primitives", "CORTICAL_SHELL_MM",
+           "ENDPLATE_MM", "MIN_PREPUBIC_MM"]
 
 #: least non-fat tissue (mm, at scale 1) in front of the pubic symphysis: the pelvis tilts
 #: back (its symphysis moves posteriorly) rather than the hips growing deeper
@@ -320,12 +326,35 @@ def _discs(spine: dict, shape: dict) -> list[Primitive]:
     return out
 
 
-def build_primitives(spine: dict, shape: dict, body: dict, torso: Torso, *, rib_segments: int = 7) -> list[Primitive]:
-    """All primitives of one session's anatomy, in painting order."""
-    prims = _organs(spine, shape, body, torso)
-    prims += _pelvis(spine, shape, body, torso)
-    prims += _ribs(spine, shape, body, torso, rib_segments)
-    prims += _chest_wall(spine, shape, body, torso)
+#: The body parts around the spinal column, in painting order, that :func:`build_primitives`
+#: can leave out to measure what each one shows of the spine in the AP image
+#: (:mod:`spinelib.study.ap_information`); ``"pelvis"`` includes the sacrum.
+PART_GROUPS: tuple[str, ...] = ("organs", "pelvis", "ribs", "chest_wall")
+
+
+def check_parts(parts: Any, name: str = "leave_out") -> tuple[str, ...]:
+    """``parts`` as a tuple of :data:`PART_GROUPS` names, refused unless it is a collection of them.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``parts`` is a string or not a collection, or names a part not in :data:`PART_GROUPS`.
+    """
+    if isinstance(parts, (str, bytes)) or not isinstance(parts, Collection):
+        raise InvalidArgumentError(f"{name} must be a collection of part names from {PART_GROUPS}, got {parts!r}")
+    unknown = [p for p in parts if p not in PART_GROUPS]
+    if unknown:
+        raise InvalidArgumentError(f"{name} names unknown parts {unknown}; known: {PART_GROUPS}")
+    return tuple(p for p in PART_GROUPS if p in parts)
+
+
+def build_primitives(spine: dict, shape: dict, body: dict, torso: Torso, *, rib_segments: int = 7,
+                     leave_out: Collection[str] = ()) -> list[Primitive]:
+    """All primitives of one session's anatomy, in painting order, without the
+    :data:`PART_GROUPS` named in ``leave_out`` (the spinal column itself is always drawn)."""
+    skip = check_parts(leave_out)
+    makers = (_organs, _pelvis, functools.partial(_ribs, n_seg=rib_segments), _chest_wall)  # PART_GROUPS order
+    prims = [p for part, make in zip(PART_GROUPS, makers) if part not in skip for p in make(spine, shape, body, torso)]
     posts, canals, bodies = [], [], []
     for i in range(N_VERTEBRAE):
         p, cn, b = vertebra_primitives(i, spine, shape)

@@ -16,6 +16,8 @@ What the AP image carries about the sagittal shape is physics only: the projecti
 tilted and axially rotated vertebrae (bodies foreshortened, endplates seen obliquely as
 ellipses, pedicles off-centre). The torso's depth is drawn from the demographics, not from
 the spine (``anatomy.draw_body``), and clipped only rarely (``truth["body"]``).
+:mod:`spinelib.study.ap_information` measures how much of the kyphosis and lordosis the AP
+image's plain summaries read, with the parts around the column drawn or left out.
 
 Version history (``GENERATOR_VERSION``, part of every subject's signature, so a cohort
 folder of another version is regenerated rather than mixed): 1, the first generator;

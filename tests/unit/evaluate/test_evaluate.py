@@ -396,6 +396,26 @@ def test_large_curve_cobb_bad_arguments(kwargs, match):
         ev.large_curve_cobb(angles.drop(columns="reference_cobb_deg"), n_boot=100)
 
 
+@pytest.mark.parametrize("column", ["predicted_deg", "target_deg"])
+def test_large_curve_cobb_refuses_a_non_finite_angle(column):
+    angles = _cobb_angles([25.0, 30.0], {"resnet_bot": [20.0, 28.0], "resnet": [24.0, 31.0]}, target=[25.0, 30.0])
+    angles.loc[(angles["model"] == "resnet") & (angles["subject_id"] == "S00001") & (angles["angle"] == "cobb"),
+               column] = np.nan
+    with pytest.raises(NonFiniteError, match=r"\('resnet', 'S00001'\)"):
+        ev.large_curve_cobb(angles, n_boot=100)
+    # a NaN outside the large curves does not matter
+    angles.loc[angles["angle"] == "kyphosis", "predicted_deg"] = np.nan
+    angles.loc[angles[column].isna() & (angles["angle"] == "cobb"), column] = 31.0
+    assert len(ev.large_curve_cobb(angles, n_boot=100)) == 3
+
+
+def test_large_curve_cobb_refuses_a_model_missing_a_large_curve():
+    angles = _cobb_angles([25.0, 30.0], {"resnet_bot": [20.0, 28.0], "resnet": [24.0, 31.0]}, target=[25.0, 30.0])
+    angles = angles[~((angles["model"] == "resnet") & (angles["subject_id"] == "S00000"))]
+    with pytest.raises(InvalidArgumentError, match="'resnet' has no Cobb angle for \\['S00000'\\]"):
+        ev.large_curve_cobb(angles, n_boot=100)
+
+
 def test_group_summary_orders_and_counts():
     t = pd.DataFrame({"subject_id": ["a", "b", "c"] * 2, "model": ["m1"] * 3 + ["m2"] * 3,
                       "iou_3d": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})

@@ -77,3 +77,51 @@ def test_ap_projection_of_a_sagittally_tilted_body_is_physical(phi):
     centre = float(chord_mm(body, np.array([[0.0, -100.0, 0.0]]), np.array([0.0, 1.0, 0.0]))[0])
     expected = min(D / np.cos(t), H / np.sin(t)) if phi > 1e-6 else D
     assert centre == pytest.approx(expected, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- parts left out
+
+_PART_NAMES = {"organs": {"lung", "heart", "liver", "kidney", "visceral_fat", "bowel"},
+               "pelvis": {"ilium", "ischium", "pubis", "sacrum", "sacrum_marrow", "femur", "femoral_head",
+                          "femoral_neck"},
+               "ribs": {"rib"}, "chest_wall": {"sternum", "clavicle", "scapula"}}
+
+
+@pytest.fixture(scope="module")
+def geometry():
+    from spinelib.profiles import get_profile
+    from spinelib.synth.config import SynthConfig
+    from spinelib.synth.subject import draw_subject_geometry
+
+    return draw_subject_geometry(2, SynthConfig.from_profile(get_profile("smoke")))
+
+
+def _build(g, **kw):
+    from spinelib.synth.parts import build_primitives
+
+    return build_primitives(g["spine_dxa"], g["shape"], g["body"], g["torso"], **kw)
+
+
+@pytest.mark.parametrize("left_out", [("ribs",), ("chest_wall",), ("organs", "pelvis"),
+                                      ("organs", "pelvis", "ribs", "chest_wall")])
+def test_build_primitives_leaves_out_exactly_the_named_parts(geometry, left_out):
+    """The named parts' primitives are gone, everything else is drawn as before, in the same order."""
+    from spinelib.synth.parts import PART_GROUPS
+
+    full = _build(geometry)
+    some = _build(geometry, leave_out=left_out)
+    gone = set().union(*(_PART_NAMES[p] for p in left_out))
+    assert {p.name for p in full} >= set().union(*_PART_NAMES.values())  # the table above is complete
+    assert not gone & {p.name for p in some}
+    kept = [p for p in full if p.name not in gone]
+    assert [(p.name, p.material, tuple(p.centre)) for p in some] == [(p.name, p.material, tuple(p.centre)) for p in kept]
+    assert set(PART_GROUPS) == set(_PART_NAMES)
+
+
+@pytest.mark.parametrize("bad, match", [("ribs", "collection"), (["ribs", "lungs"], r"unknown parts \['lungs'\]"),
+                                        (3, "collection")])
+def test_build_primitives_refuses_unknown_parts(geometry, bad, match):
+    from spinelib.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=match):
+        _build(geometry, leave_out=bad)
