@@ -42,7 +42,7 @@ from ..synth.chain import measure_angles
 from ..synth.config import SynthConfig
 from ..synth.dxa import finish_dxa, project_ap
 from ..synth.parts import PART_GROUPS, build_primitives, check_parts
-from ..synth.subject import DXA_FOV_MM, draw_subject_geometry
+from ..synth.subject import draw_subject_geometry, dxa_shape
 from ..util.workers import Engine, Failed, fan_out
 
 __all__ = ["ANGLES", "PART_VARIANTS", "ap_scan", "cross_validated_ridge", "angle_r2", "angle_r2_by_part"]
@@ -56,9 +56,10 @@ PART_VARIANTS: tuple[tuple[str, ...], ...] = ((), *((p,) for p in PART_GROUPS), 
 
 def ap_scan(index: int, params: Mapping[str, Any], *,
             leave_out: Collection[str] = ()) -> tuple[PreparedScan, tuple[float, float]]:
-    """Subject ``index`` of a profile's synthetic cohort: its AP DXA (DXA session, with the
-    detector noise of the cohort's own seed) prepared as the networks see it, and its true
-    DXA-session (kyphosis, lordosis) in deg. The MRI and the lateral view are not rendered.
+    """Subject ``index`` of a profile's synthetic cohort: its AP DXA (DXA session) prepared as
+    the networks see it, and its true DXA-session (kyphosis, lordosis) in deg. The anatomy is
+    the cohort's; the detector noise is the cohort's model seeded by ``(seed, index)``, not the
+    cohort file's own draw. The MRI and the lateral view are not rendered.
 
     Parameters
     ----------
@@ -71,8 +72,8 @@ def ap_scan(index: int, params: Mapping[str, Any], *,
     g = draw_subject_geometry(i, SynthConfig.from_profile(params))
     prims = build_primitives(g["spine_dxa"], g["shape"], g["body"], g["torso"], leave_out=leave_out)
     px = float(params["dxa_pixel_mm"])
-    shape = (int(round(DXA_FOV_MM[0] / px)), int(round(DXA_FOV_MM[1] / px)))
-    bone, tissue = project_ap(prims, g["torso"], materials_for(g["demographics"], g["body"]), g["transform"], shape, px)
+    bone, tissue = project_ap(prims, g["torso"], materials_for(g["demographics"], g["body"]), g["transform"],
+                              dxa_shape(px), px)
     bone, tissue = finish_dxa(bone, tissue, np.random.default_rng([int(params["seed"]), i]), px)
     scan = prepare_scan(DXAImage(bone, tissue, np.array([px, px])), pixel_mm=float(params["crop_pixel_mm"]),
                         image_size=params["image_size"])

@@ -47,8 +47,8 @@ def test_cross_validated_ridge_bad_inputs(x, y, folds, error):
 
 
 def test_ap_scan_is_the_cohort_subject():
-    """The scan and angles are those of the cohort's subject: deterministic, the angles of its
-    DXA-session truth, and the crop the profile sets; leaving out the rib cage changes the image."""
+    """The cohort's subject: deterministic, the angles of its DXA-session truth, and the crop the
+    profile sets; leaving out the rib cage takes bone out of the image."""
     from spinelib.synth.chain import measure_angles
     from spinelib.synth.config import SynthConfig
     from spinelib.synth.subject import draw_subject_geometry
