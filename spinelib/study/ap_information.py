@@ -13,8 +13,10 @@ angles itself.
 
 :func:`angle_r2` is the cross-validated R2 over ``n_subjects`` of a profile's cohort
 (DXA-session truth; only the AP image is rendered, no volume), :func:`angle_r2_by_part`
-the same for several sets of parts left out. The held-out R2 grows with the subjects the
-ridge is fitted on, so compare numbers at the same ``n_subjects`` and ``folds``.
+the same for several sets of parts left out, and :func:`height_r2` the R2 of a reader given the
+vertebrae's true heights along the body (the column's foreshortening, read perfectly). The
+held-out R2 grows with the subjects the ridge is fitted on, so compare numbers at the same
+``n_subjects`` and ``folds``.
 
 Examples
 --------
@@ -45,7 +47,8 @@ from ..synth.parts import PART_GROUPS, build_primitives, check_parts
 from ..synth.subject import draw_subject_geometry, dxa_shape
 from ..util.workers import Engine, Failed, fan_out
 
-__all__ = ["ANGLES", "PART_VARIANTS", "ap_scan", "cross_validated_ridge", "angle_r2", "angle_r2_by_part"]
+__all__ = ["ANGLES", "PART_VARIANTS", "ap_scan", "vertebral_heights", "cross_validated_ridge", "angle_r2",
+           "angle_r2_by_part", "height_r2"]
 
 #: The angles scored, in the column order of the targets (DXA-session truth, deg).
 ANGLES: tuple[str, ...] = ("kyphosis", "lordosis")
@@ -116,10 +119,42 @@ def cross_validated_ridge(x: np.ndarray, y: np.ndarray, *, folds: int = 5,
     return out
 
 
+def vertebral_heights(index: int, params: Mapping[str, Any]) -> tuple[np.ndarray, tuple[float, float]]:
+    """What a perfect reader of the column's foreshortening would know of subject ``index``: the
+    heights of its 17 vertebral centres (DXA session, along the body's long axis, mm below T1's
+    centre, so T1 is 0) and its true DXA-session (kyphosis, lordosis) in deg. Nothing is rendered.
+    """
+    i = check_integer(index, "index", 0)
+    g = draw_subject_geometry(i, SynthConfig.from_profile(params))
+    z = np.asarray(g["spine_dxa"]["centres"], dtype=np.float64)[:, 2]
+    angles = measure_angles(g["spine_dxa"], g["shape"])
+    return z[0] - z, (float(angles["kyphosis_deg"]), float(angles["lordosis_deg"]))
+
+
 def _summaries_and_angles(item: tuple[int, Mapping[str, Any], tuple[str, ...]]) -> tuple[np.ndarray, tuple]:
     index, params, leave_out = item
     scan, angles = ap_scan(index, params, leave_out=leave_out)
     return visible_summaries(scan), angles
+
+
+def _heights_and_angles(item: tuple[int, Mapping[str, Any]]) -> tuple[np.ndarray, tuple]:
+    return vertebral_heights(*item)
+
+
+def _cross_validated_angles(fn, items: list, *, folds: int, jobs: int | Engine, desc: str,
+                            progress: bool) -> dict[str, float]:
+    """``{angle: R2}`` of :func:`cross_validated_ridge` on the ``(features, angles)`` that ``fn``
+    gives for each item (one subject each, through the fan-out)."""
+    results = fan_out(fn, items, keys=[str(i) for i in range(len(items))], engine=Engine.of(jobs), desc=desc,
+                      progress=progress)
+    failed = [r for r in results if isinstance(r, Failed)]
+    if failed:  # a subject left out would change the sample every variant is compared on
+        raise SubjectsFailedError(f"{desc} failed for {len(failed)} of {len(items)} subjects: "
+                                  + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
+    x = np.stack([r[0] for r in results])
+    y = np.array([r[1] for r in results], dtype=np.float64)
+    pred = cross_validated_ridge(x, y, folds=folds)
+    return {a: r2_score(y[:, j], pred[:, j]) for j, a in enumerate(ANGLES)}
 
 
 def angle_r2(params: Mapping[str, Any], *, n_subjects: int, leave_out: Collection[str] = (), folds: int = 5,
@@ -144,18 +179,35 @@ def angle_r2(params: Mapping[str, Any], *, n_subjects: int, leave_out: Collectio
     k = check_integer(folds, "folds", 2)
     n = check_integer(n_subjects, "n_subjects", 4 * k)
     parts = check_parts(leave_out)
-    results = fan_out(_summaries_and_angles, [(i, dict(params), parts) for i in range(n)],
-                      keys=[str(i) for i in range(n)], engine=Engine.of(jobs),
-                      desc=f"AP summaries without {'+'.join(parts) or 'nothing'}", progress=progress)
-    failed = [r for r in results if isinstance(r, Failed)]
-    if failed:  # a subject left out would change the sample every variant is compared on
-        raise SubjectsFailedError(f"rendering the AP image failed for {len(failed)} of {n} subjects: "
-                                  + "; ".join(f"{f.key}: {f.reason}" for f in failed[:10]))
-    x = np.stack([r[0] for r in results])
-    y = np.array([r[1] for r in results], dtype=np.float64)
-    pred = cross_validated_ridge(x, y, folds=k)
-    return {"left_out": list(parts), **{a: r2_score(y[:, j], pred[:, j]) for j, a in enumerate(ANGLES)},
-            "n_subjects": n, "folds": k}
+    r2 = _cross_validated_angles(_summaries_and_angles, [(i, dict(params), parts) for i in range(n)], folds=k,
+                                 jobs=jobs, desc=f"AP summaries without {'+'.join(parts) or 'nothing'}",
+                                 progress=progress)
+    return {"left_out": list(parts), **r2, "n_subjects": n, "folds": k}
+
+
+def height_r2(params: Mapping[str, Any], *, n_subjects: int, folds: int = 5, jobs: int | Engine = 1,
+              progress: bool = True) -> dict[str, Any]:
+    """Cross-validated R2 for the true kyphosis and lordosis of a ridge on the vertebrae's true
+    heights (:func:`vertebral_heights`): how much of the angles the column's foreshortening
+    alone carries, read perfectly. Compare it with :func:`angle_r2` at the same ``n_subjects``
+    and ``folds``.
+
+    Returns
+    -------
+    ``{"kyphosis": R2, "lordosis": R2, "n_subjects": n, "folds": folds}``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``n_subjects`` not an integer >= 4 * folds, or a bad ``folds``.
+    SubjectsFailedError
+        A subject's geometry could not be drawn (each named).
+    """
+    k = check_integer(folds, "folds", 2)
+    n = check_integer(n_subjects, "n_subjects", 4 * k)
+    r2 = _cross_validated_angles(_heights_and_angles, [(i, dict(params)) for i in range(n)], folds=k, jobs=jobs,
+                                 desc="vertebral heights", progress=progress)
+    return {**r2, "n_subjects": n, "folds": k}
 
 
 def angle_r2_by_part(params: Mapping[str, Any], *, n_subjects: int,

@@ -88,3 +88,37 @@ def test_angle_r2_bad_arguments(kw, match):
         A.angle_r2(get_profile("smoke"), progress=False, **kw)
     with pytest.raises(InvalidArgumentError, match="variants"):
         A.angle_r2_by_part(get_profile("smoke"), n_subjects=24, variants=[])
+
+
+def test_vertebral_heights_are_the_column_below_t1():
+    """T1 at 0, every lower vertebra further down, the angles of the DXA-session truth."""
+    from spinelib.synth.chain import measure_angles
+    from spinelib.synth.config import SynthConfig
+    from spinelib.synth.subject import draw_subject_geometry
+
+    params = get_profile("smoke")
+    h, angles = A.vertebral_heights(7, params)
+    g = draw_subject_geometry(7, SynthConfig.from_profile(params))
+    z = g["spine_dxa"]["centres"][:, 2]
+    assert h.shape == (17,) and h[0] == 0.0 and np.all(np.diff(h) > 0)
+    np.testing.assert_allclose(h, z[0] - z)
+    truth = measure_angles(g["spine_dxa"], g["shape"])
+    assert angles == pytest.approx((truth["kyphosis_deg"], truth["lordosis_deg"]))
+    with pytest.raises(InvalidArgumentError, match="index"):
+        A.vertebral_heights(1.5, params)
+
+
+def test_height_r2_is_the_cross_validated_ridge_on_the_heights():
+    params = get_profile("smoke")
+    r = A.height_r2(params, n_subjects=24, folds=3, progress=False)
+    pairs = [A.vertebral_heights(i, params) for i in range(24)]
+    x, y = np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    pred = A.cross_validated_ridge(x, y, folds=3)
+    from spinelib.metrics import r2_score
+
+    assert r == {"kyphosis": r2_score(y[:, 0], pred[:, 0]), "lordosis": r2_score(y[:, 1], pred[:, 1]),
+                 "n_subjects": 24, "folds": 3}
+    with pytest.raises(InvalidArgumentError, match="n_subjects"):
+        A.height_r2(params, n_subjects=5, folds=2, progress=False)
+    with pytest.raises(InvalidArgumentError, match="folds"):
+        A.height_r2(params, n_subjects=24, folds=0, progress=False)
