@@ -2,14 +2,17 @@
 
 The paper's task is possible only because an AP projection carries some of the sagittal
 shape: tilted vertebrae project foreshortened, their endplates as ellipses, their posterior
-elements and rib heads shifted against their bodies. The generator must give that
+elements shifted against their bodies, and the ribs hung from them repeat their heights across
+the chest. The generator must give that
 information through physics only (:mod:`spinelib.synth.subject`). This module measures how
 much of the kyphosis and lordosis a linear model of the image's plain summaries
 (:func:`spinelib.learn.summaries.visible_summaries`, the ``visible_summaries`` baseline's
 features) reads, with the anatomy around the column drawn or left out
 (:data:`spinelib.synth.parts.PART_GROUPS`). A number that rises when a part is left out
 says that part hides the column; one that falls says the part shows something of the
-angles itself.
+angles itself. The summaries are not linear in the image (bone width counts the pixels over
+half of each row's brightest bone, which an overlapping scapula can move), so parts can also
+interact; :func:`height_r2` is the reference that does not depend on them.
 
 :func:`angle_r2` is the cross-validated R2 over ``n_subjects`` of a profile's cohort
 (DXA-session truth; only the AP image is rendered, no volume), :func:`angle_r2_by_part`
