@@ -26,7 +26,7 @@ from ..errors import InvalidArgumentError, SubjectsFailedError
 from ..io.manifest import SPLITS, check_split_fractions, manifest_row
 from ..util.workers import Engine, Failed, Shard, fan_out
 from .config import SynthConfig
-from .subject import GENERATOR_VERSION, make_subject, subject_id
+from .subject import make_subject, subject_id, subject_signature
 
 __all__ = ["generate_cohort", "assign_splits", "write_subject", "estimate_subject_mb", "SUBJECT_FILES"]
 
@@ -61,11 +61,6 @@ def assign_splits(n: int, seed: int, fractions) -> list[str]:
     return out
 
 
-def _signature(config: SynthConfig) -> dict:
-    """What must match for an existing subject folder to be kept: version, seed and sizes."""
-    return {"generator_version": GENERATOR_VERSION, **config.signature()}
-
-
 def _is_complete(folder: Path, index: int, config: SynthConfig) -> bool:
     """Whether ``folder`` holds every file of subject ``index`` generated with this signature."""
     if not all((folder / f).is_file() for f in SUBJECT_FILES):
@@ -75,7 +70,7 @@ def _is_complete(folder: Path, index: int, config: SynthConfig) -> bool:
     except (OSError, ValueError):
         return False
     sig = truth.get("signature")
-    return truth.get("index") == index and sig == _signature(config)
+    return truth.get("index") == index and sig == subject_signature(config)
 
 
 def write_subject(folder: str | Path, index: int, config: SynthConfig) -> str:
@@ -87,7 +82,7 @@ def _write(folder: str | Path, s, config: SynthConfig) -> str:
     """Write the files of :class:`~spinelib.synth.subject.Subject` ``s`` into ``folder`` atomically."""
     from ..io import write_dxa, write_nifti, write_truth
 
-    s.truth["signature"] = _signature(config)
+    s.truth["signature"] = subject_signature(config)
     with atomic_dir(folder) as tmp:
         write_dxa(tmp / "dxa.npz", s.bone, s.tissue, s.pixel_spacing_mm, lateral_bone=s.lateral_bone,
                   lateral_tissue=s.lateral_tissue, lateral_pixel_spacing_mm=s.lateral_pixel_spacing_mm)
@@ -185,7 +180,7 @@ def _write_index(out: Path, config: SynthConfig, splits: list[str]) -> Path:
         "profile": config.profile,
         "split_fractions": list(config.split_fractions),
         "splits": {k: splits.count(k) for k in SPLITS},
-        "signature": _signature(config),
+        "signature": subject_signature(config),
     })
     return write_manifest(out / "manifest.csv",
                           [manifest_row(subject_id(i), splits[i], truth=True) for i in range(config.n_subjects)])

@@ -34,10 +34,9 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..io.checks import check_integer
 from .chain import build_spine
-from .cohort import _signature
 from .config import SIGNATURE_FIELDS, SynthConfig
 from .shape import BACK_TISSUE_PRIORS, arch_lengths, draw_back_tissue, spinous_droops
-from .subject import GENERATOR_VERSION, draw_subject_geometry
+from .subject import GENERATOR_VERSION, draw_subject_geometry, subject_signature
 from .supine import place_supine
 
 __all__ = ["AP_HIDDEN_DRAWS", "redraw_hidden", "level_heights", "height_above_table", "hidden_depth_offset"]
@@ -108,7 +107,7 @@ def _config_of(truth: dict) -> SynthConfig:
         config = SynthConfig(**{k: sig[k] for k in SIGNATURE_FIELDS}, n_subjects=index + 1)
     except (KeyError, TypeError, InvalidArgumentError) as exc:
         raise InvalidArgumentError(f"{who} has an unreadable signature: {type(exc).__name__}: {exc}") from exc
-    if _signature(config) != sig:
+    if subject_signature(config) != sig:
         raise InvalidArgumentError(f"{who} was made by generator version {sig.get('generator_version')}, "
                                    f"this is version {GENERATOR_VERSION}")
     return config

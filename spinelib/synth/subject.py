@@ -55,7 +55,8 @@ from .shape import draw_posture_change, draw_shape, rounded
 from .supine import place_supine
 from .torso import make_torso
 
-__all__ = ["Subject", "make_subject", "subject_id", "draw_subject_geometry", "dxa_shape", "DXA_FOV_MM"]
+__all__ = ["Subject", "make_subject", "subject_id", "subject_signature", "draw_subject_geometry", "dxa_shape",
+           "DXA_FOV_MM"]
 
 #: DXA field of view (rows = superior-inferior, cols = right-left) and lateral depth, mm
 DXA_FOV_MM = (760.0, 500.0)
@@ -66,6 +67,13 @@ GENERATOR_VERSION = 3
 def subject_id(index: int) -> str:
     """``S00000``-style id of the subject with this index in its cohort."""
     return f"S{int(index):05d}"
+
+
+def subject_signature(config: SynthConfig) -> dict:
+    """What a subject's ``truth.json`` records of how it was made (its ``signature``): the
+    generator version and :meth:`SynthConfig.signature`. A stored subject is this subject only
+    while the two signatures are equal."""
+    return {"generator_version": GENERATOR_VERSION, **config.signature()}
 
 
 @dataclass

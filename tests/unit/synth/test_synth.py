@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from spinelib.errors import InvalidArgumentError
 from spinelib.profiles import get_profile
 from spinelib.spine import LEVELS, column_mask
 from spinelib.synth.cohort import SUBJECT_FILES, assign_splits, generate_cohort
-from spinelib.synth.subject import GENERATOR_VERSION, make_subject
+from spinelib.synth.subject import GENERATOR_VERSION, make_subject, subject_signature
 from spinelib.geometry.transform import PlanarTransform, dxa_pixel_to_mri
-from spinelib.synth.config import SynthConfig
+from spinelib.synth.config import SIGNATURE_FIELDS, SynthConfig
 
 N = 3
 
@@ -270,7 +271,7 @@ def test_seg_dxa_is_the_dxa_session_spine_on_the_seg_grid(subject, smoke):
             assert np.linalg.norm(w.mean(0) - true) < 3.0, (name, LEVELS[lv_i])
 
 
-def test_seg_dxa_file_and_truth_key(cohort):
+def test_seg_dxa_file_and_truth_key(cohort, smoke):
     folder = cohort.parent / "S00000"
     truth = json.loads((folder / "truth.json").read_text())
     img = nib.load(folder / truth["dxa_session_seg"])
@@ -279,6 +280,17 @@ def test_seg_dxa_file_and_truth_key(cohort):
     assert img.shape == seg.shape and img.get_data_dtype() == np.uint8
     assert 0.0 <= truth["body"]["torso_clip_fraction"] < 1.0
     assert truth["generator_version"] == GENERATOR_VERSION
+    assert truth["signature"] == subject_signature(SynthConfig.from_profile(smoke))
+
+
+def test_subject_signature_names_the_version_and_every_signature_field(smoke):
+    config = SynthConfig.from_profile(smoke)
+    sig = subject_signature(config)
+    assert sig["generator_version"] == GENERATOR_VERSION
+    assert set(sig) == {"generator_version", *SIGNATURE_FIELDS}
+    assert json.loads(json.dumps(sig)) == sig  # stored in truth.json as it is
+    assert subject_signature(config.with_subjects(config.n_subjects + 5)) == sig  # the cohort's size is not in it
+    assert subject_signature(dataclasses.replace(config, seed=config.seed + 1))["seed"] == config.seed + 1
 
 
 def test_cohort_of_an_older_generator_version_is_regenerated(tmp_path, smoke):
