@@ -109,8 +109,9 @@ def write_synthetic_dxa(path: str | Path, params: Mapping, *, index: int = 0, la
 def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot", *, seed: int = 0) -> Path:
     """A checkpoint of model ``name`` at ``params``'s configuration with seeded random weights.
 
-    Prediction-ready: it records ``crop_pixel_mm`` as training does. ``mean_shape`` gets
-    the mean of nothing in particular (0.5 everywhere), so it is only good for timing.
+    Prediction-ready: it records the input recipe as training does (mirror averaging included,
+    so a network is timed as the book's is read). ``mean_shape`` gets the mean of nothing in
+    particular (0.5 everywhere), so it is only good for timing.
     """
     import torch
 
@@ -118,13 +119,15 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
     from ..learn.config import config_from_profile
     from ..learn.networks import build_model
     from ..learn.recipe import input_recipe
+    from ..study.experiment import mirror_averaged
 
     cfg = config_from_profile(dict(params), name)
     torch.manual_seed(int(seed))
     model = build_model(cfg)
     if cfg.head == "mean":
         model.fit(np.full((1, cfg.output_size), 0.5))
-    return save_checkpoint(path, model, cfg, {**input_recipe(float(params["crop_pixel_mm"])),
+    mirror = cfg.head != "mean" and mirror_averaged(params)
+    return save_checkpoint(path, model, cfg, {**input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror),
                                               "profile": str(params.get("profile", ""))})
 
 
@@ -141,6 +144,7 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
     from ..learn.config import config_from_profile
     from ..learn.networks import build_model
     from ..learn.predict import Predictor
+    from ..study.experiment import mirror_averaged
 
     params = get_profile(profile)
     workdir = Path(workdir)
@@ -148,14 +152,16 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
     files = [write_synthetic_dxa(workdir / f"dxa{i}.npz", params, index=i, lateral=False) for i in range(_N_SUBJECTS)]
     cfg = config_from_profile(params, "resnet_bot")
     torch.manual_seed(int(params["seed"]))
-    predictor = Predictor(build_model(cfg), cfg, pixel_mm=float(params["crop_pixel_mm"]))
+    predictor = Predictor(build_model(cfg), cfg, pixel_mm=float(params["crop_pixel_mm"]),
+                          mirror_average=mirror_averaged(params))
     predictor.warmup()
     threads = torch.get_num_threads()
     crop = np.zeros((cfg.in_chans, *cfg.image_size), np.float32)
     extra: dict = {"profile_params": {k: params[k] for k in ("backbone", "image_size", "crop_pixel_mm", "n_levels",
                                                              "bot_blocks", "bot_heads", "bot_dim_head", "pool",
                                                              "feature_stride_by_model")},
-                   "model": cfg.describe(), "torch_threads": threads, "scans_per_repeat": N_WARM_SCANS,
+                   "model": cfg.describe(), "mirror_average": predictor.mirror_average, "torch_threads": threads,
+                   "scans_per_repeat": N_WARM_SCANS,
                    "load_average_1min_at_setup": os.getloadavg()[0]}
 
     def timed(fn, n: int) -> dict:

@@ -33,6 +33,7 @@ from ..metrics import clinical_measures
 from ..shape.curves import CropWindow, SpineCurves, from_crop
 from ..shape.reconstruct import Grid3D, ellipse_mask, grid_for
 from .crop import sample_crop
+from .data import AP_CHANNELS, mirror_crop_vector
 from .operating_point import OperatingPoint, read_operating_point, scoliosis_calls
 from .orientation import check_orientation
 from .recipe import INPUT_RECIPES, check_crop_recipe, read_recipe, recipe_input
@@ -90,6 +91,11 @@ class Predictor:
     operating_point : where the model's predicted Cobb angle is cut into scoliotic /
         straight (:mod:`spinelib.learn.operating_point`); every prediction's measures then
         carry that call beside the clinical rule's (:func:`~spinelib.learn.operating_point.scoliosis_calls`).
+    mirror_average : read every crop twice, as it is and mirrored left-right (its AP channels'
+        columns reversed; a lateral view, a projection along the left-right axis, is the same for
+        the mirrored body), and average the two outputs, the second mirrored back
+        (:func:`spinelib.learn.data.mirror_crop_vector`). Only for a network trained on mirrored
+        crops (:mod:`spinelib.learn.recipe`); :meth:`from_checkpoint` takes it from the checkpoint.
 
     The model is switched to eval mode and to channels-last memory format in place.
 
@@ -102,7 +108,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, config, *, pixel_mm: float, grid_mm: float = 2.0,
                  num_threads: int | None = None, input_recipe: str = "spinelib",
-                 operating_point: OperatingPoint | None = None) -> None:
+                 operating_point: OperatingPoint | None = None, mirror_average: bool = False) -> None:
         from .config import ModelConfig
 
         if not isinstance(model, torch.nn.Module):
@@ -122,6 +128,11 @@ class Predictor:
         if operating_point is not None and not isinstance(operating_point, OperatingPoint):
             raise InvalidArgumentError(f"operating_point must be an OperatingPoint or None, got "
                                        f"{type(operating_point).__name__}")
+        if not isinstance(mirror_average, (bool, np.bool_)):
+            raise InvalidArgumentError(f"mirror_average must be True or False, got {mirror_average!r}")
+        if mirror_average and input_recipe != "spinelib":
+            raise InvalidArgumentError(f"mirror averaging reads the spinelib recipe's AP channels, not the "
+                                       f"{input_recipe!r} recipe's")
         if input_recipe == "paper_bone_rgb" and (config.views != 1 or config.in_chans != 3):
             raise InvalidArgumentError(
                 f"the paper's input recipe feeds 3 channels of one view; {config.describe()} does not take them")
@@ -133,6 +144,7 @@ class Predictor:
         self.grid_mm = float(grid_mm)
         self.input_recipe = input_recipe
         self.operating_point = operating_point
+        self.mirror_average = bool(mirror_average)
         # the slab margin of the 3D grid: constant per predictor
         self._margin_mm = 2.0 * self.grid_mm
 
@@ -160,9 +172,10 @@ class Predictor:
             An ``operating_point.json`` beside it that is not a valid operating point.
         """
         model, config, extra = _load_any_checkpoint(path)
-        px, recipe = read_recipe(extra, path)
-        return cls(model, config, pixel_mm=px, grid_mm=grid_mm, num_threads=num_threads, input_recipe=recipe,
-                   operating_point=read_operating_point(path))
+        recipe = read_recipe(extra, path)
+        return cls(model, config, pixel_mm=recipe.pixel_mm, grid_mm=grid_mm, num_threads=num_threads,
+                   input_recipe=recipe.name, operating_point=read_operating_point(path),
+                   mirror_average=recipe.mirror_average)
 
     @property
     def n_levels(self) -> int:
@@ -182,7 +195,7 @@ class Predictor:
 
     @torch.inference_mode()
     def forward(self, crop: np.ndarray) -> np.ndarray:
-        """The network's raw output for one crop.
+        """The network's output for one crop (averaged with the mirrored crop's under ``mirror_average``).
 
         Parameters
         ----------
@@ -196,7 +209,10 @@ class Predictor:
 
     @torch.inference_mode()
     def forward_batch(self, crops: np.ndarray) -> np.ndarray:
-        """The network's raw outputs for a batch of crops.
+        """The network's outputs for a batch of crops.
+
+        Under ``mirror_average`` the network reads each crop and its mirror in one batch of
+        ``2 B`` and the two outputs are averaged, the mirror's mirrored back.
 
         Parameters
         ----------
@@ -206,8 +222,17 @@ class Predictor:
         -------
         (B, 6 K + 2) float64 crop-coordinate vectors.
         """
-        x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
-        return self.model(x.contiguous(memory_format=torch.channels_last)).double().numpy()
+        x = np.ascontiguousarray(crops, dtype=np.float32)
+        if self.mirror_average:
+            mirrored = x.copy()
+            mirrored[:, :AP_CHANNELS] = x[:, :AP_CHANNELS, :, ::-1]
+            x = np.concatenate([x, mirrored])
+        t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+        out = self.model(t).double().numpy()
+        if not self.mirror_average:
+            return out
+        n = len(crops)
+        return 0.5 * (out[:n] + mirror_crop_vector(out[n:], x.shape[-1]))
 
     def _check(self, dxa: DXAImage) -> None:
         if not isinstance(dxa, DXAImage):

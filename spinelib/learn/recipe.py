@@ -7,27 +7,35 @@ model's (:data:`spinelib.learn.paper_checkpoint.PAPER_INPUT_RECIPE`: contrast-no
 only, 8-bit, copied to 3 channels).
 
 Training stores the recipe in every checkpoint's ``extra`` (:func:`input_recipe`: the crop's
-pixel size, the recipe's name and its channel scaling); :func:`read_recipe` reads it back and
-refuses a checkpoint trained on inputs of another scale, so that no reader feeds a model crops
-it was not trained on, and :func:`check_crop_recipe` refuses a run whose crops differ from
-the checkpoint's. :func:`recipe_input` cuts a scan's crop under either recipe.
+pixel size, the recipe's name, its channel scaling and whether the model is read with mirror
+averaging); :func:`read_recipe` reads it back and refuses a checkpoint trained on inputs of
+another scale, so that no reader feeds a model crops it was not trained on, and
+:func:`check_crop_recipe` refuses a run whose crops differ from the checkpoint's.
+:func:`recipe_input` cuts a scan's crop under either recipe.
+
+Mirror averaging: a network trained on crops mirrored left-right half of the time
+(``augment_mirror``) has learnt both a body and its mirror image, and is read on both: its
+prediction is the mean of its outputs on the crop and on the mirrored crop, the second mirrored
+back (:meth:`spinelib.learn.predict.Predictor.forward_batch`). On the default cohort's validation
+split this lowered every network's error (``profiles.TUNED_ON``). A model not trained on
+mirrored crops (the mean shape, the paper's released model) is read on the crop alone.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..io.checks import check_positive
 from ..io import DXAImage
 from ..shape.curves import CropWindow
 from .crop import find_spine_crop, resample_image, sample_crop
 from .data import INPUT_SCALE, prepare_scan
 
-__all__ = ["INPUT_RECIPES", "input_recipe", "read_recipe", "check_crop_recipe", "recipe_input"]
+__all__ = ["INPUT_RECIPES", "RecordedRecipe", "input_recipe", "read_recipe", "check_crop_recipe", "recipe_input"]
 
 #: Inputs a Predictor can build: ``"spinelib"`` (AP bone and tissue scaled by
 #: ``data.INPUT_SCALE``, plus the lateral view for biplanar models) and the paper's
@@ -35,14 +43,39 @@ __all__ = ["INPUT_RECIPES", "input_recipe", "read_recipe", "check_crop_recipe", 
 INPUT_RECIPES: tuple[str, ...] = ("spinelib", "paper_bone_rgb")
 
 
-def input_recipe(pixel_mm: float) -> dict:
+class RecordedRecipe(NamedTuple):
+    """What a checkpoint records of how its model reads a scan (:func:`read_recipe`)."""
+
+    pixel_mm: float  # the crop's pixel size (mm)
+    name: str  # one of INPUT_RECIPES
+    mirror_average: bool  # read on the crop and its left-right mirror, the two outputs averaged
+
+
+def input_recipe(pixel_mm: float, *, mirror_average: bool = False) -> dict:
     """What a checkpoint must record of the inputs it was trained on (besides its
-    :class:`~spinelib.learn.config.ModelConfig`: image size, channels, K): the crop's pixel size
-    (mm), the recipe's name (``"spinelib"``: :func:`~spinelib.learn.data.prepare_scan`) and its
-    channel scaling (:data:`~spinelib.learn.data.INPUT_SCALE`), so that no reader feeds it crops
-    of another scale."""
+    :class:`~spinelib.learn.config.ModelConfig`: image size, channels, K).
+
+    Parameters
+    ----------
+    pixel_mm : the crop's pixel size (mm), so that no reader feeds the model crops of another scale.
+    mirror_average : whether the model is read with mirror averaging (see the module docstring):
+        true only for a network trained on mirrored crops.
+
+    Returns
+    -------
+    dict of plain values: ``crop_pixel_mm``, ``input_recipe`` (``"spinelib"``:
+    :func:`~spinelib.learn.data.prepare_scan`), ``input_scale``
+    (:data:`~spinelib.learn.data.INPUT_SCALE`) and ``mirror_average``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``pixel_mm`` not a positive number, ``mirror_average`` not a bool.
+    """
+    if not isinstance(mirror_average, (bool, np.bool_)):
+        raise InvalidArgumentError(f"mirror_average must be True or False, got {mirror_average!r}")
     return {"crop_pixel_mm": check_positive(pixel_mm, "pixel_mm"), "input_recipe": "spinelib",
-            "input_scale": dict(INPUT_SCALE)}
+            "input_scale": dict(INPUT_SCALE), "mirror_average": bool(mirror_average)}
 
 
 def _plain_scale(scale: Any) -> Any:
@@ -55,15 +88,20 @@ def _plain_scale(scale: Any) -> Any:
         return dict(scale)
 
 
-def read_recipe(extra: Mapping[str, Any], path: str | os.PathLike) -> tuple[float, str]:
-    """The crop pixel size (mm) and the recipe name that checkpoint ``path`` records in ``extra``.
+def read_recipe(extra: Mapping[str, Any], path: str | os.PathLike) -> RecordedRecipe:
+    """The crop pixel size (mm), the recipe name and the mirror averaging that checkpoint
+    ``path`` records in ``extra``.
+
+    Checkpoints written before the mirror averaging was recorded are read without it, as they
+    were then.
 
     Raises
     ------
     CheckpointError
-        No (valid) crop pixel size, an unknown recipe, or a ``"spinelib"`` checkpoint trained
+        No (valid) crop pixel size, an unknown recipe, a ``"spinelib"`` checkpoint trained
         on inputs scaled otherwise than :data:`~spinelib.learn.data.INPUT_SCALE` (checkpoints
-        written before the scaling was recorded count as today's).
+        written before the scaling was recorded count as today's), or a ``mirror_average``
+        that is not a bool.
     """
     px = extra.get("crop_pixel_mm")
     if px is None:
@@ -82,7 +120,10 @@ def read_recipe(extra: Mapping[str, Any], path: str | os.PathLike) -> tuple[floa
     if _plain_scale(scale) != INPUT_SCALE:
         raise CheckpointError(f"checkpoint {path} was trained on inputs scaled by {scale!r}; this version of "
                               f"spinelib prepares them scaled by {INPUT_SCALE!r}: retrain it")
-    return px, recipe
+    mirror = extra.get("mirror_average", False)
+    if not isinstance(mirror, (bool, np.bool_)):
+        raise CheckpointError(f"checkpoint {path} records an invalid mirror_average {mirror!r} (must be true or false)")
+    return RecordedRecipe(px, recipe, bool(mirror))
 
 
 def check_crop_recipe(trained_pixel_mm: float, trained_size: Sequence[int], pixel_mm: float,

@@ -42,7 +42,7 @@ from ..util.workers import process_pool
 log = logging.getLogger(__name__)
 
 __all__ = ["TRAINED_MODELS", "load_scans", "train_section", "train_jobs", "draw_weights", "record_training",
-           "train_run", "checkpoint_path"]
+           "train_run", "checkpoint_path", "mirror_averaged"]
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -116,6 +116,19 @@ def _fit_mean_shape(run_dir: str | Path, tr_scans: Sequence[PreparedScan], tr_cu
     return row, train_targets, mean_target
 
 
+def _augmentation(params: Mapping) -> dict[str, bool]:
+    """The training crops' augmentation switches (:class:`~spinelib.learn.data.SpineDataset`'s
+    ``augment`` and ``mirror``) of a profile."""
+    return {"augment": bool(params.get("augment", True)), "mirror": bool(params["augment_mirror"])}
+
+
+def mirror_averaged(params: Mapping) -> bool:
+    """Whether the networks trained at ``params`` are read with mirror averaging
+    (:mod:`spinelib.learn.recipe`): those trained on mirrored crops, ``augment`` and
+    ``augment_mirror`` both on."""
+    return all(_augmentation(params).values())
+
+
 def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
                    va_scans: Sequence[PreparedScan], va_curves: Sequence, mean_target: np.ndarray,
                    params: Mapping, meta: dict, sample_weights: np.ndarray | None, *, progress: bool) -> dict:
@@ -128,13 +141,13 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     model = build_model(mcfg)
     # start every network at the mean shape: it then learns the subject's departure from it
     model.init_output(mean_target)
-    train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, augment=bool(params.get("augment", True)),
-                            seed=int(params["seed"]), mirror=bool(params["augment_mirror"]))
+    train_ds = SpineDataset(_views(tr_scans, n_ch), tr_curves, seed=int(params["seed"]), **_augmentation(params))
     val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
+    recipe = input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror_averaged(params))
     res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
-                      progress=progress, meta=meta, sample_weights=sample_weights)
+                      progress=progress, meta={**meta, **recipe}, sample_weights=sample_weights)
     return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,
             "best_val_l1": res.best_val_loss, "seconds": time.perf_counter() - t0,
             "images_per_second": res.images_per_second}

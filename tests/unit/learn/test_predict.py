@@ -148,7 +148,8 @@ def test_prediction_far_outside_the_crop_is_refused(files, tmp_path, subject):
 
 
 def test_channels_last_predictor_matches_the_plain_network(files):
-    pred = Predictor.from_checkpoint(files["bot"])
+    loaded = Predictor.from_checkpoint(files["bot"])
+    pred = Predictor(loaded.model, loaded.config, pixel_mm=loaded.pixel_mm)  # one reading, no mirror
     crop = np.random.default_rng(0).random((2, *PARAMS["image_size"]), dtype=np.float32)
     plain = build_model(pred.config)
     plain.load_state_dict(pred.model.state_dict())
@@ -618,3 +619,61 @@ def test_cli_says_when_the_checkpoint_has_no_operating_point(files, tmp_path, ca
     write_operating_point(ckpt, OperatingPoint(12.0, "a test", 10, 3, 1.0, 1.0))
     assert run_cli(files["dxa"], "--checkpoint", ckpt, "--out", tmp_path / "b") == 0
     assert "clinical rule only" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- mirror averaging
+
+
+def _mirrored(crops: np.ndarray) -> np.ndarray:
+    """The crops mirrored left-right as training mirrors them: AP channels only."""
+    from spinelib.learn.data import AP_CHANNELS
+
+    out = crops.copy()
+    out[:, :AP_CHANNELS] = crops[:, :AP_CHANNELS, :, ::-1]
+    return out
+
+
+@pytest.mark.parametrize("name", ["resnet_bot", "biplanar"])
+def test_mirror_averaging_is_the_mean_of_the_crop_and_its_mirror(tmp_path, name):
+    from spinelib.learn.data import mirror_crop_vector
+
+    ckpt = random_checkpoint(tmp_path / f"{name}.pt", PARAMS, name)
+    averaged = Predictor.from_checkpoint(ckpt)
+    assert averaged.mirror_average  # the smoke profile trains on mirrored crops
+    cfg = averaged.config
+    plain = Predictor(averaged.model, cfg, pixel_mm=averaged.pixel_mm)
+    crops = np.random.default_rng(3).random((3, cfg.in_chans, *cfg.image_size)).astype(np.float32)
+    cols = cfg.image_size[1]
+    expected = 0.5 * (plain.forward_batch(crops) + mirror_crop_vector(plain.forward_batch(_mirrored(crops)), cols))
+    np.testing.assert_allclose(averaged.forward_batch(crops), expected, atol=1e-6)
+    # equivariant by construction: the mirrored crop reads as the mirror of the crop's reading
+    np.testing.assert_allclose(averaged.forward_batch(_mirrored(crops)),
+                               mirror_crop_vector(averaged.forward_batch(crops), cols), atol=1e-6)
+    np.testing.assert_allclose(averaged.forward(crops[1]), expected[1], atol=1e-6)
+
+
+def test_mirror_averaging_comes_from_the_checkpoint(files, tmp_path):
+    from spinelib.learn.recipe import input_recipe, read_recipe
+
+    cfg = config_from_profile(PARAMS, "resnet")
+    for flag in (True, False):
+        ckpt = save_checkpoint(tmp_path / f"m{flag}.pt", build_model(cfg), cfg,
+                               input_recipe(PARAMS["crop_pixel_mm"], mirror_average=flag))
+        assert Predictor.from_checkpoint(ckpt).mirror_average is flag
+        assert read_recipe(torch.load(ckpt, weights_only=True)["extra"], ckpt).mirror_average is flag
+    # a checkpoint from before mirror averaging was recorded is read on the crop alone, as it was then
+    assert not Predictor.from_checkpoint(files["mean"]).mirror_average
+    bad = save_checkpoint(tmp_path / "bad.pt", build_model(cfg), cfg,
+                          {**input_recipe(PARAMS["crop_pixel_mm"]), "mirror_average": "yes"})
+    with pytest.raises(CheckpointError, match="mirror_average"):
+        Predictor.from_checkpoint(bad)
+    with pytest.raises(InvalidArgumentError, match="mirror_average"):
+        input_recipe(PARAMS["crop_pixel_mm"], mirror_average=1)
+
+
+def test_mirror_averaging_refuses_bad_arguments(files):
+    p = Predictor.from_checkpoint(files["bot"])
+    with pytest.raises(InvalidArgumentError, match="mirror_average"):
+        Predictor(p.model, p.config, pixel_mm=p.pixel_mm, mirror_average="yes")
+    with pytest.raises(InvalidArgumentError, match="mirror averaging"):
+        Predictor(p.model, p.config, pixel_mm=p.pixel_mm, input_recipe="paper_bone_rgb", mirror_average=True)

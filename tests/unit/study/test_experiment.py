@@ -9,7 +9,8 @@ import torch
 from spinelib.errors import InvalidArgumentError
 from spinelib.learn.checkpoint import load_checkpoint
 from spinelib.profiles import get_profile
-from spinelib.study.experiment import checkpoint_path, train_jobs, train_section
+from spinelib.learn.recipe import read_recipe
+from spinelib.study.experiment import checkpoint_path, mirror_averaged, train_jobs, train_section
 from spinelib_tests_disk_cohort import disk_cohort
 
 NAMES = ("resnet", "resnet_bot")
@@ -38,6 +39,16 @@ def test_side_by_side_training_gives_the_networks_of_one_after_the_other(tmp_pat
         one, two = _weights(runs[1], name), _weights(runs[2], name)
         assert one.keys() == two.keys()
         assert all(torch.equal(one[k], two[k]) for k in one), name
+    # the networks learnt mirrored crops and are read with mirror averaging; the mean shape is not
+    for name, mirrored in (("mean_shape", False), *((n, True) for n in NAMES)):
+        path = checkpoint_path(runs[2], name)
+        assert read_recipe(load_checkpoint(path)[2], path).mirror_average is mirrored, name
+
+
+def test_networks_trained_without_mirrored_crops_are_read_without_mirror_averaging():
+    assert mirror_averaged(_params())
+    assert not mirror_averaged(_params(augment_mirror=False))
+    assert not mirror_averaged(_params(augment=False))
 
 
 def test_a_failed_training_in_a_side_process_raises(tmp_path):
