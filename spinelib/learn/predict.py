@@ -177,6 +177,10 @@ class Predictor:
                    input_recipe=recipe.name, operating_point=read_operating_point(path),
                    mirror_average=recipe.mirror_average)
 
+    def describe(self) -> str:
+        """The model and how it is read, for outputs and logs (``measures.json``'s ``model``)."""
+        return self.config.describe() + (", read with mirror averaging" if self.mirror_average else "")
+
     @property
     def n_levels(self) -> int:
         return int(self.config.n_levels)

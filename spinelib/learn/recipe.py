@@ -17,7 +17,8 @@ Mirror averaging: a network trained on crops mirrored left-right half of the tim
 (``augment_mirror``) has learnt both a body and its mirror image, and is read on both: its
 prediction is the mean of its outputs on the crop and on the mirrored crop, the second mirrored
 back (:meth:`spinelib.learn.predict.Predictor.forward_batch`). On the default cohort's validation
-split this lowered every network's error (``profiles.TUNED_ON``). A model not trained on
+split this lowered every network's 3D, centreline and Cobb angle errors (``profiles.TUNED_ON``:
+a single reading adds curvature to straight spines). A model not trained on
 mirrored crops (the mean shape, the paper's released model) is read on the crop alone.
 """
 

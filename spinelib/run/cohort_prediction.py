@@ -102,7 +102,7 @@ def _predict_group_with(predictor: Predictor, item: Mapping[str, Any]) -> list[d
     """:func:`_predict_group` with ``predictor``: read the group's scans, predict them in one batch, write them."""
     opts, out = item["options"], Path(item["out"])
     flipped = applied_flips(opts["flip_vertical"], opts["flip_horizontal"])
-    model = predictor.config.describe()
+    model = predictor.describe()
     rows, ok, dxas = [], [], []
     for sid, path in item["scans"]:
         path = Path(path)

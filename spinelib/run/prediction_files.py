@@ -183,7 +183,7 @@ def predict_file(dxa_path: str | Path, checkpoint: str | Path, out_dir: str | Pa
                         flip_vertical=flip_vertical, flip_horizontal=flip_horizontal)
     predictor = Predictor.from_checkpoint(checkpoint)
     pred = predictor.predict(dxa)
-    paths = write_prediction(pred, out_dir, source=Path(dxa_path).name, model=predictor.config.describe(),
+    paths = write_prediction(pred, out_dir, source=Path(dxa_path).name, model=predictor.describe(),
                              flipped=applied_flips(flip_vertical, flip_horizontal))
     log.info("prediction for %s written to %s", dxa_path, Path(out_dir))
     return paths

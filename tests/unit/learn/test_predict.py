@@ -115,6 +115,7 @@ def test_cli_writes_the_four_outputs(files, subject, tmp_path):
     assert 'src="http' not in html and "cdn.plot.ly" not in html.split("<script")[0]
 
     m = json.loads((out / "measures.json").read_text())
+    assert "mirror" not in m["model"]
     for key in ("cobb_deg", "kyphosis_deg", "lordosis_deg", "apex_level_index"):
         assert np.isfinite(m[key])
     assert m["n_levels"] == PARAMS["n_levels"] and m["spine_length_mm"] > 0
@@ -128,6 +129,8 @@ def test_png_with_spacing_and_pickle_with_opt_in(files, tmp_path, subject):
     Image.fromarray(dxa.bone.astype(np.float32)).save(tif)
     assert run_cli(tif, "--checkpoint", files["bot"], "--out", tmp_path / "a",
                    "--pixel-spacing", *dxa.pixel_spacing_mm) == 0
+    # the record says how the model was read: this network learnt mirrored crops, the mean shape did not
+    assert json.loads((tmp_path / "a" / "measures.json").read_text())["model"].endswith("read with mirror averaging")
     png = tmp_path / "dxa.png"
     Image.fromarray((np.clip(dxa.bone, 0, 2.5) * 100).astype(np.uint8)).save(png)
     assert run_cli(png, "--checkpoint", files["mean"], "--out", tmp_path / "c",
