@@ -227,15 +227,13 @@ class Predictor:
         (B, 6 K + 2) float64 crop-coordinate vectors.
         """
         x = np.ascontiguousarray(crops, dtype=np.float32)
-        if self.mirror_average:
-            mirrored = x.copy()
-            mirrored[:, :AP_CHANNELS] = x[:, :AP_CHANNELS, :, ::-1]
-            x = np.concatenate([x, mirrored])
-        t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-        out = self.model(t).double().numpy()
+        n = len(x)
+        if self.mirror_average:  # the crops, then their mirrors: one forward pass
+            x = np.concatenate([x, x])
+            x[n:, :AP_CHANNELS] = x[:n, :AP_CHANNELS, :, ::-1]
+        out = self.model(torch.from_numpy(x).contiguous(memory_format=torch.channels_last)).double().numpy()
         if not self.mirror_average:
             return out
-        n = len(crops)
         return 0.5 * (out[:n] + mirror_crop_vector(out[n:], x.shape[-1]))
 
     def _check(self, dxa: DXAImage) -> None:
