@@ -126,9 +126,8 @@ def random_checkpoint(path: str | Path, params: Mapping, name: str = "resnet_bot
     model = build_model(cfg)
     if cfg.head == "mean":
         model.fit(np.full((1, cfg.output_size), 0.5))
-    mirror = cfg.head != "mean" and mirror_averaged(params)
-    return save_checkpoint(path, model, cfg, {**input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror),
-                                              "profile": str(params.get("profile", ""))})
+    recipe = input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror_averaged(params, name))
+    return save_checkpoint(path, model, cfg, {**recipe, "profile": str(params.get("profile", ""))})
 
 
 def _ms_stats(seconds: list[float]) -> dict[str, float]:
@@ -153,7 +152,7 @@ def _warm_workload(workdir: Path, profile: str) -> BenchWorkload:
     cfg = config_from_profile(params, "resnet_bot")
     torch.manual_seed(int(params["seed"]))
     predictor = Predictor(build_model(cfg), cfg, pixel_mm=float(params["crop_pixel_mm"]),
-                          mirror_average=mirror_averaged(params))
+                          mirror_average=mirror_averaged(params, "resnet_bot"))
     predictor.warmup()
     threads = torch.get_num_threads()
     crop = np.zeros((cfg.in_chans, *cfg.image_size), np.float32)

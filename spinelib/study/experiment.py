@@ -122,11 +122,11 @@ def _augmentation(params: Mapping) -> dict[str, bool]:
     return {"augment": bool(params.get("augment", True)), "mirror": bool(params["augment_mirror"])}
 
 
-def mirror_averaged(params: Mapping) -> bool:
-    """Whether the networks trained at ``params`` are read with mirror averaging
-    (:mod:`spinelib.learn.recipe`): those trained on mirrored crops, ``augment`` and
-    ``augment_mirror`` both on."""
-    return all(_augmentation(params).values())
+def mirror_averaged(params: Mapping, name: str) -> bool:
+    """Whether model ``name`` trained at ``params`` is read with mirror averaging
+    (:mod:`spinelib.learn.recipe`): a network (:data:`TRAINED_MODELS`; the mean shape is fitted,
+    not trained on crops) trained on mirrored crops, ``augment`` and ``augment_mirror`` both on."""
+    return name in TRAINED_MODELS and all(_augmentation(params).values())
 
 
 def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedScan], tr_curves: Sequence,
@@ -145,7 +145,7 @@ def _train_network(run_dir: str | Path, name: str, tr_scans: Sequence[PreparedSc
     val_ds = SpineDataset(_views(va_scans, n_ch), va_curves)
     log.info("training %s: %s", name, mcfg.describe())
     t0 = time.perf_counter()
-    recipe = input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror_averaged(params))
+    recipe = input_recipe(float(params["crop_pixel_mm"]), mirror_average=mirror_averaged(params, name))
     res = train_model(model, mcfg, train_ds, val_ds, checkpoint_path(run_dir, name).parent, cfg,
                       progress=progress, meta={**meta, **recipe}, sample_weights=sample_weights)
     return {"model": name, **_count(model), "epochs": cfg.epochs, "lr": cfg.lr, "best_epoch": res.best_epoch,

@@ -46,9 +46,10 @@ def test_side_by_side_training_gives_the_networks_of_one_after_the_other(tmp_pat
 
 
 def test_networks_trained_without_mirrored_crops_are_read_without_mirror_averaging():
-    assert mirror_averaged(_params())
-    assert not mirror_averaged(_params(augment_mirror=False))
-    assert not mirror_averaged(_params(augment=False))
+    assert mirror_averaged(_params(), "resnet_bot")
+    assert not mirror_averaged(_params(augment_mirror=False), "resnet_bot")
+    assert not mirror_averaged(_params(augment=False), "resnet_bot")
+    assert not mirror_averaged(_params(), "mean_shape")  # fitted, never trained on crops
 
 
 def test_a_failed_training_in_a_side_process_raises(tmp_path):
